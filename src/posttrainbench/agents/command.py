@@ -1,0 +1,25 @@
+"""`command`: any shell command is the agent (`--agent-cmd "python my_agent.py"`).
+
+The command runs with bash in the workspace; PTB_PROMPT_FILE points at the prompt and
+PTB_BASE_MODEL_PATH at the base model's weights.
+"""
+
+from __future__ import annotations
+
+from posttrainbench.agents.base import Agent, AgentContext, AgentLaunch
+from posttrainbench.errors import ConfigError
+from posttrainbench.records import RunSpec
+
+
+class CommandAgent(Agent):
+    name = "command"
+
+    def check(self, spec: RunSpec) -> None:
+        if not (spec.agent_cmd or "").strip():
+            raise ConfigError(
+                "agent 'command' needs a command to run", 'pass --agent-cmd "python my_agent.py"'
+            )
+
+    def launch(self, ctx: AgentContext) -> AgentLaunch:
+        assert ctx.spec.agent_cmd
+        return AgentLaunch(["bash", "-c", ctx.spec.agent_cmd])

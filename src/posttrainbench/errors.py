@@ -1,0 +1,41 @@
+"""Errors the user can cause: one line of message, one line of hint, never a traceback."""
+
+from __future__ import annotations
+
+
+class PtbError(Exception):
+    """Base of every error the CLI prints as one line plus a hint and exits non-zero on."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message} (hint: {self.hint})"
+
+
+class UnknownNameError(PtbError):
+    """A registry lookup missed: unknown agent, model, benchmark or sandbox."""
+
+
+class ConfigError(PtbError):
+    """A malformed option, budget, or config file."""
+
+
+class NotEvaluableError(PtbError):
+    """The benchmark is registered but has no evaluation implemented yet."""
+
+
+class ResultsDirError(PtbError):
+    """The results directory or a run directory cannot be used."""
+
+
+class ModelUnavailableError(PtbError):
+    """A base model cannot be found locally (and cannot be downloaded here)."""
+
+
+class MissingDependencyError(PtbError):
+    """An optional backend needs a package or system tool that is not installed."""

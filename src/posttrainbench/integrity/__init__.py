@@ -1,0 +1,1 @@
+"""Integrity checks over a frozen copy of what the agent left, and the verdict policy."""

@@ -1,0 +1,1 @@
+"""Scale-out: sweep expansion and executors (local now; slurm/ray/htcondor plug in by name)."""

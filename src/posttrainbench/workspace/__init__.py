@@ -1,0 +1,1 @@
+"""The agent's task directory: building it (`builder`) and harvesting final_model (`collect`)."""

@@ -1,0 +1,99 @@
+"""Builds the agent's task directory: prompt.md, evaluate.py, timer.sh, templates/, data/.
+
+workspace/
+  prompt.md        the task, adapted from the PostTrainBench prompt
+  evaluate.py      calls the harness's evaluation code (the score never uses this copy)
+  timer.sh         time left; reads .ptb_deadline, written when the agent starts
+  templates/       the harness's chat templates
+  data/            the benchmark's agent-allowed data, where it has any
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from string import Template
+
+from posttrainbench.catalog import BaseModelInfo, BenchmarkInfo
+from posttrainbench.evaluate.chat_templates import TEMPLATES_DIR
+from posttrainbench.records import RunSpec, format_duration
+
+FILES = Path(__file__).parent / "files"
+DEADLINE_FILE = ".ptb_deadline"
+# What the agent must not modify (rule 4): hashed at prepare, compared at integrity.
+EVALUATOR_PATHS = ("evaluate.py", "templates")
+
+
+def hardware_summary() -> str:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            names = {torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())}
+            return f"{torch.cuda.device_count()} × {', '.join(sorted(names))}"
+    except Exception:  # torch missing or CUDA broken: say CPU, the agent will find out
+        pass
+    import os
+
+    return f"CPU only ({os.cpu_count()} cores), no GPU"
+
+
+def render_prompt(
+    spec: RunSpec, model: BaseModelInfo, bench: BenchmarkInfo, model_path: Path, has_data: bool
+) -> str:
+    data_note = (
+        "- Training data the benchmark allows is in `data/` (see data/README.md).\n"
+        if has_data
+        else ""
+    )
+    return Template((FILES / "prompt.md").read_text()).substitute(
+        model=model.name,
+        benchmark=bench.display_name,
+        model_path=model_path,
+        budget=format_duration(spec.budget_s),
+        hardware=hardware_summary(),
+        network="as the sandbox policy allows (the host sandbox does not restrict it).",
+        data_note=data_note,
+    )
+
+
+def build_workspace(
+    workspace: Path,
+    spec: RunSpec,
+    model: BaseModelInfo,
+    bench: BenchmarkInfo,
+    model_path: Path,
+    data_cache: Path,
+) -> str:
+    """Create the workspace and return the prompt text."""
+    workspace.mkdir(parents=True, exist_ok=True)
+    public = bench.write_public_data(data_cache / bench.id)
+    if public is not None:
+        shutil.copytree(public, workspace / "data", dirs_exist_ok=True)
+    shutil.copytree(TEMPLATES_DIR, workspace / "templates", dirs_exist_ok=True)
+    split_help = (
+        f"    python evaluate.py --split dev           # {', '.join(bench.splits[1:])} split\n"
+        if len(bench.splits) > 1
+        else ""
+    )
+    evaluate_py = Template((FILES / "evaluate.py.txt").read_text()).substitute(
+        benchmark=bench.display_name,
+        benchmark_id=bench.id,
+        template_family=model.template_family,
+        split_help=split_help,
+    )
+    (workspace / "evaluate.py").write_text(evaluate_py)
+    shutil.copy(FILES / "timer.sh", workspace / "timer.sh")
+    (workspace / "timer.sh").chmod(0o755)
+    prompt = render_prompt(spec, model, bench, model_path, public is not None)
+    (workspace / "prompt.md").write_text(prompt)
+    return prompt
+
+
+def start_timer(workspace: Path, deadline_epoch: float) -> None:
+    (workspace / DEADLINE_FILE).write_text(f"{int(deadline_epoch)}\n")
+
+
+def seconds_left(workspace: Path) -> float:
+    return float((workspace / DEADLINE_FILE).read_text()) - time.time()
