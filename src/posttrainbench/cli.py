@@ -75,10 +75,11 @@ def _summarise(record: RunRecord) -> None:
         reason = f" ({record.collect.reason})" if record.collect.reason else ""
         console.print(f"  final_model: {record.collect.status}{reason}")
     if record.verdict:
-        console.print(f"  integrity: {record.verdict.decision} {'; '.join(record.verdict.reasons)}")
+        reasons = escape("; ".join(record.verdict.reasons))
+        console.print(f"  integrity: {record.verdict.decision} {reasons}")
     if outcome:
         why = f" — {outcome.reason}" if outcome.reason else ""
-        console.print(f"  score: {100 * outcome.score:.1f} [{outcome.source}]{why}")
+        console.print(f"  score: {100 * outcome.score:.1f} ({outcome.source}){escape(why)}")
 
 
 def _run_spec(spec: RunSpec, settings: Settings) -> Path:

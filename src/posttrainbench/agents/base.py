@@ -35,6 +35,7 @@ class Agent(ABC):
 
     def check(self, spec: RunSpec) -> None:
         """Raise a PtbError if the spec lacks something this agent needs (before anything runs)."""
+        return None
 
     @abstractmethod
     def launch(self, ctx: AgentContext) -> AgentLaunch: ...

@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         report_to=[],
         disable_tqdm=True,
         dataloader_num_workers=0,
-        eval_every_s=max(30.0, budget_left / 5),
+        eval_every_s=max(45.0, budget_left / 3),
         reserve_s=min(60.0, max(15.0, budget_left * 0.12)),
     )
     trainer = SFTTrainer(

@@ -7,8 +7,14 @@ final score come from one implementation; the harness runs it on its own pristin
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
+
+# The model under test is a local folder; the evaluator never needs the hub. Set before any
+# huggingface_hub import, which reads these once.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 from posttrainbench.errors import PtbError
 

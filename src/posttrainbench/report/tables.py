@@ -40,10 +40,9 @@ def to_csv(board: Leaderboard) -> str:
     w = csv.writer(buf)
     w.writerow(["agent", "average", "std", "n_seeds", "n_runs", "fallbacks", *benches])
     for r in board.rows:
-        w.writerow(
-            [r.agent, f"{r.average:.4f}", "" if r.std is None else f"{r.std:.4f}", r.n_seeds,
-             r.n_runs, r.fallbacks, *(f"{r.benchmarks[b]:.4f}" if b in r.benchmarks else "" for b in benches)]
-        )  # fmt: skip
+        std = "" if r.std is None else f"{r.std:.4f}"
+        scores = [f"{r.benchmarks[b]:.4f}" if b in r.benchmarks else "" for b in benches]
+        w.writerow([r.agent, f"{r.average:.4f}", std, r.n_seeds, r.n_runs, r.fallbacks, *scores])
     return buf.getvalue()
 
 

@@ -47,6 +47,7 @@ class Sandbox(ABC):
 
     def check(self) -> None:
         """Raise MissingDependencyError if this backend cannot run here."""
+        return None
 
     @abstractmethod
     def launch(self, request: LaunchRequest) -> subprocess.Popen[bytes]:

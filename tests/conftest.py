@@ -1,0 +1,50 @@
+"""Shared fixtures: an isolated cache (the tiny model is built once per session) and a helper
+that runs the real `ptb` CLI as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from posttrainbench.config import Settings, load_settings
+from posttrainbench.embedded import tiny_model
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("ptb-cache")
+    os.environ["PTB_CACHE"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(cache_dir: Path) -> Path:
+    return tiny_model.ensure_built(cache_dir / "models")
+
+
+@pytest.fixture
+def settings(cache_dir: Path, tmp_path: Path) -> Settings:
+    return load_settings(tmp_path / "results")
+
+
+PtbRunner = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def ptb(cache_dir: Path) -> PtbRunner:
+    def run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        env = os.environ | {"PTB_CACHE": str(cache_dir), "COLUMNS": "200", "PTB_GRACE_S": "3"}
+        return subprocess.run(
+            [sys.executable, "-m", "posttrainbench", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+        )
+
+    return run
