@@ -11,6 +11,10 @@ from pathlib import Path
 
 import pytest
 
+# Tests never reach a hub; without this, hub lookups retry with backoff before failing.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
 from posttrainbench.config import Settings, load_settings
 from posttrainbench.embedded import tiny_model
 

@@ -29,7 +29,7 @@ from posttrainbench.progress import StageProgress
 from posttrainbench.records import RunRecord, RunSpec, format_duration, new_run_id, parse_duration
 from posttrainbench.report import build_leaderboard
 from posttrainbench.report.tables import RENDERERS, to_rich
-from posttrainbench.results.store import ensure_writable, load_run
+from posttrainbench.results.store import ensure_writable
 from posttrainbench.sandbox import SANDBOXES
 from posttrainbench.scale.sweep import EXECUTORS, AgentEntry, SweepSpec
 
@@ -57,7 +57,7 @@ class ReportFormat(StrEnum):
 
 
 def _execute(run_dir: Path, settings: Settings) -> RunRecord:
-    spec = load_run(run_dir).spec
+    spec = runner.load(run_dir).spec
     label = f"{spec.agent}·{spec.base_model.rsplit('/', 1)[-1]}·{spec.benchmark}"
     console.print(f"run [bold]{spec.run_id}[/] → {run_dir}")
     with StageProgress(console, label, spec.budget_s) as progress:

@@ -44,7 +44,7 @@ from posttrainbench.records import (
 )
 from posttrainbench.results import baselines
 from posttrainbench.results.layout import RunPaths
-from posttrainbench.results.store import ensure_writable, read_json, save_run, write_json
+from posttrainbench.results.store import ensure_writable, load_run, read_json, save_run, write_json
 from posttrainbench.sandbox import LaunchRequest, get_sandbox, supervise
 from posttrainbench.sandbox.base import scrubbed_environ
 from posttrainbench.workspace import builder, collect
@@ -303,13 +303,17 @@ def _error_info(exc: BaseException) -> ErrorInfo:
     )
 
 
+def load(run_dir: Path) -> RunRecord:
+    if not RunPaths(run_dir).run_json.is_file():
+        raise ResultsDirError(
+            f"{run_dir} is not a run directory (no run.json)", "pass <results>/<sweep>/<run_id>"
+        )
+    return load_run(run_dir)
+
+
 def execute(run_dir: Path, settings: Settings, on_stage: StageHook | None = None) -> RunRecord:
     """Run every stage that is not done yet. Raises after recording a stage failure."""
-    from posttrainbench.results.store import load_run
-
-    if not (run_dir / "run.json").is_file():
-        raise ResultsDirError(f"{run_dir} is not a run directory (no run.json)", "pass a run dir")
-    ctx = RunContext(paths=RunPaths(run_dir), record=load_run(run_dir), settings=settings)
+    ctx = RunContext(paths=RunPaths(run_dir), record=load(run_dir), settings=settings)
     for name in STAGES:
         status = ctx.record.stages[name]
         if status.state == "done":

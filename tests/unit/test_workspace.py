@@ -8,7 +8,9 @@ from posttrainbench.workspace import builder
 
 
 def _spec() -> RunSpec:
-    return RunSpec(run_id="r1", agent="noop", base_model="ptb-tiny", benchmark="arith", budget_s=5400)
+    return RunSpec(
+        run_id="r1", agent="noop", base_model="ptb-tiny", benchmark="arith", budget_s=5400
+    )
 
 
 def test_workspace_has_prompt_tools_and_data(tmp_path: Path) -> None:
@@ -17,12 +19,24 @@ def test_workspace_has_prompt_tools_and_data(tmp_path: Path) -> None:
         ws, _spec(), MODELS.get("ptb-tiny"), BENCHMARKS.get("arith"), Path("/m"), tmp_path / "d"
     )
     assert (ws / "prompt.md").read_text() == prompt
-    for rule in ("no user interaction", "1h30m", "timer.sh", "Do not use Arith (embedded) test data",
-                 "Do not modify evaluate.py", "Work only in the current directory",
-                 "pickled weights", "not allowed to fine-tune any model other than `ptb-tiny`"):  # fmt: skip
+    rules = [
+        "no user interaction",
+        "1h30m",
+        "timer.sh",
+        "Do not use Arith (embedded) test data",
+        "Do not modify evaluate.py",
+        "Work only in the current directory",
+        "pickled weights",
+        "not allowed to fine-tune any model other than `ptb-tiny`",
+    ]
+    for rule in rules:
         assert rule in prompt, rule
     assert "`/m`" in prompt
-    assert sorted(p.name for p in (ws / "data").iterdir()) == ["README.md", "dev.jsonl", "train.jsonl"]
+    assert sorted(p.name for p in (ws / "data").iterdir()) == [
+        "README.md",
+        "dev.jsonl",
+        "train.jsonl",
+    ]
     assert (ws / "templates" / "ptb-tiny.jinja").is_file()
     assert '"--benchmark", "arith"' in (ws / "evaluate.py").read_text()
 

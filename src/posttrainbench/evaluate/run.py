@@ -58,17 +58,22 @@ def evaluate_model(
         model_args["chat_template"] = read_template(template_family)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    logs = inspect_eval(
-        task,
-        model=f"hf/{model_dir.name}",
-        model_args=model_args,
-        log_dir=str(out_dir),
-        display="none",
-        max_connections=batch_size,
-        fail_on_error=True,
-        log_samples=True,
-    )
-    log = logs[0]
+    try:
+        log = inspect_eval(
+            task,
+            model=f"hf/{model_dir.name}",
+            model_args=model_args,
+            log_dir=str(out_dir),
+            display="none",
+            max_connections=batch_size,
+            fail_on_error=True,
+            log_samples=True,
+        )[0]
+    except Exception as exc:  # loading a broken model raises before inspect can log it
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise EvaluationFailed(
+            f"cannot evaluate {model_dir}: {type(exc).__name__}: {first}"
+        ) from exc
     if log.status != "success" or not log.results or not log.results.scores:
         detail = log.error.message if log.error else f"status {log.status}"
         raise EvaluationFailed(f"evaluation of {model_dir} on {benchmark}/{split} failed: {detail}")
