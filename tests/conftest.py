@@ -42,7 +42,12 @@ PtbRunner = Callable[..., subprocess.CompletedProcess[str]]
 @pytest.fixture
 def ptb(cache_dir: Path) -> PtbRunner:
     def run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        env = os.environ | {"PTB_CACHE": str(cache_dir), "COLUMNS": "200", "PTB_GRACE_S": "3"}
+        env = os.environ | {
+            "PTB_CACHE": str(cache_dir),
+            "COLUMNS": "200",
+            "PTB_GRACE_S": "3",
+            "PTB_MONITOR_S": "2",
+        }
         return subprocess.run(
             [sys.executable, "-m", "posttrainbench", *args],
             capture_output=True,

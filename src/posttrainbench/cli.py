@@ -138,7 +138,7 @@ def run(
 @app.command()
 def demo(
     results: ResultsOpt = None,
-    minutes: Annotated[float, typer.Option(help="Budget of each agent, in minutes.")] = 5.0,
+    minutes: Annotated[float, typer.Option(help="Budget of each agent, in minutes.")] = 6.0,
 ) -> None:
     """Run noop and recipe on ptb-tiny × arith, all offline, and print the leaderboard."""
     settings = load_settings(results)

@@ -22,6 +22,7 @@ class Settings(BaseModel):
     results_dir: Path = Field(description="Root of all run directories.")
     cache_dir: Path = Field(description="Built models, generated data, measured baselines.")
     grace_s: float = Field(description="Seconds between SIGTERM and SIGKILL at the deadline.")
+    monitor_s: float = Field(description="Seconds between resource samples in monitor.csv.")
 
     @property
     def models_dir(self) -> Path:
@@ -42,4 +43,5 @@ def load_settings(results_dir: Path | None = None) -> Settings:
         results_dir=Path(results_dir or env.get("PTB_RESULTS", "results")).expanduser().resolve(),
         cache_dir=Path(env.get("PTB_CACHE", _default_cache())).expanduser().resolve(),
         grace_s=float(env.get("PTB_GRACE_S", "10")),
+        monitor_s=float(env.get("PTB_MONITOR_S", "10")),
     )

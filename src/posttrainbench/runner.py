@@ -47,6 +47,7 @@ from posttrainbench.results.layout import RunPaths
 from posttrainbench.results.store import ensure_writable, load_run, read_json, save_run, write_json
 from posttrainbench.sandbox import LaunchRequest, get_sandbox, supervise
 from posttrainbench.sandbox.base import scrubbed_environ
+from posttrainbench.sandbox.monitor import Monitor
 from posttrainbench.workspace import builder, collect
 
 log = logging.getLogger(__name__)
@@ -175,7 +176,8 @@ def stage_solve(ctx: RunContext) -> None:
     outcome.attempts.append(attempt)
     ctx.save()
     try:
-        finished = supervise.wait(proc, deadline, ctx.settings.grace_s)
+        with Monitor(proc.pid, ctx.paths.workspace, ctx.paths.monitor_csv, ctx.settings.monitor_s):
+            finished = supervise.wait(proc, deadline, ctx.settings.grace_s)
     except BaseException:
         attempt.ended_at, attempt.exit_reason, attempt.note = now(), "killed", "harness interrupted"
         outcome.exit_reason = "killed"

@@ -56,6 +56,9 @@ def test_deadline_ends_the_agent_and_falls_back(ptb: PtbRunner, tmp_path: Path) 
     assert rec.agent and rec.agent.exit_reason == "timed_out"
     assert 19 < (rec.agent.wall_s or 0) < 40
     assert not _alive("sleep 611")
+    (run_dir,) = _runs(tmp_path)
+    samples = RunPaths(run_dir).monitor_csv.read_text().splitlines()
+    assert samples[0].startswith("time,cpu_percent,rss_mb") and len(samples) >= 3
     assert rec.outcome and rec.outcome.source == "fallback_no_model"
     assert rec.outcome.score == rec.outcome.base_score
 

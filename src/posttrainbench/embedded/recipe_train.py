@@ -119,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def prompt(question: str) -> str:
         chat = [{"role": "user", "content": question}]
-        text: str = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
-        return text
+        text = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+        return str(text)
 
     rows = [
         {"prompt": prompt(r["question"]), "completion": f" {r['answer']}{tokenizer.eos_token}"}

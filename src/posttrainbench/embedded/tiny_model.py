@@ -14,6 +14,7 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 NAME = "ptb-tiny"
 BUILD_VERSION = 1
@@ -22,7 +23,7 @@ CORPUS_DIR = Path("/usr/share/common-licenses")
 # Always part of the corpus so every character the toy benchmark needs is in the vocabulary.
 SEED_TEXT = "Q: What is 12 + 34?\nA: 46\nQ: What is 70 - 9?\nA: 61\n0123456789 +-*/=?.,:\n"
 VOCAB_SIZE = 1024
-ARCH = {
+ARCH: dict[str, Any] = {
     "hidden_size": 128,
     "intermediate_size": 512,
     "num_hidden_layers": 4,
@@ -106,7 +107,6 @@ def build(dest: Path) -> None:
         bos_token_id=eos_id,
         eos_token_id=eos_id,
         pad_token_id=eos_id,
-        torch_dtype="float32",
         **ARCH,
     )
     torch.manual_seed(0)

@@ -39,6 +39,14 @@ def hardware_summary() -> str:
     return f"CPU only ({os.cpu_count()} cores), no GPU"
 
 
+def network_note(spec: RunSpec) -> str:
+    from posttrainbench.sandbox import SANDBOXES
+
+    if SANDBOXES.get(spec.sandbox).capabilities.network_policy:
+        return "restricted by the sandbox's egress policy; every request is logged."
+    return "unrestricted (this sandbox does not filter the network)."
+
+
 def render_prompt(
     spec: RunSpec, model: BaseModelInfo, bench: BenchmarkInfo, model_path: Path, has_data: bool
 ) -> str:
@@ -53,7 +61,7 @@ def render_prompt(
         model_path=model_path,
         budget=format_duration(spec.budget_s),
         hardware=hardware_summary(),
-        network="as the sandbox policy allows (the host sandbox does not restrict it).",
+        network=network_note(spec),
         data_note=data_note,
     )
 

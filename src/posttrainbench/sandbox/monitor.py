@@ -1,0 +1,109 @@
+"""Resource samples of a running agent, appended to monitor.csv while the solve stage runs.
+
+Each row: wall time, CPU percent and resident memory of the agent's process tree, bytes in its
+workspace, and per-GPU utilisation/memory when `nvidia-smi` is present. Sampling never raises
+into the run: a failed sample is logged and skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import shutil
+import subprocess
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+
+log = logging.getLogger(__name__)
+FIELDS = ["time", "cpu_percent", "rss_mb", "workspace_mb", "gpu_util_percent", "gpu_mem_mb"]
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def _dir_bytes(root: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                continue
+    return total
+
+
+def gpu_sample() -> tuple[str, str]:
+    """('util;util', 'mem;mem') over all GPUs, or empty strings without nvidia-smi."""
+    if not shutil.which("nvidia-smi"):
+        return "", ""
+    out = subprocess.run(
+        ["nvidia-smi", "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    ).stdout
+    rows = [line.split(",") for line in out.strip().splitlines() if "," in line]
+    return ";".join(r[0].strip() for r in rows), ";".join(r[1].strip() for r in rows)
+
+
+class Monitor:
+    def __init__(self, pid: int, workspace: Path, out: Path, interval_s: float) -> None:
+        self.pid, self.workspace, self.out, self.interval_s = pid, workspace, out, interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="ptb-monitor", daemon=True)
+        self._procs: dict[int, psutil.Process] = {}
+
+    def __enter__(self) -> Monitor:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def sample(self) -> dict[str, str]:
+        cpu = 0.0
+        rss = 0
+        for proc in _tree(self.pid):
+            # Reuse Process objects: cpu_percent() measures since the previous call on the object.
+            known = self._procs.setdefault(proc.pid, proc)
+            try:
+                cpu += known.cpu_percent(None)
+                rss += known.memory_info().rss
+            except psutil.Error:
+                continue
+        util, mem = gpu_sample()
+        return {
+            "time": datetime.now(UTC).isoformat(timespec="seconds"),
+            "cpu_percent": f"{cpu:.0f}",
+            "rss_mb": f"{rss / 2**20:.0f}",
+            "workspace_mb": f"{_dir_bytes(self.workspace) / 2**20:.1f}",
+            "gpu_util_percent": util,
+            "gpu_mem_mb": mem,
+        }
+
+    def _loop(self) -> None:
+        new = not self.out.exists()
+        with self.out.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=FIELDS)
+            if new:
+                writer.writeheader()
+            while True:
+                start = time.monotonic()
+                try:
+                    writer.writerow(self.sample())
+                    f.flush()
+                except Exception as exc:  # a sample is evidence, not a reason to stop a run
+                    log.debug("monitor sample failed: %s", exc)
+                if self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - start))):
+                    break
