@@ -1,0 +1,1 @@
+"""Run-directory layout, record storage, baseline scores, and the leaderboard scoring."""

@@ -1,0 +1,87 @@
+"""Where everything of a run lives. Every path into a run directory comes from `RunPaths`.
+
+<results>/<sweep>/<run_id>/
+  run.json              RunRecord: spec, stage states, outcome (the one source of truth)
+  prompt.md             exactly what the agent was told
+  workspace/            the agent's task directory (its working copy of everything)
+    final_model/        the deliverable, as the agent left it
+  final_model/          the collected deliverable (safetensors + config/tokenizer files)
+  agent/                stdout.log, stderr.log of the agent process
+  monitor.csv           timestamped CPU/memory/disk (and GPU where present) samples
+  egress.jsonl          network requests of the sandbox (written by isolating backends)
+  integrity/            evaluator_manifest.json (at prepare), <check>.json, verdict.json
+  eval/                 inspect-ai logs, metrics.json
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    root: Path
+
+    @property
+    def run_json(self) -> Path:
+        return self.root / "run.json"
+
+    @property
+    def prompt(self) -> Path:
+        return self.root / "prompt.md"
+
+    @property
+    def workspace(self) -> Path:
+        return self.root / "workspace"
+
+    @property
+    def workspace_final_model(self) -> Path:
+        return self.workspace / "final_model"
+
+    @property
+    def final_model(self) -> Path:
+        return self.root / "final_model"
+
+    @property
+    def agent_dir(self) -> Path:
+        return self.root / "agent"
+
+    @property
+    def agent_stdout(self) -> Path:
+        return self.agent_dir / "stdout.log"
+
+    @property
+    def agent_stderr(self) -> Path:
+        return self.agent_dir / "stderr.log"
+
+    @property
+    def monitor_csv(self) -> Path:
+        return self.root / "monitor.csv"
+
+    @property
+    def egress(self) -> Path:
+        return self.root / "egress.jsonl"
+
+    @property
+    def integrity_dir(self) -> Path:
+        return self.root / "integrity"
+
+    @property
+    def evaluator_manifest(self) -> Path:
+        return self.integrity_dir / "evaluator_manifest.json"
+
+    def check_file(self, name: str) -> Path:
+        return self.integrity_dir / f"{name}.json"
+
+    @property
+    def verdict(self) -> Path:
+        return self.integrity_dir / "verdict.json"
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.root / "eval"
+
+    @property
+    def metrics(self) -> Path:
+        return self.eval_dir / "metrics.json"

@@ -1,0 +1,74 @@
+"""Reading and writing records on disk: atomic JSON writes, run.json loading, results scanning."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from posttrainbench.errors import ResultsDirError
+from posttrainbench.records import RunRecord
+from posttrainbench.results.layout import RunPaths
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def write_json(path: Path, record: BaseModel) -> None:
+    """Write atomically: a crash leaves either the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(record.model_dump_json(indent=2))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: Path, model: type[M]) -> M:
+    try:
+        return model.model_validate_json(path.read_text())
+    except FileNotFoundError as exc:
+        raise ResultsDirError(f"{path} does not exist", "is this a run directory?") from exc
+    except (ValidationError, ValueError) as exc:
+        first = str(exc).splitlines()[0]
+        raise ResultsDirError(
+            f"{path} is not a valid {model.__name__}: {first}", "was it edited by hand?"
+        ) from exc
+
+
+def load_run(run_dir: Path) -> RunRecord:
+    return read_json(RunPaths(run_dir).run_json, RunRecord)
+
+
+def save_run(run_dir: Path, record: RunRecord) -> None:
+    write_json(RunPaths(run_dir).run_json, record)
+
+
+def scan_runs(root: Path) -> Iterator[tuple[Path, RunRecord]]:
+    """Every run directory under root (any depth), by the presence of run.json."""
+    if not root.is_dir():
+        raise ResultsDirError(f"{root} is not a directory", "pass the results dir of a sweep")
+    for run_json in sorted(root.rglob("run.json")):
+        if "workspace" in run_json.relative_to(root).parts:
+            continue  # an agent's own files, never a run of ours
+        yield run_json.parent, load_run(run_json.parent)
+
+
+def ensure_writable(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".ptb-probe-"):
+            pass
+    except OSError as exc:
+        raise ResultsDirError(
+            f"results dir {directory} is not writable: {exc.strerror}",
+            "choose another with --results or PTB_RESULTS",
+        ) from exc
