@@ -115,6 +115,9 @@ class AgentAttempt(Record):
     exit_code: int | None = None
     signal: int | None = None
     exit_reason: ExitReason | None = None
+    harness_interrupted: bool = Field(
+        False, description="The harness died or was stopped while this attempt ran."
+    )
     note: str | None = None
 
 

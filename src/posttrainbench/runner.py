@@ -136,13 +136,15 @@ def stage_solve(ctx: RunContext) -> None:
             alive = supervise.reap_orphan(
                 attempt.pid, attempt.proc_create_time, ctx.settings.grace_s
             )
-            attempt.ended_at = now()
-            attempt.exit_reason = "killed"
+            attempt.ended_at, attempt.exit_reason = now(), "killed"
+            attempt.harness_interrupted = True
             attempt.note = "harness interrupted" + ("; orphan killed on resume" if alive else "")
             outcome.exit_reason = "killed"
     ctx.save()
     deadline = outcome.deadline.timestamp()
-    if outcome.attempts and time.time() >= deadline:
+    # Relaunch only an agent that the harness cut short, and only while its time lasts.
+    last = outcome.attempts[-1] if outcome.attempts else None
+    if last is not None and (not last.harness_interrupted or time.time() >= deadline):
         return _close_solve(ctx)
     builder.start_timer(ctx.paths.workspace, deadline)
     agent_ctx = AgentContext(
@@ -180,6 +182,7 @@ def stage_solve(ctx: RunContext) -> None:
             finished = supervise.wait(proc, deadline, ctx.settings.grace_s)
     except BaseException:
         attempt.ended_at, attempt.exit_reason, attempt.note = now(), "killed", "harness interrupted"
+        attempt.harness_interrupted = True
         outcome.exit_reason = "killed"
         ctx.save()
         raise
