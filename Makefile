@@ -22,6 +22,7 @@ demo: setup
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/mypy src
 
 # pytest exits 5 when it collected no test: that is a failure here, not a pass.
 test: lint

@@ -116,7 +116,7 @@ class AgentAttempt(Record):
     signal: int | None = None
     exit_reason: ExitReason | None = None
     harness_interrupted: bool = Field(
-        False, description="The harness died or was stopped while this attempt ran."
+        default=False, description="The harness died or was stopped while this attempt ran."
     )
     note: str | None = None
 
@@ -223,3 +223,6 @@ class Leaderboard(Record):
     weights: dict[str, float]
     weighting: Literal["paper", "uniform"]
     rows: list[LeaderboardRow]
+    incomplete: list[str] = Field(
+        default_factory=list, description="Run ids left out because they have no outcome yet."
+    )

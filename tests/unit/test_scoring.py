@@ -63,3 +63,4 @@ def test_leaderboard_seeds_fallbacks_and_order() -> None:
     assert recipe.std == pytest.approx(14.142, abs=1e-3)
     assert (recipe.n_seeds, recipe.n_runs, recipe.benchmarks) == (2, 2, {"arith": 40.0})
     assert board.rows[1].fallbacks == 1
+    assert board.incomplete == [records[0].spec.run_id]

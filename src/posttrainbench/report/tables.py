@@ -31,6 +31,8 @@ def to_markdown(board: Leaderboard) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     weights = ", ".join(f"{b} {w:.4f}" for b, w in board.weights.items())
     lines.append(f"\nScores in percent. Weights ({board.weighting}): {weights}.")
+    if board.incomplete:
+        lines.append(f"Left out, no outcome yet: {', '.join(board.incomplete)}.")
     return "\n".join(lines) + "\n"
 
 
@@ -52,7 +54,8 @@ def to_json(board: Leaderboard) -> str:
 
 def to_rich(board: Leaderboard) -> Table:
     benches = _benchmarks(board)
-    table = Table(title=f"Leaderboard (percent; {board.weighting} weights)")
+    caption = f"{len(board.incomplete)} unfinished run(s) left out" if board.incomplete else None
+    table = Table(title=f"Leaderboard (percent; {board.weighting} weights)", caption=caption)
     for col in ("agent", "average", *benches, "runs", "fallbacks"):
         table.add_column(col, justify="left" if col == "agent" else "right")
     for r in board.rows:

@@ -64,7 +64,9 @@ def agent_label(record: RunRecord) -> str:
 
 def leaderboard(records: Iterable[RunRecord], table: BaselineTable) -> Leaderboard:
     """Rows per agent, best first. Only runs with an outcome count; repeated cells are averaged."""
+    records = list(records)
     scored = [r for r in records if r.outcome is not None]
+    incomplete = [r.spec.run_id for r in records if r.outcome is None]
     w, weighting = weights(table, {r.spec.benchmark for r in scored})
     # agent → seed → (benchmark, model) → scores
     grid: dict[str, dict[int, dict[tuple[str, str], list[float]]]] = defaultdict(
@@ -100,4 +102,9 @@ def leaderboard(records: Iterable[RunRecord], table: BaselineTable) -> Leaderboa
             )
         )
     rows.sort(key=lambda row: row.average, reverse=True)
-    return Leaderboard(weights=w, weighting=weighting, rows=rows)  # type: ignore[arg-type]
+    return Leaderboard(
+        weights=w,
+        weighting=weighting,  # type: ignore[arg-type]
+        rows=rows,
+        incomplete=incomplete,
+    )
