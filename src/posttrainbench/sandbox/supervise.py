@@ -20,6 +20,7 @@ import psutil
 from posttrainbench.records import ExitReason
 
 POLL_S = 0.2
+KILL_WAIT_S = 5.0
 
 
 @dataclass
@@ -49,7 +50,13 @@ def _signal_group(pgid: int, sig: int) -> None:
 
 
 def _alive(procs: set[psutil.Process]) -> set[psutil.Process]:
-    return {p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE}
+    """Members still running; zombies are dead (only their parent's reaping is missing)."""
+    alive = set()
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                alive.add(p)
+    return alive
 
 
 def terminate(pgid: int, known: set[psutil.Process], grace_s: float) -> None:
@@ -65,6 +72,11 @@ def terminate(pgid: int, known: set[psutil.Process], grace_s: float) -> None:
     for p in _alive(known):
         with contextlib.suppress(psutil.Error):
             p.kill()
+    # kill() only queues the signal: wait until the kernel has actually ended them, so that
+    # "returned" means "nothing of the agent is alive".
+    end = time.monotonic() + KILL_WAIT_S
+    while (_alive(known) or _group_alive(pgid)) and time.monotonic() < end:
+        time.sleep(POLL_S / 4)
 
 
 def _group_alive(pgid: int) -> bool:
