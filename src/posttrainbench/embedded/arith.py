@@ -10,7 +10,6 @@ training). Scoring extracts the first integer of the completion and compares it 
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from pathlib import Path
@@ -79,10 +78,6 @@ def write_public_data(dest: Path) -> Path:
             "held out by the harness.\n"
         )
     return dest
-
-
-def load_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def arith_task(split: str = "test", limit: int | None = None) -> Any:

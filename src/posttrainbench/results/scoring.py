@@ -82,14 +82,13 @@ def leaderboard(records: Iterable[RunRecord], table: BaselineTable) -> Leaderboa
         n_runs[label] += 1
     rows = []
     for label, seeds in grid.items():
-        per_seed = [
-            weighted_average({k: statistics.fmean(v) for k, v in cells.items()}, w)
-            for cells in seeds.values()
-        ]
+        # Repeated runs of one cell within a seed count once, at their mean.
+        seed_cells = [{k: statistics.fmean(v) for k, v in c.items()} for c in seeds.values()]
+        per_seed = [weighted_average(cells, w) for cells in seed_cells]
         per_bench: dict[str, list[float]] = defaultdict(list)
-        for cells in seeds.values():
-            for (b, _m), v in cells.items():
-                per_bench[b].append(statistics.fmean(v))
+        for cells in seed_cells:
+            for (b, _m), score in cells.items():
+                per_bench[b].append(score)
         rows.append(
             LeaderboardRow(
                 agent=label,

@@ -11,7 +11,6 @@ workspace/
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 from string import Template
 
@@ -101,7 +100,3 @@ def build_workspace(
 
 def start_timer(workspace: Path, deadline_epoch: float) -> None:
     (workspace / DEADLINE_FILE).write_text(f"{int(deadline_epoch)}\n")
-
-
-def seconds_left(workspace: Path) -> float:
-    return float((workspace / DEADLINE_FILE).read_text()) - time.time()
