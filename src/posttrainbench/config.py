@@ -10,6 +10,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from posttrainbench.errors import ConfigError
+
 
 def _default_cache() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
@@ -23,6 +25,13 @@ class Settings(BaseModel):
     cache_dir: Path = Field(description="Built models, generated data, measured baselines.")
     grace_s: float = Field(description="Seconds between SIGTERM and SIGKILL at the deadline.")
     monitor_s: float = Field(description="Seconds between resource samples in monitor.csv.")
+    collect_max_bytes: int = Field(description="Largest final_model collected (PTB_COLLECT_MAX_GB).")
+    collect_max_files: int = Field(description="Most files in a collected final_model.")
+    agent_log_max_bytes: int = Field(description="Cap of each agent log (PTB_AGENT_LOG_MAX_MB).")
+    eval_timeout_s: float | None = Field(
+        description="Evaluation time limit for every benchmark (PTB_EVAL_TIMEOUT_S); None: each "
+        "benchmark's own."
+    )
 
     @property
     def models_dir(self) -> Path:
@@ -37,11 +46,27 @@ class Settings(BaseModel):
         return self.cache_dir / "baselines"
 
 
+def _number(name: str, default: str) -> float:
+    raw = os.environ.get(name, default)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number", f"unset it or use e.g. {default}") from None
+    if value <= 0:
+        raise ConfigError(f"{name}={raw!r} must be positive", f"unset it or use e.g. {default}")
+    return value
+
+
 def load_settings(results_dir: Path | None = None) -> Settings:
     env = os.environ
+    timeout = env.get("PTB_EVAL_TIMEOUT_S")
     return Settings(
         results_dir=Path(results_dir or env.get("PTB_RESULTS", "results")).expanduser().resolve(),
         cache_dir=Path(env.get("PTB_CACHE", _default_cache())).expanduser().resolve(),
-        grace_s=float(env.get("PTB_GRACE_S", "10")),
-        monitor_s=float(env.get("PTB_MONITOR_S", "10")),
+        grace_s=_number("PTB_GRACE_S", "10"),
+        monitor_s=_number("PTB_MONITOR_S", "10"),
+        collect_max_bytes=int(_number("PTB_COLLECT_MAX_GB", "64") * 2**30),
+        collect_max_files=int(_number("PTB_COLLECT_MAX_FILES", "2000")),
+        agent_log_max_bytes=int(_number("PTB_AGENT_LOG_MAX_MB", "50") * 2**20),
+        eval_timeout_s=_number("PTB_EVAL_TIMEOUT_S", "1") if timeout is not None else None,
     )

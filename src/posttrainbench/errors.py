@@ -33,6 +33,22 @@ class ResultsDirError(PtbError):
     """The results directory or a run directory cannot be used."""
 
 
+class RunLockedError(ResultsDirError):
+    """Another harness is working on this run directory right now."""
+
+
+class EvaluationError(PtbError):
+    """An evaluation ran but produced no score: unloadable model, crash, timeout, missing metric."""
+
+    exit_code = 1
+
+
+class InfrastructureError(PtbError):
+    """The harness or machine failed (not the agent): the run can be resumed or retried."""
+
+    exit_code = 1
+
+
 class ModelUnavailableError(PtbError):
     """A base model cannot be found locally (and cannot be downloaded here)."""
 

@@ -10,17 +10,25 @@ from __future__ import annotations
 import re
 import secrets
 from datetime import UTC, datetime
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+MAX_BUDGET_S = 7 * 24 * 3600  # longer budgets need --allow-long
 
 StageName = Literal["prepare", "solve", "collect", "integrity", "evaluate", "score"]
 STAGES: tuple[StageName, ...] = ("prepare", "solve", "collect", "integrity", "evaluate", "score")
 StageState = Literal["pending", "running", "done", "failed"]
 ExitReason = Literal["finished", "timed_out", "crashed", "killed"]
 CollectStatus = Literal["collected", "missing", "refused"]
+ResumePolicy = Literal[
+    "remaining",  # a resumed agent gets the budget it had not used yet; harness downtime is free
+    "deadline",  # the deadline set at the first launch holds; downtime is lost to the agent
+]
+FoundBy = Literal["group", "descendant", "subreaper", "token"]
+BaselineSource = Literal["published", "measured"]
 Decision = Literal["clean", "flagged"]
 ScoreSource = Literal[
     "evaluated",  # the harness evaluated final_model
@@ -37,8 +45,10 @@ def now() -> datetime:
 
 
 def parse_duration(text: str) -> int:
-    """'10h', '15m', '20s', '1h30m' or a bare number of seconds → seconds (> 0)."""
+    """'10h', '15m', '20s', '1h30m' or a bare number of seconds → whole seconds (≥ 1)."""
     s = text.strip().lower()
+    if s.startswith("-"):
+        raise ValueError(f"duration {text!r} must be positive")
     if s.isdigit():
         seconds = float(s)
     else:
@@ -46,8 +56,8 @@ def parse_duration(text: str) -> int:
         if not parts or _DURATION.sub("", s).strip():
             raise ValueError(f"malformed duration {text!r}; use e.g. 10h, 15m, 20s or 1h30m")
         seconds = sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
-    if seconds <= 0:
-        raise ValueError(f"duration {text!r} must be positive")
+    if round(seconds) < 1:
+        raise ValueError(f"duration {text!r} is under one second")
     return round(seconds)
 
 
@@ -65,14 +75,83 @@ def new_run_id(agent: str, base_model: str, benchmark: str) -> str:
     return f"{stamp}-{agent}-{model}-{benchmark}-{secrets.token_hex(3)}"
 
 
+# record class name → {version v: function upgrading a v dict to v + 1}. A record whose layout
+# changes bumps SCHEMA_VERSION and registers the step here, so old run directories still load.
+MIGRATIONS: dict[str, dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {}
+
+
+def migration(record: str, from_version: int) -> Callable[..., Any]:
+    def register(fn: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[..., Any]:
+        MIGRATIONS.setdefault(record, {})[from_version] = fn
+        return fn
+
+    return register
+
+
 class Record(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class RunSpec(Record):
-    """Everything that defines a run; fixed at creation, never edited afterwards."""
+STORED = {"stored": True}  # validation context of records read from disk
+
+
+class Versioned(Record):
+    """A record stored on its own: checks `schema_version` and migrates old input.
+
+    Read from disk (validation context `STORED`), a record without `schema_version` is foreign;
+    built in code, it takes the current version."""
 
     schema_version: int = SCHEMA_VERSION
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_version(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, dict):
+            return data
+        version = data.get("schema_version")
+        if version is None:
+            if not (info.context or {}).get("stored"):
+                return data
+            raise ValueError("no schema_version: not a posttrainbench record")
+        if not isinstance(version, int) or version < 1:
+            raise ValueError(f"schema_version {version!r} is not a positive integer")
+        if version > SCHEMA_VERSION:
+            raise ValueError(
+                f"schema_version {version} is newer than this ptb understands ({SCHEMA_VERSION});"
+                " upgrade posttrainbench"
+            )
+        steps = MIGRATIONS.get(cls.__name__, {})
+        while version < SCHEMA_VERSION:
+            data = steps[version](dict(data)) if version in steps else dict(data)
+            version += 1
+            data["schema_version"] = version
+        return data
+
+
+class AgentConfig(Record):
+    """What makes two runs comparable: one leaderboard row per distinct configuration."""
+
+    agent: str
+    agent_model: str | None = None
+    agent_cmd: str | None = None
+    budget_s: int
+    sandbox: str
+
+    def label(self) -> str:
+        """Short name; `detail()` tells apart configurations of the same agent."""
+        return f"{self.agent}:{self.agent_model}" if self.agent_model else self.agent
+
+    def detail(self) -> str:
+        parts = [f"budget {format_duration(self.budget_s)}", f"sandbox {self.sandbox}"]
+        if self.agent_cmd:
+            cmd = self.agent_cmd if len(self.agent_cmd) <= 40 else self.agent_cmd[:37] + "..."
+            parts.insert(0, f"cmd {cmd!r}")
+        return ", ".join(parts)
+
+
+class RunSpec(Versioned):
+    """Everything that defines a run; fixed at creation, never edited afterwards."""
+
     run_id: str
     sweep: str = Field("adhoc", description="Group the run belongs to (a sweep name or 'adhoc').")
     agent: str = Field(description="Agent registry name, e.g. 'recipe', 'noop', 'command'.")
@@ -83,7 +162,26 @@ class RunSpec(Record):
     budget_s: int = Field(gt=0, description="Wall-clock budget of the agent in seconds.")
     sandbox: str = Field("host", description="Sandbox backend registry name.")
     seed: int = 0
+    resume_policy: ResumePolicy = Field(
+        "remaining", description="How much time a relaunched agent gets after a harness crash."
+    )
+    eval_timeout_s: int | None = Field(
+        None, gt=0, description="Evaluation time limit; None takes the benchmark's default."
+    )
+    pass_env: list[str] = Field(
+        default_factory=list, description="Extra environment variables passed to the agent."
+    )
     created_at: datetime = Field(default_factory=now)
+
+    @property
+    def agent_config(self) -> AgentConfig:
+        return AgentConfig(
+            agent=self.agent,
+            agent_model=self.agent_model,
+            agent_cmd=self.agent_cmd,
+            budget_s=self.budget_s,
+            sandbox=self.sandbox,
+        )
 
 
 class ErrorInfo(Record):
@@ -103,14 +201,36 @@ class StageStatus(Record):
     error: ErrorInfo | None = None
 
 
-class AgentAttempt(Record):
-    """One launch of the agent process. A resumed run may have several."""
+class ProcessInfo(Record):
+    """A process of the agent that the harness had to kill after the agent's main process."""
 
     pid: int
+    name: str = ""
+    cmdline: str = ""
+    found_by: FoundBy
+
+
+class LogStats(Record):
+    """One capped log of the agent: bytes kept in the file and bytes dropped past the cap."""
+
+    kept_bytes: int = 0
+    dropped_bytes: int = 0
+
+
+class AgentAttempt(Record):
+    """One launch of the agent process. A resumed run may have several.
+
+    The attempt is saved *before* the launch with its `token` (exported to the agent's
+    environment), so an agent started by a harness that died before recording its pid is still
+    found on resume."""
+
+    token: str = Field(default_factory=lambda: secrets.token_hex(8))
+    pid: int | None = None
     proc_create_time: float | None = Field(
         None, description="Creation time of pid, to recognise the process after a crash."
     )
     started_at: datetime
+    deadline: datetime | None = Field(None, description="When this attempt was to be stopped.")
     ended_at: datetime | None = None
     exit_code: int | None = None
     signal: int | None = None
@@ -118,51 +238,94 @@ class AgentAttempt(Record):
     harness_interrupted: bool = Field(
         default=False, description="The harness died or was stopped while this attempt ran."
     )
+    stragglers: list[ProcessInfo] = Field(
+        default_factory=list, description="Processes still alive after the agent, then killed."
+    )
+    stdout: LogStats | None = None
+    stderr: LogStats | None = None
     note: str | None = None
+
+    @property
+    def ran_s(self) -> float:
+        end = self.ended_at or now()
+        return max(0.0, (end - self.started_at).total_seconds())
 
 
 class AgentOutcome(Record):
-    """The solve stage as data: deadline, every launch, and why the agent stopped."""
+    """The solve stage as data: budget and how it was spent, every launch, why the agent stopped.
+
+    `used_s` is the time the agent ran (summed over attempts); `downtime_s` the time between
+    attempts while no harness ran it. Under resume policy `remaining`, downtime is not charged.
+    """
 
     started_at: datetime
-    deadline: datetime
+    deadline: datetime = Field(description="The deadline of the latest attempt.")
+    budget_s: int | None = None
+    resume_policy: ResumePolicy = "deadline"
     attempts: list[AgentAttempt] = Field(default_factory=list)
     exit_reason: ExitReason | None = None
-    wall_s: float | None = None
+    wall_s: float | None = Field(None, description="Time the agent ran, over all attempts.")
+    downtime_s: float = Field(0.0, description="Gaps between attempts (harness down).")
+
+
+class CollectedFile(Record):
+    path: str
+    bytes: int = 0
+    sha256: str | None = None
+
+
+class SkippedFile(Record):
+    path: str
+    reason: str
 
 
 class CollectOutcome(Record):
     status: CollectStatus
-    files: list[str] = Field(default_factory=list, description="Files copied to final_model/.")
-    skipped: list[str] = Field(default_factory=list, description="Files left behind, harmless.")
+    files: list[CollectedFile] = Field(
+        default_factory=list, description="Files copied to final_model/, with size and digest."
+    )
+    skipped: list[SkippedFile] = Field(
+        default_factory=list, description="Files left behind, and why (never loaded)."
+    )
+    total_bytes: int = 0
     reason: str | None = None
 
+    @property
+    def file_names(self) -> list[str]:
+        return [f.path for f in self.files]
 
-class CheckResult(Record):
+
+class BaselineRef(Record):
+    """The base model's score on the run's benchmark, fixed before the agent starts."""
+
+    score: float = Field(ge=0, le=1)
+    source: BaselineSource
+    detail: str | None = None
+
+
+class CheckResult(Versioned):
     """One integrity check; written to integrity/<name>.json."""
 
-    schema_version: int = SCHEMA_VERSION
     name: str
     passed: bool
     reasons: list[str] = Field(default_factory=list)
     evidence: dict[str, list[str]] = Field(default_factory=dict)
 
 
-class Verdict(Record):
+class Verdict(Versioned):
     """integrity/verdict.json: the decision over all checks."""
 
-    schema_version: int = SCHEMA_VERSION
     decision: Decision
     reasons: list[str] = Field(default_factory=list)
     checks: list[str] = Field(default_factory=list)
 
 
-class EvalMetrics(Record):
+class EvalMetrics(Versioned):
     """eval/metrics.json: one evaluation of one model on one benchmark split."""
 
-    schema_version: int = SCHEMA_VERSION
     benchmark: str
     split: str
+    metric: str = Field("accuracy", description="The scorer metric the score is read from.")
     score: float = Field(ge=0, le=1)
     n_samples: int
     model_path: str
@@ -187,15 +350,15 @@ class HarnessInfo(Record):
     hostname: str
 
 
-class RunRecord(Record):
+class RunRecord(Versioned):
     """run.json: the spec plus everything that happened. Written atomically after each change."""
 
-    schema_version: int = SCHEMA_VERSION
     spec: RunSpec
     harness: HarnessInfo
     stages: dict[StageName, StageStatus] = Field(
         default_factory=lambda: {s: StageStatus() for s in STAGES}
     )
+    baseline: BaselineRef | None = Field(None, description="Resolved at prepare.")
     agent: AgentOutcome | None = None
     collect: CollectOutcome | None = None
     verdict: Verdict | None = None
@@ -206,6 +369,25 @@ class RunRecord(Record):
     @property
     def complete(self) -> bool:
         return all(self.stages[s].state == "done" for s in STAGES)
+
+    @property
+    def failed_stage(self) -> StageName | None:
+        return next((s for s in STAGES if self.stages[s].state == "failed"), None)
+
+
+@migration("RunRecord", 1)
+def _run_record_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """v1 kept collected and skipped files as bare names."""
+    collect = data.get("collect")
+    if isinstance(collect, dict):
+        collect = dict(collect)
+        collect["files"] = [{"path": f} if isinstance(f, str) else f for f in collect["files"]]
+        collect["skipped"] = [
+            {"path": f, "reason": "not a model file"} if isinstance(f, str) else f
+            for f in collect.get("skipped", [])
+        ]
+        data["collect"] = collect
+    return data
 
 
 class LeaderboardRow(Record):
@@ -218,8 +400,7 @@ class LeaderboardRow(Record):
     fallbacks: int = Field(0, description="Cells that took the base model's score.")
 
 
-class Leaderboard(Record):
-    schema_version: int = SCHEMA_VERSION
+class Leaderboard(Versioned):
     weights: dict[str, float]
     weighting: Literal["paper", "uniform"]
     rows: list[LeaderboardRow]

@@ -10,13 +10,10 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from pydantic import BaseModel
-
-from posttrainbench.records import SCHEMA_VERSION, CheckResult
+from posttrainbench.records import CheckResult, Versioned
 
 
-class Manifest(BaseModel):
-    schema_version: int = SCHEMA_VERSION
+class Manifest(Versioned):
     files: dict[str, str]  # path relative to the workspace → sha256 ("symlink:<target>" for links)
 
 

@@ -2,15 +2,18 @@
 
 <results>/<sweep>/<run_id>/
   run.json              RunRecord: spec, stage states, outcome (the one source of truth)
+  .lock                 held (flock) by the one harness working on the run; names its pid
   prompt.md             exactly what the agent was told
   workspace/            the agent's task directory (its working copy of everything)
+    prompt.md           the agent's copy of the prompt
     final_model/        the deliverable, as the agent left it
   final_model/          the collected deliverable (safetensors + config/tokenizer files)
-  agent/                stdout.log, stderr.log of the agent process
+  agent/                stdout.log, stderr.log of the agent process (capped)
+    home/               the agent's HOME on backends that do not give it one of their own
   monitor.csv           timestamped CPU/memory/disk (and GPU where present) samples
   egress.jsonl          network requests of the sandbox (written by isolating backends)
   integrity/            evaluator_manifest.json (at prepare), <check>.json, verdict.json
-  eval/                 inspect-ai logs, metrics.json
+  eval/                 inspect-ai logs, evaluate.log, metrics.json (EvalPaths)
 """
 
 from __future__ import annotations
@@ -28,8 +31,16 @@ class RunPaths:
         return self.root / "run.json"
 
     @property
+    def lock(self) -> Path:
+        return self.root / ".lock"
+
+    @property
     def prompt(self) -> Path:
         return self.root / "prompt.md"
+
+    @property
+    def workspace_prompt(self) -> Path:
+        return self.workspace / "prompt.md"
 
     @property
     def workspace(self) -> Path:
@@ -56,6 +67,10 @@ class RunPaths:
         return self.agent_dir / "stderr.log"
 
     @property
+    def agent_home(self) -> Path:
+        return self.agent_dir / "home"
+
+    @property
     def monitor_csv(self) -> Path:
         return self.root / "monitor.csv"
 
@@ -79,9 +94,20 @@ class RunPaths:
         return self.integrity_dir / "verdict.json"
 
     @property
-    def eval_dir(self) -> Path:
-        return self.root / "eval"
+    def eval(self) -> EvalPaths:
+        return EvalPaths(self.root / "eval")
+
+
+@dataclass(frozen=True)
+class EvalPaths:
+    """One evaluation's output folder: the run's eval/, a measured baseline's, or evaluate.py's."""
+
+    root: Path
 
     @property
     def metrics(self) -> Path:
-        return self.eval_dir / "metrics.json"
+        return self.root / "metrics.json"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "evaluate.log"

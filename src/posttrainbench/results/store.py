@@ -11,7 +11,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 
 from posttrainbench.errors import ResultsDirError
-from posttrainbench.records import RunRecord
+from posttrainbench.records import STORED, RunRecord
 from posttrainbench.results.layout import RunPaths
 
 M = TypeVar("M", bound=BaseModel)
@@ -32,15 +32,27 @@ def write_json(path: Path, record: BaseModel) -> None:
         raise
 
 
+def describe_error(exc: ValidationError) -> str:
+    """The first problem of a validation error as one line: `field.path: message`."""
+    err = exc.errors()[0]
+    where = ".".join(str(part) for part in err["loc"]) or "(top level)"
+    return f"{where}: {err['msg']}"
+
+
 def read_json(path: Path, model: type[M]) -> M:
+    """Load a stored record; any problem is one ResultsDirError naming the file and the field."""
     try:
-        return model.model_validate_json(path.read_text())
+        text = path.read_text()
     except FileNotFoundError as exc:
         raise ResultsDirError(f"{path} does not exist", "is this a run directory?") from exc
-    except (ValidationError, ValueError) as exc:
-        first = str(exc).splitlines()[0]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ResultsDirError(f"cannot read {path}: {exc}", "check the file's permissions") from exc
+    try:
+        return model.model_validate_json(text, context=STORED)
+    except ValidationError as exc:
         raise ResultsDirError(
-            f"{path} is not a valid {model.__name__}: {first}", "was it edited by hand?"
+            f"{path} is not a valid {model.__name__}: {describe_error(exc)}",
+            "was it edited by hand, or written by another program?",
         ) from exc
 
 
