@@ -55,3 +55,12 @@ class ModelUnavailableError(PtbError):
 
 class MissingDependencyError(PtbError):
     """An optional backend needs a package or system tool that is not installed."""
+
+
+class HarnessInterrupted(KeyboardInterrupt):
+    """The harness got SIGINT or SIGTERM: the runner records where it stopped, the CLI exits
+    128 + signal number (130, 143) and says how to resume."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum

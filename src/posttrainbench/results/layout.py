@@ -18,8 +18,30 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from posttrainbench.errors import ConfigError
+
+_SWEEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+# Folder names inside a run directory: a sweep named like one would confuse scans of results.
+RESERVED_NAMES = frozenset({"workspace", "final_model", "agent", "integrity", "eval", "home"})
+
+
+def check_sweep_name(name: str) -> str:
+    """A sweep name is one plain folder name under the results root."""
+    if not _SWEEP_NAME.fullmatch(name) or ".." in name:
+        raise ConfigError(
+            f"sweep name {name!r} is not a plain folder name",
+            "use letters, digits, '.', '_' and '-' (no '/', no '..'), e.g. --sweep my-sweep",
+        )
+    if name.lower() in RESERVED_NAMES:
+        raise ConfigError(
+            f"sweep name {name!r} is reserved for run-directory contents",
+            f"choose another name; reserved: {', '.join(sorted(RESERVED_NAMES))}",
+        )
+    return name
 
 
 @dataclass(frozen=True)
