@@ -1,45 +1,129 @@
 """The `ptb` command line: parses options, calls the runner/report modules, renders with rich.
 
-User errors (PtbError) print as one line with a hint and exit 2; nothing here holds logic that a
-library user would need.
+Errors the user can cause print as one line `error: … (hint: …)` on stderr, never a traceback:
+PtbError exits with its own code (2 for usage/config), usage errors of the parser (typer's
+vendored click) exit 2. SIGINT and SIGTERM raise HarnessInterrupted: the runner records where
+the run stopped, and the CLI exits 128 + signal number (130, 143) saying how to resume. Nothing
+here holds logic that a library user would need.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
 import signal
 import sys
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, NoReturn
 
-import click
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
-from posttrainbench import runner
+from posttrainbench import __version__, runner
 from posttrainbench.catalog import AGENTS, BENCHMARKS, MODELS
 from posttrainbench.config import Settings, load_settings
-from posttrainbench.errors import ConfigError, PtbError
+from posttrainbench.errors import ConfigError, HarnessInterrupted, PtbError
 from posttrainbench.progress import StageProgress
-from posttrainbench.records import RunRecord, RunSpec, format_duration, new_run_id, parse_duration
+from posttrainbench.records import (
+    MAX_BUDGET_S,
+    RunRecord,
+    RunSpec,
+    format_duration,
+    new_run_id,
+    parse_duration,
+)
 from posttrainbench.report import build_leaderboard
+from posttrainbench.report.run_view import render_run
 from posttrainbench.report.tables import RENDERERS, to_rich
+from posttrainbench.results.layout import check_sweep_name
 from posttrainbench.results.store import ensure_writable
 from posttrainbench.sandbox import SANDBOXES
 from posttrainbench.scale.sweep import EXECUTORS, AgentEntry, SweepSpec
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+APP_HELP = """\
+PostTrainBench: how well can an LLM agent post-train a base LLM on its own?
+
+Each run hands an agent a base model, a benchmark, a time budget and a sandbox; the agent
+leaves final_model/, and ptb checks its integrity, evaluates it with its own pristine code
+and records everything in <results>/<sweep>/<run_id>/run.json.
+
+Start with `ptb demo` (offline, no GPU, no API key) or `ptb list agents`.
+"""
+
+APP_EPILOG = """\
+\b
+Examples:
+  ptb demo                                          # the whole loop on the embedded tiny model
+  ptb list models
+  ptb run --agent recipe --base-model ptb-tiny --benchmark arith --budget 5m
+  ptb show results/adhoc/<run_id>
+  ptb report results/
+
+\b
+Exit codes: 0 done, 1 run failed (harness or evaluation), 2 usage or config error,
+130/143 interrupted (continue with ptb run --resume RUN_DIR).
+"""
+
+RUN_EPILOG = """\
+\b
+Examples:
+  ptb run --agent recipe --base-model ptb-tiny --benchmark arith --budget 5m
+  ptb run --agent command --agent-cmd "python my_agent.py" --base-model ptb-tiny \\
+          --benchmark arith --budget 2h --pass-env WANDB_MODE
+  ptb run --resume results/adhoc/<run_id>      # after a crash, Ctrl-C or kill
+"""
+
+REPORT_EPILOG = """\
+\b
+Examples:
+  ptb report results/                       # every run below results/, as markdown
+  ptb report results/my-sweep --format csv > leaderboard.csv
+"""
+
+SHOW_EPILOG = """\
+\b
+Examples:
+  ptb show results/adhoc/<run_id>
+  ptb show results/adhoc/<run_id> --json | jq .outcome
+"""
+
+DEMO_EPILOG = """\
+\b
+Examples:
+  ptb demo                        # 6 minutes per agent, results in ./results/demo-<time>/
+  ptb demo --minutes 2 --results /tmp/ptb-demo
+"""
+
+app = typer.Typer(
+    name="ptb",
+    add_completion=False,
+    no_args_is_help=True,
+    help=APP_HELP,
+    epilog=APP_EPILOG,
+    rich_markup_mode=None,
+)
+log = logging.getLogger(__name__)
 console = Console(stderr=True)
 out = Console(soft_wrap=True)
 
+# The run directory a run is executing in right now, for the message on an interruption.
+current_run_dir: Path | None = None
+_interrupted_by: int | None = None
+
 ResultsOpt = Annotated[
     Path | None,
-    typer.Option("--results", help="Results root (default: $PTB_RESULTS or ./results)."),
+    typer.Option(
+        "--results",
+        metavar="DIR",
+        help="Root folder of all run directories (default: $PTB_RESULTS or ./results).",
+    ),
 ]
 
 
@@ -56,12 +140,41 @@ class ReportFormat(StrEnum):
     json = "json"
 
 
+class ResumePolicyOpt(StrEnum):
+    remaining = "remaining"
+    deadline = "deadline"
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"ptb {__version__}", markup=False, highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print ptb's version and exit.", callback=_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    pass
+
+
 def _execute(run_dir: Path, settings: Settings) -> RunRecord:
+    global current_run_dir
     spec = runner.load(run_dir).spec
+    current_run_dir = run_dir
     label = f"{spec.agent}·{spec.base_model.rsplit('/', 1)[-1]}·{spec.benchmark}"
-    console.print(f"run [bold]{spec.run_id}[/] → {run_dir}")
+    console.print(f"run [bold]{escape(spec.run_id)}[/] → {escape(str(run_dir))}", soft_wrap=True)
     with StageProgress(console, label, spec.budget_s) as progress:
         record = runner.execute(run_dir, settings, on_stage=progress)
+    current_run_dir = None  # only once the run ended normally: an interruption names it
     _summarise(record)
     return record
 
@@ -73,7 +186,7 @@ def _summarise(record: RunRecord) -> None:
         console.print(f"  agent: {agent.exit_reason} after {format_duration(agent.wall_s or 0)}")
     if record.collect:
         reason = f" ({record.collect.reason})" if record.collect.reason else ""
-        console.print(f"  final_model: {record.collect.status}{reason}")
+        console.print(f"  final_model: {record.collect.status}{escape(reason)}")
     if record.verdict:
         reasons = escape("; ".join(record.verdict.reasons))
         console.print(f"  integrity: {record.verdict.decision} {reasons}")
@@ -88,41 +201,129 @@ def _run_spec(spec: RunSpec, settings: Settings) -> Path:
     return run_dir
 
 
-@app.command()
+def _duration(option: str, text: str, example: str) -> int:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise ConfigError(f"{option}: {exc}", f"e.g. {option} {example}") from None
+
+
+def _pass_env(names: list[str]) -> list[str]:
+    for name in names:
+        if not _ENV_NAME.fullmatch(name):
+            raise ConfigError(
+                f"--pass-env {name!r} is not an environment variable name",
+                "pass the name only, e.g. --pass-env WANDB_MODE (its value is read from here)",
+            )
+        if name not in os.environ:
+            log.warning("--pass-env %s: not set here, so the agent will not get it", name)
+    return list(dict.fromkeys(names))
+
+
+@app.command(epilog=RUN_EPILOG)
 def run(
-    agent: Annotated[str | None, typer.Option(help="Agent name (ptb list agents).")] = None,
-    base_model: Annotated[str | None, typer.Option(help="Base model (ptb list models).")] = None,
-    benchmark: Annotated[
-        str | None, typer.Option(help="Benchmark id (ptb list benchmarks).")
+    agent: Annotated[
+        str | None, typer.Option(metavar="NAME", help="Agent to run (see: ptb list agents).")
     ] = None,
-    budget: Annotated[str, typer.Option(help="Agent wall-clock budget: 10h, 15m, 20s.")] = "10h",
-    agent_cmd: Annotated[str | None, typer.Option(help="Command for --agent command.")] = None,
-    agent_model: Annotated[str | None, typer.Option(help="LLM behind the agent.")] = None,
-    sandbox: Annotated[str, typer.Option(help="Sandbox backend.")] = "host",
-    seed: int = 0,
-    sweep: Annotated[str, typer.Option(help="Group folder under the results root.")] = "adhoc",
+    base_model: Annotated[
+        str | None,
+        typer.Option(metavar="NAME", help="Base model to post-train (see: ptb list models)."),
+    ] = None,
+    benchmark: Annotated[
+        str | None,
+        typer.Option(metavar="ID", help="Benchmark to post-train for (see: ptb list benchmarks)."),
+    ] = None,
+    budget: Annotated[
+        str,
+        typer.Option(
+            metavar="DURATION",
+            help="Wall-clock time the agent gets, e.g. 10h, 15m, 1h30m, 90s. At most 7 days "
+            "unless --allow-long.",
+        ),
+    ] = "10h",
+    agent_cmd: Annotated[
+        str | None,
+        typer.Option(
+            metavar="CMD",
+            help="Shell command that is the agent, for --agent command; runs with bash in the "
+            "run's workspace/.",
+        ),
+    ] = None,
+    agent_model: Annotated[
+        str | None,
+        typer.Option(metavar="MODEL", help="LLM behind the agent, for agents that use one."),
+    ] = None,
+    sandbox: Annotated[
+        str, typer.Option(metavar="NAME", help="Sandbox backend (see: ptb list sandboxes).")
+    ] = "host",
+    seed: Annotated[
+        int, typer.Option(metavar="N", help="Seed of the run (repeat a cell with other seeds).")
+    ] = 0,
+    sweep: Annotated[
+        str,
+        typer.Option(
+            metavar="NAME", help="Folder under the results root that groups this run with others."
+        ),
+    ] = "adhoc",
     results: ResultsOpt = None,
+    resume_policy: Annotated[
+        ResumePolicyOpt,
+        typer.Option(
+            help="What a relaunched agent gets after a harness crash: the unused budget "
+            "(remaining) or only what is left before the original deadline (deadline).",
+        ),
+    ] = ResumePolicyOpt.remaining,
+    eval_timeout: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DURATION",
+            help="Time limit of the final evaluation, e.g. 2h (default: the benchmark's own).",
+        ),
+    ] = None,
+    pass_env: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="NAME",
+            help="Pass this environment variable to the agent (repeatable). The agent's "
+            "environment is an allow-list; only use this for non-secrets, or knowingly.",
+        ),
+    ] = None,
+    allow_long: Annotated[
+        bool, typer.Option("--allow-long", help="Allow a --budget over 7 days.")
+    ] = False,
     resume: Annotated[
-        Path | None, typer.Option(help="Continue this run dir from its first unfinished stage.")
+        Path | None,
+        typer.Option(
+            metavar="RUN_DIR",
+            help="Continue this run directory from its first unfinished stage (other options "
+            "are taken from its run.json).",
+        ),
     ] = None,
 ) -> None:
-    """Run one agent on one base model and benchmark, end to end."""
+    """Run one agent on one base model and benchmark, end to end.
+
+    Stages: prepare → solve (the agent, until its budget runs out) → collect final_model →
+    integrity → evaluate → score. Progress goes to stderr; everything is recorded in the run
+    directory, whose path is printed first.
+    """
     settings = load_settings(results)
     if resume is not None:
         _execute(resume.resolve(), settings)
         return
-    missing = [n for n, v in (("--agent", agent), ("--base-model", base_model),
-                              ("--benchmark", benchmark)) if not v]  # fmt: skip
-    if missing:
+    if not agent or not base_model or not benchmark:
+        missing = [n for n, v in (("--agent", agent), ("--base-model", base_model),
+                                  ("--benchmark", benchmark)) if not v]  # fmt: skip
         raise ConfigError(f"missing {', '.join(missing)}", "or pass --resume RUN_DIR")
-    assert agent and base_model and benchmark
-    try:
-        budget_s = parse_duration(budget)
-    except ValueError as exc:
-        raise ConfigError(f"--budget: {exc}", "e.g. --budget 10h or --budget 15m") from None
+    budget_s = _duration("--budget", budget, "10h")
+    if budget_s > MAX_BUDGET_S and not allow_long:
+        raise ConfigError(
+            f"--budget {budget} ({format_duration(budget_s)}) is over 7 days",
+            "pass --allow-long if you mean it",
+        )
+    eval_timeout_s = _duration("--eval-timeout", eval_timeout, "2h") if eval_timeout else None
     spec = RunSpec(
         run_id=new_run_id(agent, base_model, benchmark),
-        sweep=sweep,
+        sweep=check_sweep_name(sweep),
         agent=AGENTS.get(agent).name,
         agent_model=agent_model,
         agent_cmd=agent_cmd,
@@ -131,16 +332,25 @@ def run(
         budget_s=budget_s,
         sandbox=sandbox,
         seed=seed,
+        resume_policy=resume_policy.value,
+        eval_timeout_s=eval_timeout_s,
+        pass_env=_pass_env(pass_env or []),
     )
     _run_spec(spec, settings)
 
 
-@app.command()
+@app.command(epilog=DEMO_EPILOG)
 def demo(
     results: ResultsOpt = None,
-    minutes: Annotated[float, typer.Option(help="Budget of each agent, in minutes.")] = 6.0,
+    minutes: Annotated[
+        float, typer.Option(metavar="N", help="Budget of each agent, in minutes.")
+    ] = 6.0,
 ) -> None:
-    """Run noop and recipe on ptb-tiny × arith, all offline, and print the leaderboard."""
+    """Run noop and recipe on ptb-tiny × arith offline; print the leaderboard.
+
+    Needs no GPU, no API key and no network: the tiny base model is built locally the first
+    time, and recipe really fine-tunes it, so its score beats noop's.
+    """
     settings = load_settings(results)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     sweep = SweepSpec(
@@ -153,24 +363,63 @@ def demo(
     ensure_writable(settings.results_dir / sweep.name)
     with console.status("building the embedded base model ptb-tiny (first time only)"):
         path = MODELS.get("ptb-tiny").locate(settings.models_dir)
-    console.print(f"base model ptb-tiny: {path}")
+    console.print(f"base model ptb-tiny: {escape(str(path))}")
     EXECUTORS.get("local")(sweep.expand(), settings, _run_spec)
     board = build_leaderboard(settings.results_dir / sweep.name)
     out.print(to_rich(board))
-    out.print(f"results: {settings.results_dir / sweep.name}")
+    out.print(f"results: {settings.results_dir / sweep.name}", markup=False)
 
 
-@app.command()
+@app.command(epilog=REPORT_EPILOG)
 def report(
-    directory: Annotated[Path, typer.Argument(help="A results dir (any depth of runs).")],
-    format: Annotated[ReportFormat, typer.Option("--format", "-f")] = ReportFormat.md,
+    directory: Annotated[
+        Path,
+        typer.Argument(
+            metavar="DIRECTORY",
+            help="A results folder; every run below it (any depth) is counted.",
+        ),
+    ],
+    format: Annotated[
+        ReportFormat, typer.Option("--format", "-f", help="Output format.")
+    ] = ReportFormat.md,
 ) -> None:
-    """Aggregate run records under DIRECTORY into the weighted leaderboard."""
+    """Aggregate the runs under DIRECTORY into the weighted leaderboard.
+
+    Benchmarks are weighted as in the paper; a run without a usable model, with a failed
+    evaluation or flagged by integrity counts with its base model's score.
+    """
     out.print(RENDERERS[format.value](build_leaderboard(directory)), end="", markup=False)
 
 
+@app.command(epilog=SHOW_EPILOG)
+def show(
+    run_dir: Annotated[
+        Path, typer.Argument(metavar="RUN_DIR", help="A run directory (holds run.json).")
+    ],
+    json: Annotated[
+        bool, typer.Option("--json", help="Print run.json's content instead of tables.")
+    ] = False,
+) -> None:
+    """Show what happened in one run: spec, stages, agent, integrity, score.
+
+    Reads RUN_DIR/run.json only; works on finished, failed and interrupted runs alike.
+    """
+    record = runner.load(run_dir)
+    if json:
+        sys.stdout.write(record.model_dump_json(indent=2) + "\n")
+        return
+    out.print(render_run(record, run_dir.resolve()))
+
+
 @app.command("list")
-def list_(kind: Annotated[ListKind, typer.Argument()]) -> None:
+def list_(
+    kind: Annotated[
+        ListKind,
+        typer.Argument(
+            metavar="KIND", help="What to list: models, benchmarks, agents or sandboxes."
+        ),
+    ],
+) -> None:
     """List the registered models, benchmarks, agents or sandboxes."""
     if kind is ListKind.models:
         for name, m in MODELS:
@@ -187,23 +436,72 @@ def list_(kind: Annotated[ListKind, typer.Argument()]) -> None:
             out.print(f"{name:10} {cls.capabilities}", markup=False)
 
 
-def _sigterm(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # the runner records the interruption and stops the agent
+# --- errors, signals and exit codes -------------------------------------------------------------
+
+
+def _fail(message: str, hint: str | None, code: int) -> NoReturn:
+    line = f"{message} (hint: {hint})" if hint else message
+    console.print(f"[red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+def _usage_error(exc: ClickException) -> NoReturn:
+    """One line for a parser error (typer's vendored click): unknown option, bad value …"""
+    ctx = exc.ctx if isinstance(exc, UsageError) else None
+    command = ctx.command_path if ctx is not None else "ptb"
+    if isinstance(exc, NoArgsIsHelpError):  # no command: the help, then why it is an error
+        out.print(exc.format_message(), markup=False, highlight=False)
+        _fail("missing command", f"see '{command} --help'", 2)
+    message = " ".join(exc.format_message().split())
+    if message[:1].isupper() and message[1:2].islower():
+        message = message[0].lower() + message[1:]
+    _fail(message, f"see '{command} --help'", exc.exit_code)
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    global _interrupted_by
+    if _interrupted_by is not None:
+        # Already stopping: let the runner finish recording and killing the agent.
+        os.write(2, b"still stopping the run; send SIGKILL to force (ptb run --resume copes)\n")
+        return
+    _interrupted_by = signum
+    raise HarnessInterrupted(signum)
+
+
+def _interrupted(signum: int) -> NoReturn:
+    name = signal.Signals(signum).name
+    if current_run_dir is not None:
+        message = (
+            f"interrupted by {name}; run.json records where it stopped — continue with: "
+            f"ptb run --resume {current_run_dir}"
+        )
+    else:
+        message = f"interrupted by {name}"
+    console.print(f"[red]{escape(message)}[/]", highlight=False, soft_wrap=True)
+    sys.exit(128 + signum)
 
 
 def main() -> None:
     logging.basicConfig(
         level=logging.WARNING, format="%(message)s", handlers=[RichHandler(console=console)]
     )
-    signal.signal(signal.SIGTERM, _sigterm)
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
     try:
-        app(standalone_mode=False)
+        # Typer turns a KeyboardInterrupt in a command into a returned 130; the handler above
+        # remembers which signal it was.
+        code = app(standalone_mode=False, prog_name="ptb")
     except PtbError as exc:
-        console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except (KeyboardInterrupt, click.Abort):
-        console.print("[red]interrupted[/]; run.json records where (continue with --resume)")
-        sys.exit(130)
+        if _interrupted_by is not None:
+            _interrupted(_interrupted_by)
+        _fail(exc.message, exc.hint, exc.exit_code)
+    except ClickException as exc:
+        _usage_error(exc)
+    except typer.Abort:
+        _fail("aborted", None, 1)
+    except KeyboardInterrupt as exc:
+        signum = exc.signum if isinstance(exc, HarnessInterrupted) else signal.SIGINT
+        _interrupted(_interrupted_by or signum)
+    if _interrupted_by is not None or code == 130:
+        _interrupted(_interrupted_by or signal.SIGINT)
+    sys.exit(code if isinstance(code, int) else 0)

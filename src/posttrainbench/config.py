@@ -25,7 +25,9 @@ class Settings(BaseModel):
     cache_dir: Path = Field(description="Built models, generated data, measured baselines.")
     grace_s: float = Field(description="Seconds between SIGTERM and SIGKILL at the deadline.")
     monitor_s: float = Field(description="Seconds between resource samples in monitor.csv.")
-    collect_max_bytes: int = Field(description="Largest final_model collected (PTB_COLLECT_MAX_GB).")
+    collect_max_bytes: int = Field(
+        description="Largest final_model collected (PTB_COLLECT_MAX_GB)."
+    )
     collect_max_files: int = Field(description="Most files in a collected final_model.")
     agent_log_max_bytes: int = Field(description="Cap of each agent log (PTB_AGENT_LOG_MAX_MB).")
     eval_timeout_s: float | None = Field(
@@ -51,7 +53,9 @@ def _number(name: str, default: str) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number", f"unset it or use e.g. {default}") from None
+        raise ConfigError(
+            f"{name}={raw!r} is not a number", f"unset it or use e.g. {default}"
+        ) from None
     if value <= 0:
         raise ConfigError(f"{name}={raw!r} must be positive", f"unset it or use e.g. {default}")
     return value

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 import secrets
-from datetime import UTC, datetime
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
@@ -163,10 +163,10 @@ class RunSpec(Versioned):
     sandbox: str = Field("host", description="Sandbox backend registry name.")
     seed: int = 0
     resume_policy: ResumePolicy = Field(
-        "remaining", description="How much time a relaunched agent gets after a harness crash."
+        default="remaining", description="How much time a relaunched agent gets after a harness crash."
     )
     eval_timeout_s: int | None = Field(
-        None, gt=0, description="Evaluation time limit; None takes the benchmark's default."
+        default=None, gt=0, description="Evaluation time limit; None takes the benchmark's default."
     )
     pass_env: list[str] = Field(
         default_factory=list, description="Extra environment variables passed to the agent."
@@ -227,10 +227,12 @@ class AgentAttempt(Record):
     token: str = Field(default_factory=lambda: secrets.token_hex(8))
     pid: int | None = None
     proc_create_time: float | None = Field(
-        None, description="Creation time of pid, to recognise the process after a crash."
+        default=None, description="Creation time of pid, to recognise the process after a crash."
     )
     started_at: datetime
-    deadline: datetime | None = Field(None, description="When this attempt was to be stopped.")
+    deadline: datetime | None = Field(
+        default=None, description="When this attempt was to be stopped."
+    )
     ended_at: datetime | None = None
     exit_code: int | None = None
     signal: int | None = None
@@ -264,8 +266,10 @@ class AgentOutcome(Record):
     resume_policy: ResumePolicy = "deadline"
     attempts: list[AgentAttempt] = Field(default_factory=list)
     exit_reason: ExitReason | None = None
-    wall_s: float | None = Field(None, description="Time the agent ran, over all attempts.")
-    downtime_s: float = Field(0.0, description="Gaps between attempts (harness down).")
+    wall_s: float | None = Field(
+        default=None, description="Time the agent ran, over all attempts."
+    )
+    downtime_s: float = Field(default=0.0, description="Gaps between attempts (harness down).")
 
 
 class CollectedFile(Record):
@@ -358,7 +362,7 @@ class RunRecord(Versioned):
     stages: dict[StageName, StageStatus] = Field(
         default_factory=lambda: {s: StageStatus() for s in STAGES}
     )
-    baseline: BaselineRef | None = Field(None, description="Resolved at prepare.")
+    baseline: BaselineRef | None = Field(default=None, description="Resolved at prepare.")
     agent: AgentOutcome | None = None
     collect: CollectOutcome | None = None
     verdict: Verdict | None = None
@@ -390,20 +394,125 @@ def _run_record_v1(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+Weighting = Literal[
+    "paper",  # inverse published instruct − base gap, normalised over the section's benchmarks
+    "uniform",  # benchmarks without a published gap (the embedded ones): equal weights
+]
+FallbackSource = Literal["fallback_no_model", "fallback_eval_failed", "fallback_flagged"]
+FALLBACK_SOURCES: tuple[FallbackSource, ...] = (
+    "fallback_no_model",
+    "fallback_eval_failed",
+    "fallback_flagged",
+)
+
+
+class CellKey(Record):
+    """One position of a leaderboard section's grid: a seed × benchmark × base model."""
+
+    seed: int = Field(description="Seed of the run(s) that fill this position.")
+    benchmark: str = Field(description="Benchmark registry id.")
+    base_model: str = Field(description="Base model registry name.")
+
+
+class LeaderboardCell(CellKey):
+    """One scored run of a leaderboard row: its score and where that score came from."""
+
+    run_id: str = Field(description="The run that produced this cell.")
+    score: float = Field(description="Percent; a fallback cell holds the base model's score.")
+    source: ScoreSource = Field(description="`Outcome.source`: evaluated, or why it fell back.")
+    reason: str | None = Field(None, description="`Outcome.reason`: why it fell back, if known.")
+
+
+class BenchmarkScore(Record):
+    """A row's score on one benchmark of its section."""
+
+    score: float = Field(
+        description="Percent: mean over seeds of the mean over base models of the cells present."
+    )
+    n_cells: int = Field(description="Runs behind the score (repeats of a cell included).")
+    fallbacks: int = Field(0, description="Of those, runs that took the base model's score.")
+
+
 class LeaderboardRow(Record):
-    agent: str
-    average: float = Field(description="Weighted average over benchmarks, percent.")
-    std: float | None = Field(None, description="Sample std of the average over seeds.")
-    n_seeds: int
-    n_runs: int
-    benchmarks: dict[str, float] = Field(description="Benchmark id → percent.")
-    fallbacks: int = Field(0, description="Cells that took the base model's score.")
+    """One agent configuration within one section of the leaderboard."""
+
+    label: str = Field(
+        description="`config.label()`, plus `[config.detail()]` where the label alone is shared"
+        " by several configurations of the board."
+    )
+    config: AgentConfig = Field(description="The configuration this row stands for.")
+    average: float | None = Field(
+        description="Weighted average in percent, mean over complete seeds; None if no seed has"
+        " every cell of the section's grid."
+    )
+    std: float | None = Field(None, description="Sample std of the average over complete seeds.")
+    seeds: list[int] = Field(description="Seeds with at least one run in this section.")
+    complete_seeds: list[int] = Field(description="Seeds with every cell of the grid.")
+    n_runs: int = Field(description="Runs counted in this row.")
+    benchmarks: dict[str, BenchmarkScore] = Field(description="Benchmark id → its score.")
+    fallbacks: dict[FallbackSource, int] = Field(
+        description="Runs that took the base model's score, per cause."
+    )
+    cells: list[LeaderboardCell] = Field(description="Every run of the row, with its source.")
+    missing: list[CellKey] = Field(
+        default_factory=list, description="Grid cells without a run, for seeds of the row."
+    )
+
+    @property
+    def n_fallbacks(self) -> int:
+        return sum(self.fallbacks.values())
+
+    @property
+    def fallback_cells(self) -> list[LeaderboardCell]:
+        return [c for c in self.cells if c.source != "evaluated"]
+
+
+class LeaderboardSection(Record):
+    """The rows over one set of benchmarks that share a weighting (DESIGN §6)."""
+
+    weighting: Weighting = Field(description="How the section's weights were derived.")
+    weights: dict[str, float] = Field(description="Benchmark id → weight; they sum to 1.")
+    base_models: list[str] = Field(description="Base models of the grid (seen in the section).")
+    rows: list[LeaderboardRow] = Field(description="Best average first; no average last.")
+
+    @property
+    def benchmarks(self) -> list[str]:
+        return sorted(self.weights)
+
+
+class UnreadableRun(Record):
+    """A run directory whose run.json could not be loaded."""
+
+    path: str = Field(description="The run directory, relative to the scanned results dir.")
+    reason: str = Field(description="One line naming the file and the problem.")
+
+
+class LeftOutRun(Record):
+    """A readable run without an outcome: failed, or still in progress (or interrupted)."""
+
+    run_id: str
+    label: str = Field(description="`AgentConfig.label()` of the run.")
+    benchmark: str
+    base_model: str
+    seed: int
+    stage: StageName | None = Field(
+        None, description="The failed stage, or the first stage not done."
+    )
+    reason: str = Field(description="The stage's error message, or what the run waits for.")
 
 
 class Leaderboard(Versioned):
-    weights: dict[str, float]
-    weighting: Literal["paper", "uniform"]
-    rows: list[LeaderboardRow]
-    incomplete: list[str] = Field(
-        default_factory=list, description="Run ids left out because they have no outcome yet."
+    """The report over a results dir: one section per weighting, and every run left out."""
+
+    sections: list[LeaderboardSection] = Field(
+        description="Published-gap (`paper`) section first, then the `uniform` one, if any."
+    )
+    unreadable: list[UnreadableRun] = Field(
+        default_factory=list, description="Runs whose run.json cannot be read."
+    )
+    failed: list[LeftOutRun] = Field(
+        default_factory=list, description="Runs with a failed stage and no outcome."
+    )
+    in_progress: list[LeftOutRun] = Field(
+        default_factory=list, description="Runs without an outcome yet: running or interrupted."
     )

@@ -10,31 +10,35 @@ Nothing here knows a backend: agents, sandboxes and benchmarks come from their r
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import platform
 import socket
-import subprocess
-import sys
-import time
+import tempfile
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+
+import psutil
 
 from posttrainbench import __version__
 from posttrainbench.agents import AgentContext, get_agent
 from posttrainbench.catalog import BENCHMARKS, MODELS
 from posttrainbench.config import Settings
-from posttrainbench.errors import PtbError, ResultsDirError
+from posttrainbench.errors import EvaluationError, InfrastructureError, PtbError, ResultsDirError
+from posttrainbench.evaluate.chat_templates import template_path
+from posttrainbench.evaluate.launch import run_evaluation
 from posttrainbench.integrity import manifest, policy
 from posttrainbench.records import (
     STAGES,
     AgentAttempt,
     AgentOutcome,
+    BaselineRef,
     ErrorInfo,
-    EvalMetrics,
     HarnessInfo,
     Outcome,
     RunRecord,
@@ -43,11 +47,13 @@ from posttrainbench.records import (
     now,
 )
 from posttrainbench.results import baselines
-from posttrainbench.results.layout import RunPaths
-from posttrainbench.results.store import ensure_writable, load_run, read_json, save_run, write_json
+from posttrainbench.results.layout import RunPaths, check_sweep_name
+from posttrainbench.results.lock import RunLock
+from posttrainbench.results.store import ensure_writable, load_run, save_run, write_json
 from posttrainbench.sandbox import LaunchRequest, get_sandbox, supervise
-from posttrainbench.sandbox.base import scrubbed_environ
-from posttrainbench.sandbox.monitor import Monitor
+from posttrainbench.sandbox.env import agent_environ
+from posttrainbench.sandbox.logcap import CappedLog
+from posttrainbench.sandbox.monitor import Monitor, last_sample_time
 from posttrainbench.workspace import builder, collect
 
 log = logging.getLogger(__name__)
@@ -86,7 +92,8 @@ def harness_info() -> HarnessInfo:
 
 def validate(spec: RunSpec) -> None:
     """Fail before anything runs: unknown names, unevaluable benchmark, agent prerequisites."""
-    MODELS.get(spec.base_model)
+    check_sweep_name(spec.sweep)
+    template_path(MODELS.get(spec.base_model).template_family)
     BENCHMARKS.get(spec.benchmark).task_factory()
     get_agent(spec.agent).check(spec)
     get_sandbox(spec.sandbox)
@@ -109,10 +116,38 @@ def _base_model_path(ctx: RunContext) -> Path:
     return MODELS.get(ctx.spec.base_model).locate(ctx.settings.models_dir)
 
 
+def _eval_timeout(spec: RunSpec, settings: Settings) -> float:
+    if spec.eval_timeout_s is not None:
+        return spec.eval_timeout_s
+    return settings.eval_timeout_s or BENCHMARKS.get(spec.benchmark).eval_timeout_s
+
+
+def resolve_baseline(settings: Settings, spec: RunSpec) -> BaselineRef:
+    """Published or cached base score; measured with the pristine evaluation when unknown."""
+    model = MODELS.get(spec.base_model)
+    known = baselines.lookup(settings.baselines_dir, model.baseline_key, spec.benchmark)
+    if known is not None:
+        return known
+    out = baselines.measured_eval_paths(settings.baselines_dir, model.baseline_key, spec.benchmark)
+    try:
+        metrics = run_evaluation(
+            model.locate(settings.models_dir), spec.benchmark, model.template_family, out,
+            timeout_s=_eval_timeout(spec, settings), grace_s=settings.grace_s,
+        )  # fmt: skip
+    except EvaluationError as exc:
+        raise InfrastructureError(
+            f"cannot measure the base score of {model.name} on {spec.benchmark}: {exc.message}",
+            exc.hint,
+        ) from exc
+    return baselines.record_measured(settings.baselines_dir, model.baseline_key, metrics)
+
+
 def stage_prepare(ctx: RunContext) -> None:
     model = MODELS.get(ctx.spec.base_model)
     bench = BENCHMARKS.get(ctx.spec.benchmark)
     model_path = _base_model_path(ctx)
+    # Before the budget starts: a base score that cannot be had must not cost the agent's time.
+    ctx.record.baseline = resolve_baseline(ctx.settings, ctx.spec)
     prompt = builder.build_workspace(
         ctx.paths.workspace, ctx.spec, model, bench, model_path, ctx.settings.data_dir
     )
@@ -123,95 +158,180 @@ def stage_prepare(ctx: RunContext) -> None:
     )
 
 
+def _close_interrupted(ctx: RunContext, outcome: AgentOutcome) -> None:
+    """Attempts a dead harness left open: stop what still runs and close them truthfully."""
+    for attempt in outcome.attempts:
+        if attempt.ended_at is not None:
+            continue
+        alive = supervise.reap_orphan(attempt.pid, attempt.proc_create_time, ctx.settings.grace_s)
+        attempt.stragglers += supervise.sweep([attempt.token], ctx.settings.grace_s)
+        if alive:
+            attempt.ended_at = now()
+            attempt.note = "harness interrupted; the agent ran on until resume, then was killed"
+        else:
+            last = last_sample_time(ctx.paths.monitor_csv)
+            attempt.ended_at = max(last, attempt.started_at) if last else attempt.started_at
+            attempt.note = (
+                "harness interrupted; agent gone on resume (end time: last monitor sample)"
+                if attempt.pid is not None
+                else "harness interrupted while launching the agent"
+            )
+        attempt.exit_reason, attempt.harness_interrupted = "killed", True
+        outcome.exit_reason = "killed"
+
+
+def next_deadline(outcome: AgentOutcome, at: datetime) -> datetime:
+    """The deadline of a launch at `at` under the run's resume policy."""
+    budget = timedelta(seconds=outcome.budget_s or 0)
+    if not outcome.attempts or outcome.resume_policy == "deadline":
+        return outcome.started_at + budget
+    used = timedelta(seconds=sum(a.ran_s for a in outcome.attempts))
+    return at + max(budget - used, timedelta(0))
+
+
+def _account(outcome: AgentOutcome) -> None:
+    runs = outcome.attempts
+    outcome.wall_s = round(sum(a.ran_s for a in runs), 2)
+    gaps = (
+        (b.started_at - a.ended_at).total_seconds()
+        for a, b in itertools.pairwise(runs)
+        if a.ended_at is not None
+    )
+    outcome.downtime_s = round(sum(max(0.0, g) for g in gaps), 2)
+
+
 def stage_solve(ctx: RunContext) -> None:
-    rec = ctx.record
+    rec, spec = ctx.record, ctx.spec
     if rec.agent is None:
         started = now()
         rec.agent = AgentOutcome(
-            started_at=started, deadline=started + timedelta(seconds=ctx.spec.budget_s)
+            started_at=started,
+            deadline=started + timedelta(seconds=spec.budget_s),
+            budget_s=spec.budget_s,
+            resume_policy=spec.resume_policy,
         )
     outcome = rec.agent
-    for attempt in outcome.attempts:
-        if attempt.ended_at is None:  # the harness died while this attempt ran
-            alive = supervise.reap_orphan(
-                attempt.pid, attempt.proc_create_time, ctx.settings.grace_s
-            )
-            attempt.ended_at, attempt.exit_reason = now(), "killed"
-            attempt.harness_interrupted = True
-            attempt.note = "harness interrupted" + ("; orphan killed on resume" if alive else "")
-            outcome.exit_reason = "killed"
+    _close_interrupted(ctx, outcome)
     ctx.save()
-    deadline = outcome.deadline.timestamp()
     # Relaunch only an agent that the harness cut short, and only while its time lasts.
     last = outcome.attempts[-1] if outcome.attempts else None
-    if last is not None and (not last.harness_interrupted or time.time() >= deadline):
+    started = now()
+    deadline = next_deadline(outcome, started)
+    if last is not None and (not last.harness_interrupted or deadline <= started):
         return _close_solve(ctx)
-    builder.start_timer(ctx.paths.workspace, deadline)
-    agent_ctx = AgentContext(
-        spec=ctx.spec,
-        workspace=ctx.paths.workspace,
-        base_model_path=_base_model_path(ctx),
-        prompt=ctx.paths.prompt.read_text(),
+    _launch_and_wait(ctx, outcome, deadline)
+    _close_solve(ctx)
+
+
+def _launch_and_wait(ctx: RunContext, outcome: AgentOutcome, deadline: datetime) -> None:
+    paths, spec, settings = ctx.paths, ctx.spec, ctx.settings
+    builder.start_timer(paths.workspace, deadline.timestamp())
+    base_model_path = _base_model_path(ctx)
+    launch = get_agent(spec.agent).launch(
+        AgentContext(
+            spec=spec,
+            workspace=paths.workspace,
+            base_model_path=base_model_path,
+            prompt=paths.prompt.read_text(),
+        )
     )
-    launch = get_agent(ctx.spec.agent).launch(agent_ctx)
+    # Recorded before the launch: a harness that dies right after Popen still leaves the token.
+    attempt = AgentAttempt(started_at=now(), deadline=deadline)
+    outcome.attempts.append(attempt)
+    outcome.deadline = deadline
+    ctx.save()
+    paths.agent_home.mkdir(parents=True, exist_ok=True)
     env = (
-        scrubbed_environ()
+        agent_environ(os.environ, spec.pass_env)
         | {
-            "PTB_PROMPT_FILE": str(ctx.paths.workspace / "prompt.md"),
-            "PTB_BASE_MODEL_PATH": str(agent_ctx.base_model_path),
+            "HOME": str(paths.agent_home),
+            "PTB_PROMPT_FILE": str(paths.workspace_prompt),
+            "PTB_BASE_MODEL_PATH": str(base_model_path),
             "PYTHONUNBUFFERED": "1",
         }
         | launch.env
+        | {supervise.TOKEN_VAR: attempt.token}
     )
-    request = LaunchRequest(
-        argv=launch.argv,
-        workdir=ctx.paths.workspace,
-        env=env,
-        stdout=ctx.paths.agent_stdout,
-        stderr=ctx.paths.agent_stderr,
-        read_only=[agent_ctx.base_model_path],
-    )
-    proc = get_sandbox(ctx.spec.sandbox).launch(request)
-    attempt = AgentAttempt(
-        pid=proc.pid, proc_create_time=supervise.create_time(proc.pid), started_at=now()
-    )
-    outcome.attempts.append(attempt)
-    ctx.save()
-    try:
-        with Monitor(proc.pid, ctx.paths.workspace, ctx.paths.monitor_csv, ctx.settings.monitor_s):
-            finished = supervise.wait(proc, deadline, ctx.settings.grace_s)
-    except BaseException:
-        attempt.ended_at, attempt.exit_reason, attempt.note = now(), "killed", "harness interrupted"
-        attempt.harness_interrupted = True
-        outcome.exit_reason = "killed"
-        ctx.save()
-        raise
+    supervise.become_subreaper()
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    cap = settings.agent_log_max_bytes
+    with CappedLog(paths.agent_stdout, cap) as out, CappedLog(paths.agent_stderr, cap) as err:
+        request = LaunchRequest(
+            argv=launch.argv, workdir=paths.workspace, env=env, stdout=out.write_fd,
+            stderr=err.write_fd, read_only=[base_model_path],
+        )  # fmt: skip
+        try:
+            proc = get_sandbox(spec.sandbox).launch(request)
+        except OSError as exc:
+            attempt.ended_at, attempt.exit_reason = now(), "crashed"
+            attempt.note = f"launch failed: {exc}"
+            outcome.exit_reason = "crashed"
+            ctx.save()
+            raise InfrastructureError(
+                f"cannot launch the agent: {exc}", f"check the {spec.agent!r} agent's command"
+            ) from exc
+        out.close_writer()
+        err.close_writer()
+        try:
+            attempt.pid, attempt.proc_create_time = proc.pid, supervise.create_time(proc.pid)
+            ctx.save()
+            with Monitor(proc.pid, paths.workspace, paths.monitor_csv, settings.monitor_s):
+                finished = supervise.wait(proc, deadline.timestamp(), settings.grace_s)
+        except BaseException:
+            with supervise.shielded():
+                _sweep_leftovers(ctx, attempt, before)
+                attempt.ended_at, attempt.exit_reason = now(), "killed"
+                attempt.note, attempt.harness_interrupted = "harness interrupted", True
+                outcome.exit_reason = "killed"
+                ctx.save()
+            raise
+        _sweep_leftovers(ctx, attempt, before)
+    attempt.stdout, attempt.stderr = out.stats, err.stats
     attempt.ended_at = now()
     attempt.exit_code, attempt.signal = finished.exit_code, finished.signal
     attempt.exit_reason = outcome.exit_reason = finished.exit_reason
-    _close_solve(ctx)
+
+
+def _sweep_leftovers(ctx: RunContext, attempt: AgentAttempt, before: set[int]) -> None:
+    """Kill orphans re-parented to the harness and every carrier of the attempt's token."""
+    adopted = supervise.adopted_since(attempt.started_at.timestamp(), before)
+    attempt.stragglers += supervise.sweep([attempt.token], ctx.settings.grace_s, adopted=adopted)
 
 
 def _close_solve(ctx: RunContext) -> None:
     outcome = ctx.record.agent
-    assert outcome is not None
-    outcome.wall_s = round(
-        sum(((a.ended_at or now()) - a.started_at).total_seconds() for a in outcome.attempts), 2
-    )
+    if outcome is None:
+        return
+    _account(outcome)
     if outcome.exit_reason is None and outcome.attempts:
         outcome.exit_reason = outcome.attempts[-1].exit_reason
 
 
 def stage_collect(ctx: RunContext) -> None:
+    # Verify before reading final_model that nothing of the agent is still alive to change it.
+    if ctx.record.agent and ctx.record.agent.attempts:
+        tokens = [a.token for a in ctx.record.agent.attempts]
+        late = supervise.sweep(tokens, ctx.settings.grace_s)
+        ctx.record.agent.attempts[-1].stragglers += late
     ctx.record.collect = collect.collect_final_model(
-        ctx.paths.workspace_final_model, ctx.paths.final_model
+        ctx.paths.workspace_final_model,
+        ctx.paths.final_model,
+        workspace=ctx.paths.workspace,
+        max_bytes=ctx.settings.collect_max_bytes,
+        max_files=ctx.settings.collect_max_files,
     )
 
 
 def stage_integrity(ctx: RunContext) -> None:
-    before = read_json(ctx.paths.evaluator_manifest, manifest.Manifest)
+    model = MODELS.get(ctx.spec.base_model)
+    bench = BENCHMARKS.get(ctx.spec.benchmark)
+    # The expected evaluator files are re-derived from the harness's own code, not read back
+    # from a manifest on disk that an agent without isolation could have rewritten.
+    with tempfile.TemporaryDirectory(prefix="ptb-evaluator-") as tmp:
+        builder.write_evaluator(Path(tmp), model, bench)
+        expected = manifest.snapshot(Path(tmp), builder.EVALUATOR_PATHS)
     after = manifest.snapshot(ctx.paths.workspace, builder.EVALUATOR_PATHS)
-    checks = [manifest.compare(before, after)]
+    checks = [manifest.compare(expected, after)]
     for check in checks:
         write_json(ctx.paths.check_file(check.name), check)
     verdict = policy.decide(checks)
@@ -219,58 +339,32 @@ def stage_integrity(ctx: RunContext) -> None:
     ctx.record.verdict = verdict
 
 
-class EvaluationError(RuntimeError):
-    pass
-
-
-def run_evaluation(model_dir: Path, benchmark: str, family: str, out_dir: Path) -> EvalMetrics:
-    """The pristine evaluation in its own process, so a crash there cannot take the harness."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    metrics_path = out_dir / "metrics.json"
-    metrics_path.unlink(missing_ok=True)
-    cmd = [
-        sys.executable, "-m", "posttrainbench.evaluate",
-        "--benchmark", benchmark, "--model-path", str(model_dir), "--split", "test",
-        "--template-family", family, "--log-dir", str(out_dir),
-    ]  # fmt: skip
-    with (out_dir / "evaluate.log").open("wb") as logf:
-        code = subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, check=False).returncode
-    if code != 0 or not metrics_path.is_file():
-        tail = (out_dir / "evaluate.log").read_text(errors="replace").strip().splitlines()[-1:]
-        raise EvaluationError(f"evaluation exited {code}: {' '.join(tail) or 'no output'}")
-    return read_json(metrics_path, EvalMetrics)
-
-
 def stage_evaluate(ctx: RunContext) -> None:
-    ctx.record.metrics = ctx.record.eval_error = None
-    if ctx.record.collect is None or ctx.record.collect.status != "collected":
+    rec = ctx.record
+    rec.metrics = rec.eval_error = None
+    if rec.collect is None or rec.collect.status != "collected":
         return
     family = MODELS.get(ctx.spec.base_model).template_family
     try:
-        ctx.record.metrics = run_evaluation(
-            ctx.paths.final_model, ctx.spec.benchmark, family, ctx.paths.eval_dir
-        )
+        changed = collect.verify_copy(ctx.paths.final_model, rec.collect)
+        if changed:
+            raise EvaluationError(
+                f"final_model changed after collect: {', '.join(changed[:5])}",
+                "something wrote into the run directory after the agent was stopped",
+            )
+        rec.metrics = run_evaluation(
+            ctx.paths.final_model, ctx.spec.benchmark, family, ctx.paths.eval,
+            timeout_s=_eval_timeout(ctx.spec, ctx.settings), grace_s=ctx.settings.grace_s,
+        )  # fmt: skip
     except EvaluationError as exc:
-        ctx.record.eval_error = ErrorInfo(type="EvaluationError", message=str(exc))
-
-
-def base_score(settings: Settings, base_model: str, benchmark: str) -> float:
-    """Published or cached base score; measured with the pristine evaluation when unknown."""
-    model = MODELS.get(base_model)
-    score = baselines.lookup(settings.baselines_dir, model.baseline_key, benchmark)
-    if score is None:
-        out = settings.baselines_dir / f"{model.baseline_key}__{benchmark}"
-        metrics = run_evaluation(
-            model.locate(settings.models_dir), benchmark, model.template_family, out
-        )
-        baselines.record_measured(settings.baselines_dir, model.baseline_key, metrics)
-        score = metrics.score
-    return score
+        rec.eval_error = ErrorInfo(type="EvaluationError", message=exc.message, hint=exc.hint)
 
 
 def stage_score(ctx: RunContext) -> None:
     rec = ctx.record
-    base = base_score(ctx.settings, ctx.spec.base_model, ctx.spec.benchmark)
+    if rec.baseline is None:  # a run prepared by an older ptb
+        rec.baseline = resolve_baseline(ctx.settings, ctx.spec)
+    base = rec.baseline.score
     if rec.collect is None or rec.collect.status != "collected":
         reason = rec.collect.reason if rec.collect else "nothing collected"
         rec.outcome = Outcome(
@@ -296,7 +390,8 @@ STAGE_FUNCS: dict[StageName, Callable[[RunContext], None]] = {
     "evaluate": stage_evaluate,
     "score": stage_score,
 }
-assert tuple(STAGE_FUNCS) == STAGES
+if tuple(STAGE_FUNCS) != STAGES:
+    raise RuntimeError("STAGE_FUNCS must list every stage, in order")
 
 
 def _error_info(exc: BaseException) -> ErrorInfo:
@@ -316,9 +411,24 @@ def load(run_dir: Path) -> RunRecord:
     return load_run(run_dir)
 
 
-def execute(run_dir: Path, settings: Settings, on_stage: StageHook | None = None) -> RunRecord:
-    """Run every stage that is not done yet. Raises after recording a stage failure."""
-    ctx = RunContext(paths=RunPaths(run_dir), record=load(run_dir), settings=settings)
+def execute(
+    run_dir: Path,
+    settings: Settings,
+    on_stage: StageHook | None = None,
+    until: StageName | None = None,
+) -> RunRecord:
+    """Run every stage that is not done yet (up to and including `until`), holding the run's lock.
+    Raises after recording a stage failure."""
+    paths = RunPaths(run_dir)
+    load(run_dir)  # a clear error for a non-run before creating a lock file in it
+    with RunLock(paths.lock):
+        ctx = RunContext(paths=paths, record=load(run_dir), settings=settings)
+        return _execute_stages(ctx, on_stage, until)
+
+
+def _execute_stages(
+    ctx: RunContext, on_stage: StageHook | None, until: StageName | None
+) -> RunRecord:
     for name in STAGES:
         status = ctx.record.stages[name]
         if status.state == "done":
@@ -345,4 +455,6 @@ def execute(run_dir: Path, settings: Settings, on_stage: StageHook | None = None
         ctx.save()
         if on_stage:
             on_stage(name, status.state)
+        if name == until:
+            break
     return ctx.record

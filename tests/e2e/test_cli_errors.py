@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from posttrainbench import __version__
 from tests.conftest import PtbRunner
 
 RUN = ["run", "--base-model", "ptb-tiny", "--benchmark", "arith", "--budget", "1m"]
@@ -25,6 +26,14 @@ RUN = ["run", "--base-model", "ptb-tiny", "--benchmark", "arith", "--budget", "1
         ([*RUN, "--agent", "noop", "--sandbox", "docker"], "unknown sandbox 'docker'"),
         (["report", "/nonexistent/results"], "is not a directory"),
         (["run", "--resume", "/tmp"], "not a run directory"),
+        ([*RUN[:-1], "0.4s", "--agent", "noop"], "under one second"),
+        ([*RUN[:-1], "-5m", "--agent", "noop"], "must be positive"),
+        ([*RUN[:-1], "200h", "--agent", "noop"], "--allow-long"),
+        ([*RUN, "--agent", "noop", "--eval-timeout", "soon"], "--eval-timeout"),
+        ([*RUN, "--agent", "noop", "--pass-env", "A=b"], "not an environment variable name"),
+        ([*RUN, "--agent", "noop", "--sweep", "../x"], "not a plain folder name"),
+        ([*RUN, "--agent", "noop", "--sweep", "workspace"], "is reserved"),
+        (["show", "/tmp"], "not a run directory"),
     ],
 )  # fmt: skip
 def test_one_line_error_with_hint(ptb: PtbRunner, args: list[str], message: str) -> None:
@@ -43,3 +52,38 @@ def test_unwritable_results_dir(ptb: PtbRunner, tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "not writable" in done.stderr and "--results" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["list"],
+        ["run", "--seed", "abc"],
+        ["report", "x", "--format", "html"],
+        ["--bogus"],
+        ["nosuchcmd"],
+        ["run", "--resume-policy", "sometimes"],
+        [],
+    ],
+)
+def test_usage_error_is_one_line_exit_2(ptb: PtbRunner, args: list[str]) -> None:
+    done = ptb(*args)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    last = [line for line in done.stderr.splitlines() if line.strip()][-1]
+    assert last.startswith("error: ") and "(hint: see 'ptb" in last and "--help')" in last
+    if args:  # a bare `ptb` prints the help first (on stdout), then the error line
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    else:
+        assert "Usage: ptb" in done.stdout and "run" in done.stdout
+
+
+def test_help_and_version_exit_0(ptb: PtbRunner) -> None:
+    done = ptb("--version")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"ptb {__version__}"
+    for args in (["--help"], ["run", "--help"], ["show", "--help"]):
+        done = ptb(*args)
+        assert done.returncode == 0, done.stderr
+        assert "Examples:" in done.stdout
+    assert "--resume-policy" in ptb("run", "--help").stdout

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from posttrainbench.evaluate.run import EvaluationFailed, evaluate_model, has_chat_template
+from posttrainbench.errors import EvaluationError
+from posttrainbench.evaluate.run import evaluate_model, has_chat_template
 
 
 def test_evaluates_and_writes_metrics(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -35,5 +36,5 @@ def test_unloadable_model_fails_loudly(tiny_model_dir: Path, tmp_path: Path) -> 
     model = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model)
     (model / "model.safetensors").write_bytes(b"not safetensors")
-    with pytest.raises(EvaluationFailed, match="SafetensorError"):
+    with pytest.raises(EvaluationError, match="SafetensorError"):
         evaluate_model(model, "arith", tmp_path / "eval", limit=4)

@@ -8,8 +8,10 @@ from posttrainbench.registry import import_ref
 
 
 def get_agent(name: str) -> Agent:
-    cls = import_ref(AGENTS.get(name).impl)
-    assert isinstance(cls, type) and issubclass(cls, Agent)
+    ref = AGENTS.get(name).impl
+    cls = import_ref(ref)
+    if not (isinstance(cls, type) and issubclass(cls, Agent)):
+        raise TypeError(f"agent {name!r} ({ref}) is not an Agent subclass")
     return cls()
 
 

@@ -21,5 +21,5 @@ class CommandAgent(Agent):
             )
 
     def launch(self, ctx: AgentContext) -> AgentLaunch:
-        assert ctx.spec.agent_cmd
-        return AgentLaunch(["bash", "-c", ctx.spec.agent_cmd])
+        self.check(ctx.spec)
+        return AgentLaunch(["bash", "-c", ctx.spec.agent_cmd or ""])

@@ -25,6 +25,8 @@ class BenchmarkInfo(BaseModel):
     task: str | None = None  # "module:factory(split, limit) -> inspect_ai.Task"
     splits: tuple[str, ...] = ("test",)
     public_data: str | None = None  # "module:writer(dest) -> Path" for agent-allowed data
+    metric: str = "accuracy"  # the scorer metric that is the benchmark's score
+    eval_timeout_s: int = 4 * 3600  # the harness's evaluation of final_model on the test split
     description: str = ""
 
     @property
@@ -37,17 +39,20 @@ class BenchmarkInfo(BaseModel):
                 f"benchmark {self.id!r} is registered but not yet evaluable",
                 "its inspect-ai task is not implemented yet; try --benchmark arith",
             )
-        factory = import_ref(self.task)
-        assert callable(factory)
-        return factory
+        return _callable(self.task)
 
     def write_public_data(self, dest: Path) -> Path | None:
         if self.public_data is None:
             return None
-        writer = import_ref(self.public_data)
-        assert callable(writer)
-        path: Path = writer(dest)
+        path: Path = _callable(self.public_data)(dest)
         return path
+
+
+def _callable(ref: str) -> Callable[..., Any]:
+    obj = import_ref(ref)
+    if not callable(obj):
+        raise TypeError(f"{ref} is not callable")
+    return obj
 
 
 OFFICIAL = [
@@ -67,6 +72,7 @@ EMBEDDED = [
         task="posttrainbench.embedded.arith:arith_task",
         splits=("test", "dev"),
         public_data="posttrainbench.embedded.arith:write_public_data",
+        eval_timeout_s=900,
         description="Two-number addition/subtraction; train/dev public, test held out.",
     ),
 ]

@@ -22,6 +22,8 @@ from typing import Any
 
 from trl import SFTConfig
 
+from posttrainbench.results.layout import EvalPaths
+
 
 @dataclass
 class RecipeConfig(SFTConfig):
@@ -45,7 +47,7 @@ def dev_score(ckpt: Path, limit: int, tag: str) -> float:
     if done.returncode != 0:
         print(f"[recipe] dev eval of {ckpt} failed: {done.stderr.strip()[-300:]}", flush=True)
         return -1.0
-    return float(json.loads((log_dir / "metrics.json").read_text())["score"])
+    return float(json.loads(EvalPaths(log_dir).metrics.read_text())["score"])
 
 
 class Keeper:

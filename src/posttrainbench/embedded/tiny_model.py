@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
+log = logging.getLogger(__name__)
+
 NAME = "ptb-tiny"
-BUILD_VERSION = 1
+BUILD_VERSION = 2  # v2 records a digest of every file
+BUILD_INFO = "ptb_build.json"
 EOS = "<|endoftext|>"
 CORPUS_DIR = Path("/usr/share/common-licenses")
 # Always part of the corpus so every character the toy benchmark needs is in the vocabulary.
@@ -39,11 +44,36 @@ def model_dir(models_root: Path) -> Path:
     return models_root / f"{NAME}-v{BUILD_VERSION}"
 
 
+def _digests(folder: Path) -> dict[str, str]:
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.name != BUILD_INFO
+    }
+
+
+def verify(folder: Path) -> str | None:
+    """None when every file matches the digests recorded at build time, else what differs."""
+    try:
+        recorded = json.loads((folder / BUILD_INFO).read_text())["files"]
+        actual = _digests(folder)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"unreadable build record: {exc}"
+    changed = sorted(n for n in recorded.keys() | actual.keys() if recorded.get(n) != actual.get(n))
+    return f"files differ from the build record: {', '.join(changed)}" if changed else None
+
+
 def ensure_built(models_root: Path) -> Path:
-    """Return the built model folder, building it first if the cache does not hold it."""
+    """Return the built model folder, (re)building it if the cache lacks it or it was altered."""
     dest = model_dir(models_root)
-    if (dest / "ptb_build.json").is_file():
-        return dest
+    if (dest / BUILD_INFO).is_file():
+        problem = verify(dest)
+        if problem is None:
+            return dest
+        log.warning("rebuilding %s: %s", dest, problem)
+        aside = dest.with_name(f".{dest.name}.altered-{os.getpid()}")
+        dest.rename(aside)
+        shutil.rmtree(aside, ignore_errors=True)
     models_root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{NAME}-", dir=models_root))
     try:
@@ -114,6 +144,6 @@ def build(dest: Path) -> None:
     model.generation_config.pad_token_id = eos_id
     model.save_pretrained(dest, safe_serialization=True)
     tokenizer.save_pretrained(dest)
-    digest = hashlib.sha256((dest / "model.safetensors").read_bytes()).hexdigest()
-    info = {"name": NAME, "build_version": BUILD_VERSION, "sha256": digest, "arch": ARCH}
-    (dest / "ptb_build.json").write_text(json.dumps(info, indent=2))
+    files = _digests(dest)
+    info = {"name": NAME, "build_version": BUILD_VERSION, "files": files, "arch": ARCH}
+    (dest / BUILD_INFO).write_text(json.dumps(info, indent=2))

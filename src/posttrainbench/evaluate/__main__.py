@@ -17,6 +17,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 from posttrainbench.errors import PtbError
+from posttrainbench.results.layout import EvalPaths
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.model_path / "config.json").is_file():
         print(f"error: {args.model_path} has no config.json (not a model folder)", file=sys.stderr)
         return 2
-    from posttrainbench.evaluate.run import EvaluationFailed, evaluate_model
+    from posttrainbench.evaluate.run import evaluate_model
 
     try:
         m = evaluate_model(
@@ -44,11 +45,11 @@ def main(argv: list[str] | None = None) -> int:
             template_family=args.template_family,
             batch_size=args.batch_size,
         )
-    except (PtbError, EvaluationFailed) as exc:
+    except PtbError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"{m.benchmark}/{m.split}: accuracy {m.score:.4f} on {m.n_samples} samples")
-    print(f"metrics: {args.log_dir / 'metrics.json'}")
+    print(f"{m.benchmark}/{m.split}: {m.metric} {m.score:.4f} on {m.n_samples} samples")
+    print(f"metrics: {EvalPaths(args.log_dir).metrics}")
     return 0
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from posttrainbench.errors import ConfigError
+
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
 
@@ -18,7 +20,10 @@ def families() -> list[str]:
 def template_path(family: str) -> Path:
     path = TEMPLATES_DIR / f"{family}.jinja"
     if not path.is_file():
-        raise KeyError(f"no chat template for family {family!r}; known: {', '.join(families())}")
+        raise ConfigError(
+            f"no chat template for family {family!r}",
+            f"known families: {', '.join(families())}; fix the model's catalog entry",
+        )
     return path
 
 

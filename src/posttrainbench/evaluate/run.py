@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from posttrainbench.catalog import BENCHMARKS
+from posttrainbench.errors import EvaluationError
 from posttrainbench.evaluate.chat_templates import read_template
 from posttrainbench.records import EvalMetrics
+from posttrainbench.results.layout import EvalPaths
 from posttrainbench.results.store import write_json
-
-METRIC = "accuracy"
-
-
-class EvaluationFailed(RuntimeError):
-    """inspect-ai ran but did not produce a score (load error, generation error, …)."""
 
 
 def has_chat_template(model_dir: Path) -> bool:
@@ -71,16 +68,17 @@ def evaluate_model(
         )[0]
     except Exception as exc:  # loading a broken model raises before inspect can log it
         first = str(exc).splitlines()[0] if str(exc) else ""
-        raise EvaluationFailed(
+        raise EvaluationError(
             f"cannot evaluate {model_dir}: {type(exc).__name__}: {first}"
         ) from exc
     if log.status != "success" or not log.results or not log.results.scores:
         detail = log.error.message if log.error else f"status {log.status}"
-        raise EvaluationFailed(f"evaluation of {model_dir} on {benchmark}/{split} failed: {detail}")
-    score = float(log.results.scores[0].metrics[METRIC].value)
+        raise EvaluationError(f"evaluation of {model_dir} on {benchmark}/{split} failed: {detail}")
+    score = read_metric(log.results.scores[0].metrics, info.metric, benchmark)
     metrics = EvalMetrics(
         benchmark=benchmark,
         split=split,
+        metric=info.metric,
         score=score,
         n_samples=log.results.completed_samples,
         model_path=str(model_dir),
@@ -92,5 +90,19 @@ def evaluate_model(
         },
         duration_s=round(time.monotonic() - started, 2),
     )
-    write_json(out_dir / "metrics.json", metrics)
+    write_json(EvalPaths(out_dir).metrics, metrics)
     return metrics
+
+
+def read_metric(metrics: Mapping[str, Any], name: str, benchmark: str) -> float:
+    """The benchmark's declared metric from a scorer's results, as a fraction in [0, 1]."""
+    if name not in metrics:
+        raise EvaluationError(
+            f"the scorer of {benchmark} reported {', '.join(sorted(metrics)) or 'no metrics'}, "
+            f"not {name!r}",
+            "the benchmark's `metric` must name one of its scorer's metrics",
+        )
+    value = float(metrics[name].value)
+    if not 0.0 <= value <= 1.0:
+        raise EvaluationError(f"{benchmark}: metric {name} = {value} is not in [0, 1]")
+    return value

@@ -8,6 +8,8 @@ the attempt as evidence. Reads files only; never runs agent code.
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from pathlib import Path
 
 from posttrainbench.records import CheckResult, Versioned
@@ -18,19 +20,39 @@ class Manifest(Versioned):
 
 
 def _digest(path: Path) -> str:
-    if path.is_symlink():
-        return f"symlink:{path.readlink()}"
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """sha256 of a regular file; anything else is described, never opened for reading (a FIFO
+    would block), and an unreadable file is evidence, not a crash."""
+    try:
+        st = path.lstat()
+        if stat.S_ISLNK(st.st_mode):
+            return f"symlink:{os.readlink(path)}"
+        if not stat.S_ISREG(st.st_mode):
+            return f"special:{stat.filemode(st.st_mode)}"
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError as exc:
+        return f"unreadable:{exc.strerror or exc}"
+
+
+def _walk(base: Path) -> list[Path]:
+    """base itself when it is not a directory, else everything below it (links not followed)."""
+    if base.is_symlink() or not base.is_dir():
+        return [base] if os.path.lexists(base) else []
+    found = []
+    for dirpath, dirs, names in os.walk(base, onerror=None, followlinks=False):
+        here = Path(dirpath)
+        found += [here / n for n in names]
+        found += [here / d for d in dirs if (here / d).is_symlink()]
+    return sorted(found)
 
 
 def snapshot(workspace: Path, roots: tuple[str, ...]) -> Manifest:
-    files: dict[str, str] = {}
-    for root in roots:
-        base = workspace / root
-        paths = [base] if base.is_file() or base.is_symlink() else sorted(base.rglob("*"))
-        for path in paths:
-            if path.is_file() or path.is_symlink():
-                files[path.relative_to(workspace).as_posix()] = _digest(path)
+    files = {
+        path.relative_to(workspace).as_posix(): _digest(path)
+        for root in roots
+        for path in _walk(workspace / root)
+    }
     return Manifest(files=files)
 
 

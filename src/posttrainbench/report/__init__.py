@@ -1,13 +1,30 @@
-"""Reports over run records: leaderboard tables (md, csv, json, terminal)."""
+"""Reports over run records: leaderboard tables (md, csv, json, terminal).
+
+`build_leaderboard` scans a results dir; a run.json that cannot be read is listed in the board
+as unreadable, with the one-line reason, instead of breaking the report.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from posttrainbench.records import Leaderboard
+from posttrainbench.errors import ResultsDirError
+from posttrainbench.records import Leaderboard, RunRecord, UnreadableRun
 from posttrainbench.results import baselines, scoring
 from posttrainbench.results.store import scan_runs
 
 
+def _relative(path: Path, root: Path) -> str:
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
 def build_leaderboard(results: Path) -> Leaderboard:
-    return scoring.leaderboard((rec for _, rec in scan_runs(results)), baselines.published())
+    """The leaderboard over every run below `results` (raises only if it is no directory)."""
+    records: list[RunRecord] = []
+    unreadable: list[UnreadableRun] = []
+    for path, loaded in scan_runs(results):
+        if isinstance(loaded, ResultsDirError):
+            unreadable.append(UnreadableRun(path=_relative(path, results), reason=loaded.message))
+        else:
+            records.append(loaded)
+    return scoring.leaderboard(records, baselines.published(), unreadable)

@@ -1,50 +1,172 @@
-"""Renders a Leaderboard as markdown, CSV, JSON or a rich table for the terminal."""
+"""Renders a Leaderboard as markdown, CSV, JSON or rich renderables for the terminal.
+
+Every renderer shows each section (its weighting and weights), rows whose `average` is None as
+"—", a benchmark value that includes a fallback cell marked `*`, and — below the tables, or as
+trailing rows in CSV — the missing cells, the fallback cells with their cause and reason, and
+the runs left out of the board (unreadable, failed, in progress / interrupted) with why.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import re
 from collections.abc import Callable
 
+from rich.console import Group, RenderableType
 from rich.table import Table
+from rich.text import Text
 
-from posttrainbench.records import Leaderboard
+from posttrainbench.records import (
+    FALLBACK_SOURCES,
+    Leaderboard,
+    LeaderboardRow,
+    LeaderboardSection,
+    LeftOutRun,
+)
+
+NONE = "—"
+FALLBACK_MARK = "*"
 
 
-def _avg(row_avg: float, std: float | None) -> str:
-    return f"{row_avg:.1f} ± {std:.1f}" if std is not None else f"{row_avg:.1f}"
+def _one_line(text: str | None) -> str:
+    return " ".join((text or "").split())
 
 
-def _benchmarks(board: Leaderboard) -> list[str]:
-    return sorted({b for row in board.rows for b in row.benchmarks})
+def _average(row: LeaderboardRow) -> str:
+    if row.average is None:
+        return NONE
+    return f"{row.average:.1f} ± {row.std:.1f}" if row.std is not None else f"{row.average:.1f}"
+
+
+def _bench(row: LeaderboardRow, benchmark: str) -> str:
+    score = row.benchmarks.get(benchmark)
+    if score is None:
+        return NONE
+    return f"{score.score:.1f}" + (FALLBACK_MARK if score.fallbacks else "")
+
+
+def _fallbacks(row: LeaderboardRow) -> str:
+    causes = [f"{src.removeprefix('fallback_')} {n}" for src, n in row.fallbacks.items() if n]
+    return f"{row.n_fallbacks} ({', '.join(causes)})" if causes else "0"
+
+
+def _cells(row: LeaderboardRow, section: LeaderboardSection) -> list[str]:
+    return [
+        row.label,
+        _average(row),
+        *(_bench(row, b) for b in section.benchmarks),
+        str(row.n_runs),
+        _fallbacks(row),
+    ]
+
+
+def _header(section: LeaderboardSection) -> list[str]:
+    return ["agent", "average", *section.benchmarks, "runs", "fallbacks"]
+
+
+def _title(section: LeaderboardSection) -> str:
+    return f"Leaderboard, {section.weighting} weighting (percent)"
+
+
+def _weights_line(section: LeaderboardSection) -> str:
+    weights = ", ".join(f"{b} {w:.4f}" for b, w in section.weights.items())
+    models = ", ".join(section.base_models)
+    return f"Weights ({section.weighting}): {weights}. Base models: {models}."
+
+
+def _section_notes(section: LeaderboardSection) -> list[tuple[str, list[str]]]:
+    """(heading, items) for the missing cells and the fallback cells of a section."""
+    missing = [
+        f"{row.label}: seed {k.seed}, {k.benchmark} × {k.base_model}"
+        for row in section.rows
+        for k in row.missing
+    ]
+    fallbacks = [
+        f"{row.label}, {c.benchmark}, {c.base_model}, seed {c.seed}: {c.source}"
+        + (f" — {_one_line(c.reason)}" if c.reason else "")
+        for row in section.rows
+        for c in row.fallback_cells
+    ]
+    notes = []
+    if missing:
+        notes.append(("Missing cells (a seed missing any cell gets no average):", missing))
+    if fallbacks:
+        notes.append(
+            (f"Fallback cells ({FALLBACK_MARK}: the base model's score was used):", fallbacks)
+        )
+    return notes
+
+
+def _left_out(run: LeftOutRun) -> str:
+    where = f"{run.label}, {run.benchmark}, {run.base_model}, seed {run.seed}"
+    stage = f"{run.stage}: " if run.stage and run.stage not in run.reason else ""
+    return f"{run.run_id} ({where}): {stage}{_one_line(run.reason)}"
+
+
+def _board_notes(board: Leaderboard) -> list[tuple[str, list[str]]]:
+    """(heading, items) for every run left out of the board."""
+    notes = [
+        (
+            "Unreadable runs (not counted):",
+            [_one_line(u.reason) for u in board.unreadable],  # the reason names the file
+        ),
+        ("Failed runs (no outcome, not counted):", [_left_out(r) for r in board.failed]),
+        ("In progress / interrupted (not counted):", [_left_out(r) for r in board.in_progress]),
+    ]
+    return [(head, items) for head, items in notes if items]
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _md_notes(notes: list[tuple[str, list[str]]]) -> list[str]:
+    lines = []
+    for head, items in notes:
+        lines += ["", head, *(f"- {_md_cell(item)}" for item in items)]
+    return lines
 
 
 def to_markdown(board: Leaderboard) -> str:
-    benches = _benchmarks(board)
-    head = ["agent", "average", *benches, "runs", "fallbacks"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in board.rows:
-        cells = [r.agent, _avg(r.average, r.std)]
-        cells += [f"{r.benchmarks[b]:.1f}" if b in r.benchmarks else "—" for b in benches]
-        cells += [str(r.n_runs), str(r.fallbacks)]
-        lines.append("| " + " | ".join(cells) + " |")
-    weights = ", ".join(f"{b} {w:.4f}" for b, w in board.weights.items())
-    lines.append(f"\nScores in percent. Weights ({board.weighting}): {weights}.")
-    if board.incomplete:
-        lines.append(f"Left out, no outcome yet: {', '.join(board.incomplete)}.")
-    return "\n".join(lines) + "\n"
+    lines: list[str] = []
+    for section in board.sections:
+        head = _header(section)
+        lines += [f"## {_title(section)}", ""]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for row in section.rows:
+            lines.append("| " + " | ".join(_md_cell(c) for c in _cells(row, section)) + " |")
+        lines += ["", _weights_line(section)]
+        lines += _md_notes(_section_notes(section))
+        lines.append("")
+    if not board.sections:
+        lines += ["No scored runs.", ""]
+    lines += _md_notes(_board_notes(board))
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n") + "\n"
 
 
 def to_csv(board: Leaderboard) -> str:
-    benches = _benchmarks(board)
+    """One line per row of each section (`section` is its weighting), then one line per run
+    left out (`section` unreadable, failed or in_progress; `note` says why)."""
+    benches = sorted({b for s in board.sections for b in s.benchmarks})
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["agent", "average", "std", "n_seeds", "n_runs", "fallbacks", *benches])
-    for r in board.rows:
-        std = "" if r.std is None else f"{r.std:.4f}"
-        scores = [f"{r.benchmarks[b]:.4f}" if b in r.benchmarks else "" for b in benches]
-        w.writerow([r.agent, f"{r.average:.4f}", std, r.n_seeds, r.n_runs, r.fallbacks, *scores])
+    counts = ["complete_seeds", "n_seeds", "n_runs", *FALLBACK_SOURCES, "missing_cells"]
+    w.writerow(["section", "agent", "average", "std", *counts, *benches, "note"])
+    for s in board.sections:
+        for r in s.rows:
+            avg = "" if r.average is None else f"{r.average:.4f}"
+            std = "" if r.std is None else f"{r.std:.4f}"
+            n = [len(r.complete_seeds), len(r.seeds), r.n_runs, *r.fallbacks.values()]
+            scores = [f"{r.benchmarks[b].score:.4f}" if b in r.benchmarks else "" for b in benches]
+            w.writerow([s.weighting, r.label, avg, std, *n, len(r.missing), *scores, ""])
+    blank = [""] * (len(counts) + len(benches) + 2)
+    for u in board.unreadable:
+        w.writerow(["unreadable", u.path, *blank, _one_line(u.reason)])
+    for kind, runs in (("failed", board.failed), ("in_progress", board.in_progress)):
+        for run in runs:
+            w.writerow([kind, run.label, *blank, _left_out(run)])
     return buf.getvalue()
 
 
@@ -52,19 +174,32 @@ def to_json(board: Leaderboard) -> str:
     return json.dumps(board.model_dump(mode="json"), indent=2) + "\n"
 
 
-def to_rich(board: Leaderboard) -> Table:
-    benches = _benchmarks(board)
-    caption = f"{len(board.incomplete)} unfinished run(s) left out" if board.incomplete else None
-    table = Table(title=f"Leaderboard (percent; {board.weighting} weights)", caption=caption)
-    for col in ("agent", "average", *benches, "runs", "fallbacks"):
-        table.add_column(col, justify="left" if col == "agent" else "right")
-    for r in board.rows:
-        table.add_row(
-            r.agent, _avg(r.average, r.std),
-            *(f"{r.benchmarks[b]:.1f}" if b in r.benchmarks else "—" for b in benches),
-            str(r.n_runs), str(r.fallbacks),
-        )  # fmt: skip
-    return table
+def _rich_notes(notes: list[tuple[str, list[str]]]) -> Text:
+    text = Text()
+    for i, (head, items) in enumerate(notes):
+        text.append(("\n" if i else "") + head + "\n", style="bold")
+        for item in items:
+            text.append(f"  - {item}\n")
+    return text
+
+
+def to_rich(board: Leaderboard) -> RenderableType:
+    """A table per section, its missing and fallback cells, then the runs left out (footer)."""
+    parts: list[RenderableType] = []
+    for section in board.sections:
+        table = Table(title=_title(section), caption=Text(_weights_line(section)))
+        for col in _header(section):
+            table.add_column(col, justify="left" if col == "agent" else "right")
+        for row in section.rows:
+            table.add_row(*(Text(c) for c in _cells(row, section)))
+        parts.append(table)
+        if notes := _section_notes(section):
+            parts.append(_rich_notes(notes))
+    if not board.sections:
+        parts.append(Text("No scored runs."))
+    if notes := _board_notes(board):
+        parts.append(_rich_notes(notes))
+    return Group(*parts)
 
 
 RENDERERS: dict[str, Callable[[Leaderboard], str]] = {

@@ -62,7 +62,7 @@ class RunPaths:
 
     @property
     def workspace_prompt(self) -> Path:
-        return self.workspace / "prompt.md"
+        return self.workspace / "prompt.md"  # = workspace.builder.PROMPT_FILE
 
     @property
     def workspace(self) -> Path:

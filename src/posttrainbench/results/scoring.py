@@ -1,20 +1,40 @@
-"""The PostTrainBench score (DESIGN §6), reproduced exactly.
+"""The PostTrainBench score (DESIGN §6), reproduced exactly, and the leaderboard built from it.
 
 gap_b = mean over base models of (instruct − base) on benchmark b;
 w_b = (1/gap_b) / Σ_b' (1/gap_b');
 agent score = Σ_b w_b · mean over base models of cell(b, m), averaged over seeds (mean ± sample
-std). Benchmarks without a known gap (the embedded ones) are weighted uniformly, and the report
-says so. Cells are a run's `Outcome.score`, which already holds the base-score fallback.
+std). Cells are a run's `Outcome.score`, which already holds the base-score fallback.
+
+The benchmarks present are split into sets, each its own leaderboard section with its own
+weights: those with a published gap (`paper`, weighted by inverse gap over the set) and those
+without (the embedded ones, `uniform`), so a stray `arith` run never changes the official
+weights. One row per agent configuration (`AgentConfig`); a seed that lacks a cell of its
+section's grid gets no average, and the row lists the missing cells instead of renormalising.
 """
 
 from __future__ import annotations
 
 import statistics
-from collections import defaultdict
-from collections.abc import Iterable
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
 
 from posttrainbench.catalog import MODELS
-from posttrainbench.records import Leaderboard, LeaderboardRow, RunRecord
+from posttrainbench.records import (
+    FALLBACK_SOURCES,
+    STAGES,
+    AgentConfig,
+    BenchmarkScore,
+    CellKey,
+    Leaderboard,
+    LeaderboardCell,
+    LeaderboardRow,
+    LeaderboardSection,
+    LeftOutRun,
+    Outcome,
+    RunRecord,
+    UnreadableRun,
+    Weighting,
+)
 from posttrainbench.results.baselines import BaselineTable
 
 Cells = dict[tuple[str, str], float]  # (benchmark, base model) → score in [0, 1]
@@ -37,73 +57,197 @@ def gaps(table: BaselineTable, benchmarks: Iterable[str]) -> dict[str, float]:
     return result
 
 
-def weights(table: BaselineTable, benchmarks: Iterable[str]) -> tuple[dict[str, float], str]:
+def _paper(table: BaselineTable, benchmarks: list[str]) -> dict[str, float]:
+    inv = {b: 1 / g for b, g in gaps(table, benchmarks).items()}
+    total = sum(inv.values())
+    return {b: inv[b] / total for b in benchmarks}
+
+
+def _uniform(table: BaselineTable, benchmarks: list[str]) -> dict[str, float]:
+    return {b: 1 / len(benchmarks) for b in benchmarks}
+
+
+# weighting kind → weights of a benchmark set (benchmark → weight, summing to 1)
+WEIGHTINGS: dict[Weighting, Callable[[BaselineTable, list[str]], dict[str, float]]] = {
+    "paper": _paper,
+    "uniform": _uniform,
+}
+
+
+def benchmark_sets(table: BaselineTable, benchmarks: Iterable[str]) -> dict[Weighting, list[str]]:
+    """Split benchmarks by weighting: `paper` where the table has a positive gap, else `uniform`.
+
+    Kinds with no benchmark are left out; `paper` comes first."""
     bs = sorted(set(benchmarks))
     g = gaps(table, bs)
-    if bs and len(g) == len(bs) and all(v > 0 for v in g.values()):
-        inv = {b: 1 / g[b] for b in bs}
-        total = sum(inv.values())
-        return {b: inv[b] / total for b in bs}, "paper"
-    return {b: 1 / len(bs) for b in bs}, "uniform"
+    sets: dict[Weighting, list[str]] = {
+        "paper": [b for b in bs if g.get(b, 0) > 0],
+        "uniform": [b for b in bs if g.get(b, 0) <= 0],
+    }
+    return {kind: members for kind, members in sets.items() if members}
+
+
+def weights(table: BaselineTable, benchmarks: Iterable[str]) -> tuple[dict[str, float], Weighting]:
+    """Weights of one benchmark set: `paper` if every benchmark has a gap, else `uniform`."""
+    sets = benchmark_sets(table, benchmarks)
+    kind: Weighting = "paper" if list(sets) == ["paper"] else "uniform"
+    return WEIGHTINGS[kind](table, sorted(set(benchmarks))), kind
 
 
 def weighted_average(cells: Cells, w: dict[str, float]) -> float:
-    """Σ_b w_b · mean_m cell(b, m); benchmarks missing from cells count as absent, not zero."""
+    """Σ_b w_b · mean_m cell(b, m), with the weights as given (no renormalisation).
+
+    Raises ValueError if a benchmark with a weight has no cell, or a cell has no weight: a
+    partial average would be silently on another scale. Callers report missing cells instead."""
     by_bench: dict[str, list[float]] = defaultdict(list)
     for (b, _m), score in cells.items():
         by_bench[b].append(score)
-    present = {b: w[b] for b in by_bench if b in w}
-    norm = sum(present.values())
-    return sum(wb * statistics.fmean(by_bench[b]) for b, wb in present.items()) / norm
+    if missing := sorted(set(w) - set(by_bench)):
+        raise ValueError(f"no cell for weighted benchmark(s) {', '.join(missing)}")
+    if unweighted := sorted(set(by_bench) - set(w)):
+        raise ValueError(f"no weight for benchmark(s) {', '.join(unweighted)}")
+    return sum(wb * statistics.fmean(by_bench[b]) for b, wb in w.items())
 
 
-def agent_label(record: RunRecord) -> str:
-    spec = record.spec
-    return f"{spec.agent}:{spec.agent_model}" if spec.agent_model else spec.agent
+def config_key(config: AgentConfig) -> str:
+    """A hashable identity of a configuration (records are not hashable)."""
+    return config.model_dump_json()
 
 
-def leaderboard(records: Iterable[RunRecord], table: BaselineTable) -> Leaderboard:
-    """Rows per agent, best first. Only runs with an outcome count; repeated cells are averaged."""
-    records = list(records)
-    scored = [r for r in records if r.outcome is not None]
-    incomplete = [r.spec.run_id for r in records if r.outcome is None]
-    w, weighting = weights(table, {r.spec.benchmark for r in scored})
-    # agent → seed → (benchmark, model) → scores
-    grid: dict[str, dict[int, dict[tuple[str, str], list[float]]]] = defaultdict(
-        lambda: defaultdict(lambda: defaultdict(list))
-    )
-    fallbacks: dict[str, int] = defaultdict(int)
-    n_runs: dict[str, int] = defaultdict(int)
-    for r in scored:
-        assert r.outcome is not None
-        label = agent_label(r)
-        grid[label][r.spec.seed][(r.spec.benchmark, r.spec.base_model)].append(r.outcome.score)
-        fallbacks[label] += r.outcome.source != "evaluated"
-        n_runs[label] += 1
-    rows = []
-    for label, seeds in grid.items():
-        # Repeated runs of one cell within a seed count once, at their mean.
-        seed_cells = [{k: statistics.fmean(v) for k, v in c.items()} for c in seeds.values()]
-        per_seed = [weighted_average(cells, w) for cells in seed_cells]
-        per_bench: dict[str, list[float]] = defaultdict(list)
-        for cells in seed_cells:
-            for (b, _m), score in cells.items():
-                per_bench[b].append(score)
-        rows.append(
-            LeaderboardRow(
-                agent=label,
-                average=100 * statistics.fmean(per_seed),
-                std=100 * statistics.stdev(per_seed) if len(per_seed) > 1 else None,
-                n_seeds=len(per_seed),
-                n_runs=n_runs[label],
-                benchmarks={b: 100 * statistics.fmean(v) for b, v in sorted(per_bench.items())},
-                fallbacks=fallbacks[label],
-            )
+def row_labels(configs: Iterable[AgentConfig]) -> dict[str, str]:
+    """config_key → `label()` where unique, else `label [detail]` (and ` #n` if still shared)."""
+    unique = {config_key(c): c for c in configs}
+    shared = Counter(c.label() for c in unique.values())
+    labels: dict[str, str] = {}
+    seen: Counter[str] = Counter()
+    for key, c in unique.items():
+        label = c.label() if shared[c.label()] == 1 else f"{c.label()} [{c.detail()}]"
+        seen[label] += 1  # two configs whose detail() reads the same (long commands)
+        labels[key] = label if seen[label] == 1 else f"{label} #{seen[label]}"
+    return labels
+
+
+def left_out(record: RunRecord) -> LeftOutRun:
+    """Why a run without an outcome is not in the board: its failed stage, or where it stands."""
+    stage = record.failed_stage
+    if stage is not None:
+        error = record.stages[stage].error
+        reason = error.message if error else f"stage {stage} failed without an error record"
+    else:
+        stage = next((s for s in STAGES if record.stages[s].state != "done"), None)
+        reason = (
+            f"stage {stage} is {record.stages[stage].state}"
+            if stage
+            else "every stage is done but no outcome was recorded"
         )
-    rows.sort(key=lambda row: row.average, reverse=True)
+    spec = record.spec
+    return LeftOutRun(
+        run_id=spec.run_id,
+        label=spec.agent_config.label(),
+        benchmark=spec.benchmark,
+        base_model=spec.base_model,
+        seed=spec.seed,
+        stage=stage,
+        reason=reason,
+    )
+
+
+def _cell(record: RunRecord, outcome: Outcome) -> LeaderboardCell:
+    spec = record.spec
+    return LeaderboardCell(
+        seed=spec.seed,
+        benchmark=spec.benchmark,
+        base_model=spec.base_model,
+        run_id=spec.run_id,
+        score=100 * outcome.score,
+        source=outcome.source,
+        reason=outcome.reason,
+    )
+
+
+def _row(
+    label: str,
+    config: AgentConfig,
+    cells: list[LeaderboardCell],
+    w: dict[str, float],
+    models: list[str],
+) -> LeaderboardRow:
+    # seed → (benchmark, model) → scores; repeated runs of one cell within a seed count once,
+    # at their mean.
+    grid: dict[int, dict[tuple[str, str], list[float]]] = defaultdict(lambda: defaultdict(list))
+    for c in cells:
+        grid[c.seed][(c.benchmark, c.base_model)].append(c.score)
+    seeds = sorted(grid)
+    means = {s: {k: statistics.fmean(v) for k, v in grid[s].items()} for s in seeds}
+    missing = [
+        CellKey(seed=s, benchmark=b, base_model=m)
+        for s in seeds
+        for b in sorted(w)
+        for m in models
+        if (b, m) not in means[s]
+    ]
+    complete = [s for s in seeds if not any(k.seed == s for k in missing)]
+    per_seed = [weighted_average(means[s], w) for s in complete]
+    benchmarks = {}
+    for b in sorted({c.benchmark for c in cells}):
+        by_seed = [[v for (bb, _m), v in means[s].items() if bb == b] for s in seeds]
+        in_b = [c for c in cells if c.benchmark == b]
+        benchmarks[b] = BenchmarkScore(
+            score=statistics.fmean(statistics.fmean(v) for v in by_seed if v),
+            n_cells=len(in_b),
+            fallbacks=sum(c.source != "evaluated" for c in in_b),
+        )
+    return LeaderboardRow(
+        label=label,
+        config=config,
+        average=statistics.fmean(per_seed) if per_seed else None,
+        std=statistics.stdev(per_seed) if len(per_seed) > 1 else None,
+        seeds=seeds,
+        complete_seeds=complete,
+        n_runs=len(cells),
+        benchmarks=benchmarks,
+        fallbacks={src: sum(c.source == src for c in cells) for src in FALLBACK_SOURCES},
+        cells=sorted(cells, key=lambda c: (c.seed, c.benchmark, c.base_model, c.run_id)),
+        missing=missing,
+    )
+
+
+def _section(
+    kind: Weighting,
+    w: dict[str, float],
+    runs: list[tuple[RunRecord, Outcome]],
+    labels: dict[str, str],
+) -> LeaderboardSection:
+    configs: dict[str, AgentConfig] = {}
+    cells: dict[str, list[LeaderboardCell]] = defaultdict(list)
+    for record, outcome in runs:
+        key = config_key(record.spec.agent_config)
+        configs[key] = record.spec.agent_config
+        cells[key].append(_cell(record, outcome))
+    models = sorted({r.spec.base_model for r, _ in runs})
+    rows = [_row(labels[k], configs[k], cells[k], w, models) for k in configs]
+    rows.sort(key=lambda r: (r.average is None, -(r.average or 0.0), r.label))
+    return LeaderboardSection(weighting=kind, weights=w, base_models=models, rows=rows)
+
+
+def leaderboard(
+    records: Iterable[RunRecord], table: BaselineTable, unreadable: Iterable[UnreadableRun] = ()
+) -> Leaderboard:
+    """Sections per benchmark set, rows per agent configuration, and every run left out."""
+    scored: list[tuple[RunRecord, Outcome]] = []
+    failed: list[LeftOutRun] = []
+    in_progress: list[LeftOutRun] = []
+    for r in records:
+        if r.outcome is not None:
+            scored.append((r, r.outcome))
+        else:
+            (failed if r.failed_stage else in_progress).append(left_out(r))
+    labels = row_labels(r.spec.agent_config for r, _ in scored)
+    sets = benchmark_sets(table, {r.spec.benchmark for r, _ in scored})
+    sections = []
+    for kind, bs in sets.items():
+        runs = [(r, o) for r, o in scored if r.spec.benchmark in bs]
+        sections.append(_section(kind, WEIGHTINGS[kind](table, bs), runs, labels))
     return Leaderboard(
-        weights=w,
-        weighting=weighting,  # type: ignore[arg-type]
-        rows=rows,
-        incomplete=incomplete,
+        sections=sections, unreadable=list(unreadable), failed=failed, in_progress=in_progress
     )

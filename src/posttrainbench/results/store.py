@@ -64,14 +64,34 @@ def save_run(run_dir: Path, record: RunRecord) -> None:
     write_json(RunPaths(run_dir).run_json, record)
 
 
-def scan_runs(root: Path) -> Iterator[tuple[Path, RunRecord]]:
-    """Every run directory under root (any depth), by the presence of run.json."""
+def scan_runs(root: Path) -> Iterator[tuple[Path, RunRecord | ResultsDirError]]:
+    """Every run directory under root (any depth, sorted), with its record or why it can't load.
+
+    A run directory is one holding a `run.json`; the walk never descends into it (run.json files
+    an agent planted in its workspace, home or final_model are not runs of ours) and never follows
+    a symlinked directory. A bad run never stops the scan: its error is yielded in place of the
+    record, and so is a directory that cannot be listed. Raises only if root is no directory."""
     if not root.is_dir():
         raise ResultsDirError(f"{root} is not a directory", "pass the results dir of a sweep")
-    for run_json in sorted(root.rglob("run.json")):
-        if "workspace" in run_json.relative_to(root).parts:
-            continue  # an agent's own files, never a run of ours
-        yield run_json.parent, load_run(run_json.parent)
+    errors: list[OSError] = []
+
+    def unlistable() -> Iterator[tuple[Path, ResultsDirError]]:
+        for exc in errors:
+            where = Path(exc.filename) if exc.filename else root
+            yield where, ResultsDirError(f"cannot list {where}: {exc.strerror}", "check its mode")
+        errors.clear()
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=errors.append):
+        yield from unlistable()
+        if "run.json" not in filenames:
+            dirnames.sort()
+            continue
+        dirnames.clear()  # prune: nothing below a run directory is a run of ours
+        try:
+            yield Path(dirpath), load_run(Path(dirpath))
+        except ResultsDirError as exc:
+            yield Path(dirpath), exc
+    yield from unlistable()
 
 
 def ensure_writable(directory: Path) -> None:

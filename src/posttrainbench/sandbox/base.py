@@ -3,20 +3,17 @@
 A backend declares its `Capabilities` so a run can be refused before it starts (no GPU passthrough,
 no egress control) rather than after ten hours. `check()` raises `MissingDependencyError` when the
 backend cannot work on this machine. The runner owns deadlines and signals; a backend only starts
-the process, with `start_new_session=True`, so the whole agent is one process group.
+the process, with `start_new_session=True`, so the whole agent is one process group. The
+environment it gets is built by the runner from an allow-list (`sandbox/env.py`).
 """
 
 from __future__ import annotations
 
-import os
-import re
 import subprocess
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
-
-SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL|AUTH)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -30,15 +27,10 @@ class Capabilities:
 class LaunchRequest:
     argv: list[str]
     workdir: Path
-    env: dict[str, str]
-    stdout: Path
-    stderr: Path
+    env: dict[str, str]  # the complete environment of the agent (already allow-listed)
+    stdout: int  # file descriptors the agent writes to (capped by the runner)
+    stderr: int
     read_only: list[Path] = field(default_factory=list)  # model cache, data: mounted read-only
-
-
-def scrubbed_environ() -> dict[str, str]:
-    """The harness's environment without anything that looks like a credential."""
-    return {k: v for k, v in os.environ.items() if not SECRET_NAME.search(k)}
 
 
 class Sandbox(ABC):

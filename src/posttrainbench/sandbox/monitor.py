@@ -107,3 +107,13 @@ class Monitor:
                     log.debug("monitor sample failed: %s", exc)
                 if self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - start))):
                     break
+
+
+def last_sample_time(path: Path) -> datetime | None:
+    """Time of the last sample in monitor.csv: when the harness last saw the agent."""
+    try:
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        return datetime.fromisoformat(rows[-1]["time"]) if rows else None
+    except (OSError, ValueError, KeyError):
+        return None

@@ -1,26 +1,72 @@
-"""Process-group lifetime on the host: wait with a deadline, terminate, reap leftovers.
+"""Process lifetime on the host: wait with a deadline, terminate, and leave nothing behind.
 
 The agent leads its own process group (the sandbox starts it with a new session). At the deadline
 the whole group gets SIGTERM, then SIGKILL after a grace period. Descendants that left the group
-(setsid) are tracked through psutil while the agent runs and killed with it. A run resumed after
-the harness died finds its agent by pid *and* creation time, so a recycled pid is never killed.
+(setsid) are tracked through psutil while the agent runs and killed with it. Descendants that
+detached *after their parent exited* are caught two more ways: the harness is a child subreaper
+(Linux `PR_SET_CHILD_SUBREAPER`), so orphans are re-parented to it instead of to init; and every
+agent process inherits the attempt's token (`PTB_AGENT_TOKEN`) in its environment, which finds
+survivors even after the harness itself died. `sweep` kills whatever is found and verifies that
+nothing survives. A run resumed after the harness died finds its agent by pid *and* creation time,
+so a recycled pid is never killed. Cleanup runs with SIGINT/SIGTERM held back (`shielded`), so a
+second Ctrl-C cannot interrupt it halfway.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 
-from posttrainbench.records import ExitReason
+from posttrainbench.errors import InfrastructureError
+from posttrainbench.records import ExitReason, FoundBy, ProcessInfo
 
 POLL_S = 0.2
 KILL_WAIT_S = 5.0
+TOKEN_VAR = "PTB_AGENT_TOKEN"
+_PR_SET_CHILD_SUBREAPER = 36
+_PR_SET_PDEATHSIG = 1
+_SHIELDED = (signal.SIGINT, signal.SIGTERM)
+
+
+def _prctl(option: int, value: int) -> bool:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(option, value, 0, 0, 0) == 0)
+    except (OSError, AttributeError):  # not Linux
+        return False
+
+
+def become_subreaper() -> bool:
+    """Make orphaned descendants of this process re-parent to it (Linux ≥ 3.4)."""
+    return _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+
+
+def die_with_parent() -> None:
+    """preexec_fn for helper subprocesses: SIGKILL them when the harness dies."""
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def shielded() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM until the block ends (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _SHIELDED)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 @dataclass
@@ -118,10 +164,11 @@ def wait(proc: subprocess.Popen[bytes], deadline: float, grace_s: float) -> Fini
                 continue
     finally:
         # On the deadline, on a normal exit (background children may remain) and on an
-        # exception in the harness itself: nothing of the agent outlives this call.
-        terminate(pgid, known, grace_s if proc.poll() is None else 0.0)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=grace_s + 5)
+        # exception in the harness itself: nothing of the agent's group outlives this call.
+        with shielded():
+            terminate(pgid, known, grace_s if proc.poll() is None else 0.0)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=grace_s + 5)
     code = proc.returncode
     if timed_out:
         return Finished(
@@ -134,10 +181,125 @@ def wait(proc: subprocess.Popen[bytes], deadline: float, grace_s: float) -> Fini
     return Finished(exit_code=code, signal=None, exit_reason="crashed")
 
 
-def reap_orphan(pid: int, created: float | None, grace_s: float) -> bool:
+def reap_orphan(pid: int | None, created: float | None, grace_s: float) -> bool:
     """Kill the process group of an agent left running by a dead harness. True if it was alive."""
-    if created is None or create_time(pid) != created:
-        return False  # gone, or the pid now belongs to someone else
-    known = _descendants(pid) | {psutil.Process(pid)}
-    terminate(pid, known, grace_s)
+    if pid is None or created is None or create_time(pid) != created:
+        return False  # never recorded, gone, or the pid now belongs to someone else
+    try:
+        known = _descendants(pid) | {psutil.Process(pid)}
+    except psutil.Error:
+        return False
+    with shielded():
+        terminate(pid, known, grace_s)
     return True
+
+
+def _has_token(proc: psutil.Process, marker: bytes) -> bool:
+    try:
+        return marker in Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+
+
+def by_token(token: str) -> set[psutil.Process]:
+    """Live processes whose environment carries this attempt's token."""
+    marker = f"{TOKEN_VAR}={token}".encode()
+    me = os.getpid()
+    return {p for p in _alive(set(psutil.process_iter())) if p.pid != me and _has_token(p, marker)}
+
+
+def adopted_since(started: float, exclude: set[int]) -> set[psutil.Process]:
+    """Descendants of the harness created at or after `started` (orphans re-parented to us)."""
+    found = set()
+    for p in _alive(_descendants(os.getpid())):
+        with contextlib.suppress(psutil.Error):
+            if p.pid not in exclude and p.create_time() >= started - 1:
+                found.add(p)
+    return found
+
+
+def _describe(proc: psutil.Process, found_by: FoundBy) -> ProcessInfo:
+    try:
+        name, cmd = proc.name(), " ".join(proc.cmdline())
+    except psutil.Error:
+        name, cmd = "", ""
+    return ProcessInfo(pid=proc.pid, name=name, cmdline=cmd[:300], found_by=found_by)
+
+
+def _reap_children(procs: set[psutil.Process]) -> None:
+    """Collect the exit status of adopted orphans, so they do not linger as our zombies."""
+    for p in procs:
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(p.pid, os.WNOHANG)
+
+
+def sweep(
+    tokens: list[str], grace_s: float, *, adopted: set[psutil.Process] | None = None
+) -> list[ProcessInfo]:
+    """Kill every process left by the agent; raise InfrastructureError if any survives."""
+    found: dict[int, tuple[psutil.Process, FoundBy]] = {}
+    for p in adopted or set():
+        found[p.pid] = (p, "subreaper")
+    for token in tokens:
+        for p in by_token(token):
+            found.setdefault(p.pid, (p, "token"))
+    if not found:
+        return []
+    infos = [_describe(p, how) for p, how in found.values()]
+    procs = {p for p, _ in found.values()}
+    with shielded():
+        terminate_all(procs, grace_s)
+        _reap_children(procs)
+    survivors = _alive(procs) | {p for t in tokens for p in by_token(t)}
+    if survivors:
+        pids = ", ".join(str(p.pid) for p in survivors)
+        raise InfrastructureError(
+            f"agent process(es) {pids} survived SIGKILL",
+            "a process in uninterruptible sleep (D state)? check `ps -o pid,stat,cmd -p PID`",
+        )
+    return sorted(infos, key=lambda i: i.pid)
+
+
+def terminate_all(procs: set[psutil.Process], grace_s: float) -> None:
+    """SIGTERM each process (and its group), wait up to grace_s, SIGKILL what is left."""
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            p.terminate()
+    end = time.monotonic() + grace_s
+    while time.monotonic() < end and _alive(procs):
+        time.sleep(POLL_S)
+    for p in _alive(procs):
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    end = time.monotonic() + KILL_WAIT_S
+    while _alive(procs) and time.monotonic() < end:
+        time.sleep(POLL_S / 4)
+
+
+@dataclass
+class Completed:
+    returncode: int | None
+    timed_out: bool
+
+
+def run_bounded(cmd: list[str], log: Path, timeout_s: float, grace_s: float) -> Completed:
+    """Run a harness helper (the evaluation) in its own process group with a time limit.
+
+    The child dies with the harness (PDEATHSIG), and on timeout or on an interruption of the
+    harness its whole group is terminated before this returns or raises."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True, preexec_fn=die_with_parent,
+        )  # fmt: skip
+    try:
+        proc.wait(timeout=timeout_s)
+        return Completed(proc.returncode, timed_out=False)
+    except subprocess.TimeoutExpired:
+        return Completed(None, timed_out=True)
+    finally:
+        if proc.poll() is None or _group_alive(proc.pid):
+            with shielded():
+                terminate(proc.pid, _alive(_descendants(proc.pid)), grace_s)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=KILL_WAIT_S)

@@ -20,6 +20,7 @@ from posttrainbench.records import RunSpec, format_duration
 
 FILES = Path(__file__).parent / "files"
 DEADLINE_FILE = ".ptb_deadline"
+PROMPT_FILE = "prompt.md"
 # What the agent must not modify (rule 4): hashed at prepare, compared at integrity.
 EVALUATOR_PATHS = ("evaluate.py", "templates")
 
@@ -65,6 +66,25 @@ def render_prompt(
     )
 
 
+def write_evaluator(dest: Path, model: BaseModelInfo, bench: BenchmarkInfo) -> None:
+    """Write EVALUATOR_PATHS (evaluate.py, templates/) into dest. Deterministic: the integrity
+    check re-derives the expected files this way instead of trusting a manifest on disk."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(TEMPLATES_DIR, dest / "templates", dirs_exist_ok=True)
+    split_help = (
+        f"    python evaluate.py --split dev           # {', '.join(bench.splits[1:])} split\n"
+        if len(bench.splits) > 1
+        else ""
+    )
+    evaluate_py = Template((FILES / "evaluate.py.txt").read_text()).substitute(
+        benchmark=bench.display_name,
+        benchmark_id=bench.id,
+        template_family=model.template_family,
+        split_help=split_help,
+    )
+    (dest / "evaluate.py").write_text(evaluate_py)
+
+
 def build_workspace(
     workspace: Path,
     spec: RunSpec,
@@ -78,23 +98,11 @@ def build_workspace(
     public = bench.write_public_data(data_cache / bench.id)
     if public is not None:
         shutil.copytree(public, workspace / "data", dirs_exist_ok=True)
-    shutil.copytree(TEMPLATES_DIR, workspace / "templates", dirs_exist_ok=True)
-    split_help = (
-        f"    python evaluate.py --split dev           # {', '.join(bench.splits[1:])} split\n"
-        if len(bench.splits) > 1
-        else ""
-    )
-    evaluate_py = Template((FILES / "evaluate.py.txt").read_text()).substitute(
-        benchmark=bench.display_name,
-        benchmark_id=bench.id,
-        template_family=model.template_family,
-        split_help=split_help,
-    )
-    (workspace / "evaluate.py").write_text(evaluate_py)
+    write_evaluator(workspace, model, bench)
     shutil.copy(FILES / "timer.sh", workspace / "timer.sh")
     (workspace / "timer.sh").chmod(0o755)
     prompt = render_prompt(spec, model, bench, model_path, public is not None)
-    (workspace / "prompt.md").write_text(prompt)
+    (workspace / PROMPT_FILE).write_text(prompt)
     return prompt
 
 
