@@ -14,7 +14,10 @@ from posttrainbench.results.store import scan_runs
 
 def main(root: Path) -> None:
     print("agent      " + " ".join(f"{s:>9}" for s in STAGES) + "     total  score  source")
-    for _, rec in scan_runs(root):
+    for path, rec in scan_runs(root):
+        if isinstance(rec, Exception):
+            print(f"unreadable {path}: {rec}")
+            continue
         times = [rec.stages[s].duration_s or 0.0 for s in STAGES]
         score = f"{100 * rec.outcome.score:5.1f}" if rec.outcome else "    —"
         source = rec.outcome.source if rec.outcome else "incomplete"

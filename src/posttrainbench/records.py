@@ -163,7 +163,8 @@ class RunSpec(Versioned):
     sandbox: str = Field("host", description="Sandbox backend registry name.")
     seed: int = 0
     resume_policy: ResumePolicy = Field(
-        default="remaining", description="How much time a relaunched agent gets after a harness crash."
+        default="remaining",
+        description="How much time a relaunched agent gets after a harness crash.",
     )
     eval_timeout_s: int | None = Field(
         default=None, gt=0, description="Evaluation time limit; None takes the benchmark's default."
@@ -266,9 +267,7 @@ class AgentOutcome(Record):
     resume_policy: ResumePolicy = "deadline"
     attempts: list[AgentAttempt] = Field(default_factory=list)
     exit_reason: ExitReason | None = None
-    wall_s: float | None = Field(
-        default=None, description="Time the agent ran, over all attempts."
-    )
+    wall_s: float | None = Field(default=None, description="Time the agent ran, over all attempts.")
     downtime_s: float = Field(default=0.0, description="Gaps between attempts (harness down).")
 
 
