@@ -41,19 +41,33 @@ PtbRunner = Callable[..., subprocess.CompletedProcess[str]]
 
 @pytest.fixture
 def ptb(cache_dir: Path) -> PtbRunner:
-    def run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        env = os.environ | {
-            "PTB_CACHE": str(cache_dir),
-            "COLUMNS": "200",
-            "PTB_GRACE_S": "3",
-            "PTB_MONITOR_S": "2",
-        }
+    def run(
+        *args: str, timeout: float = 600, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        full_env = ptb_env(cache_dir) | (env or {})
         return subprocess.run(
             [sys.executable, "-m", "posttrainbench", *args],
             capture_output=True,
             text=True,
-            env=env,
+            env=full_env,
             timeout=timeout,
         )
 
     return run
+
+
+def ptb_env(cache_dir: Path) -> dict[str, str]:
+    """The environment of a `ptb` subprocess in the tests: isolated cache, short grace."""
+    return os.environ | {
+        "PTB_CACHE": str(cache_dir),
+        "COLUMNS": "200",
+        "PTB_GRACE_S": "3",
+        "PTB_MONITOR_S": "2",
+    }
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/e2e is `e2e`: `pytest -m "not e2e"` is the fast suite."""
+    for item in items:
+        if "e2e" in Path(str(item.fspath)).parts:
+            item.add_marker(pytest.mark.e2e)

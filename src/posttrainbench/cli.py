@@ -33,8 +33,10 @@ from posttrainbench.errors import ConfigError, HarnessInterrupted, PtbError
 from posttrainbench.progress import StageProgress
 from posttrainbench.records import (
     MAX_BUDGET_S,
+    STAGES,
     RunRecord,
     RunSpec,
+    StageName,
     format_duration,
     new_run_id,
     parse_duration,
@@ -145,6 +147,9 @@ class ResumePolicyOpt(StrEnum):
     deadline = "deadline"
 
 
+StageOpt = StrEnum("StageOpt", {name: name for name in STAGES})  # type: ignore[misc]
+
+
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -166,14 +171,14 @@ def _root(
     pass
 
 
-def _execute(run_dir: Path, settings: Settings) -> RunRecord:
+def _execute(run_dir: Path, settings: Settings, until: StageName | None = None) -> RunRecord:
     global current_run_dir
     spec = runner.load(run_dir).spec
     current_run_dir = run_dir
     label = f"{spec.agent}·{spec.base_model.rsplit('/', 1)[-1]}·{spec.benchmark}"
     console.print(f"run [bold]{escape(spec.run_id)}[/] → {escape(str(run_dir))}", soft_wrap=True)
     with StageProgress(console, label, spec.budget_s) as progress:
-        record = runner.execute(run_dir, settings, on_stage=progress)
+        record = runner.execute(run_dir, settings, on_stage=progress, until=until)
     current_run_dir = None  # only once the run ended normally: an interruption names it
     _summarise(record)
     return record
@@ -195,9 +200,9 @@ def _summarise(record: RunRecord) -> None:
         console.print(f"  score: {100 * outcome.score:.1f} ({outcome.source}){escape(why)}")
 
 
-def _run_spec(spec: RunSpec, settings: Settings) -> Path:
+def _run_spec(spec: RunSpec, settings: Settings, until: StageName | None = None) -> Path:
     run_dir = runner.create_run(spec, settings)
-    _execute(run_dir, settings)
+    _execute(run_dir, settings, until)
     return run_dir
 
 
@@ -299,6 +304,13 @@ def run(
             "are taken from its run.json).",
         ),
     ] = None,
+    until: Annotated[
+        StageOpt | None,
+        typer.Option(
+            help="Stop after this stage (e.g. collect, to inspect final_model before "
+            "evaluating); `--resume` carries on later.",
+        ),
+    ] = None,
 ) -> None:
     """Run one agent on one base model and benchmark, end to end.
 
@@ -307,8 +319,9 @@ def run(
     directory, whose path is printed first.
     """
     settings = load_settings(results)
+    stop: StageName | None = until.value if until else None  # type: ignore[assignment]
     if resume is not None:
-        _execute(resume.resolve(), settings)
+        _execute(resume.resolve(), settings, stop)
         return
     if not agent or not base_model or not benchmark:
         missing = [n for n, v in (("--agent", agent), ("--base-model", base_model),
@@ -336,7 +349,7 @@ def run(
         eval_timeout_s=eval_timeout_s,
         pass_env=_pass_env(pass_env or []),
     )
-    _run_spec(spec, settings)
+    _run_spec(spec, settings, stop)
 
 
 @app.command(epilog=DEMO_EPILOG)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 
 class PtbError(Exception):
     """Base of every error the CLI prints as one line plus a hint and exits non-zero on."""
@@ -64,3 +66,6 @@ class HarnessInterrupted(KeyboardInterrupt):
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
+
+    def __str__(self) -> str:
+        return f"interrupted by {signal.Signals(self.signum).name}"

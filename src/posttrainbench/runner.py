@@ -15,6 +15,7 @@ import logging
 import os
 import platform
 import socket
+import sys
 import tempfile
 import traceback
 from collections.abc import Callable
@@ -116,10 +117,11 @@ def _base_model_path(ctx: RunContext) -> Path:
     return MODELS.get(ctx.spec.base_model).locate(ctx.settings.models_dir)
 
 
-def _eval_timeout(spec: RunSpec, settings: Settings) -> float:
-    if spec.eval_timeout_s is not None:
+def _eval_timeout(settings: Settings, benchmark: str, spec: RunSpec | None = None) -> float:
+    """The run's own limit, else PTB_EVAL_TIMEOUT_S, else the benchmark's default."""
+    if spec is not None and spec.eval_timeout_s is not None:
         return spec.eval_timeout_s
-    return settings.eval_timeout_s or BENCHMARKS.get(spec.benchmark).eval_timeout_s
+    return settings.eval_timeout_s or BENCHMARKS.get(benchmark).eval_timeout_s
 
 
 def resolve_baseline(settings: Settings, spec: RunSpec) -> BaselineRef:
@@ -132,7 +134,7 @@ def resolve_baseline(settings: Settings, spec: RunSpec) -> BaselineRef:
     try:
         metrics = run_evaluation(
             model.locate(settings.models_dir), spec.benchmark, model.template_family, out,
-            timeout_s=_eval_timeout(spec, settings), grace_s=settings.grace_s,
+            timeout_s=_eval_timeout(settings, spec.benchmark), grace_s=settings.grace_s,
         )  # fmt: skip
     except EvaluationError as exc:
         raise InfrastructureError(
@@ -241,9 +243,12 @@ def _launch_and_wait(ctx: RunContext, outcome: AgentOutcome, deadline: datetime)
     outcome.deadline = deadline
     ctx.save()
     paths.agent_home.mkdir(parents=True, exist_ok=True)
+    host_env = agent_environ(os.environ, spec.pass_env)
     env = (
-        agent_environ(os.environ, spec.pass_env)
+        host_env
         | {
+            # The agent environment: the harness's own Python (with the ML stack) comes first.
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), host_env.get("PATH", "")]),
             "HOME": str(paths.agent_home),
             "PTB_PROMPT_FILE": str(paths.workspace_prompt),
             "PTB_BASE_MODEL_PATH": str(base_model_path),
@@ -283,6 +288,7 @@ def _launch_and_wait(ctx: RunContext, outcome: AgentOutcome, deadline: datetime)
                 attempt.ended_at, attempt.exit_reason = now(), "killed"
                 attempt.note, attempt.harness_interrupted = "harness interrupted", True
                 outcome.exit_reason = "killed"
+                _account(outcome)
                 ctx.save()
             raise
         _sweep_leftovers(ctx, attempt, before)
@@ -354,7 +360,8 @@ def stage_evaluate(ctx: RunContext) -> None:
             )
         rec.metrics = run_evaluation(
             ctx.paths.final_model, ctx.spec.benchmark, family, ctx.paths.eval,
-            timeout_s=_eval_timeout(ctx.spec, ctx.settings), grace_s=ctx.settings.grace_s,
+            timeout_s=_eval_timeout(ctx.settings, ctx.spec.benchmark, ctx.spec),
+            grace_s=ctx.settings.grace_s,
         )  # fmt: skip
     except EvaluationError as exc:
         rec.eval_error = ErrorInfo(type="EvaluationError", message=exc.message, hint=exc.hint)

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from posttrainbench.catalog import BENCHMARKS
 from posttrainbench.errors import EvaluationError
-from posttrainbench.evaluate.run import evaluate_model, has_chat_template
+from posttrainbench.evaluate.run import evaluate_model, has_chat_template, read_metric
 
 
 def test_evaluates_and_writes_metrics(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -38,3 +39,33 @@ def test_unloadable_model_fails_loudly(tiny_model_dir: Path, tmp_path: Path) -> 
     (model / "model.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(EvaluationError, match="SafetensorError"):
         evaluate_model(model, "arith", tmp_path / "eval", limit=4)
+
+
+def test_scorer_counts_known_right_and_wrong_answers(tmp_path: Path) -> None:
+    """arith's scorer through inspect with scripted answers: 3 right, 1 wrong, 1 that only
+    contains the right number after a wrong one."""
+    from inspect_ai import eval as inspect_eval
+    from inspect_ai.model import ModelOutput, ModelUsage, get_model
+
+    from posttrainbench.embedded.arith import split_items
+
+    items = split_items("test")[:5]
+    answers = [items[0].answer, items[1].answer, f" {items[2].answer}\nQ:", "-999",
+               f"7 {items[4].answer}"]  # fmt: skip
+    outputs = []
+    for text in answers:
+        out = ModelOutput.from_content(model="mockllm/model", content=text)
+        out.usage = ModelUsage(input_tokens=1, output_tokens=1, total_tokens=2)
+        outputs.append(out)
+    task = BENCHMARKS.get("arith").task_factory()(split="test", limit=5)
+    log = inspect_eval(
+        task,
+        model=get_model("mockllm/model", custom_outputs=outputs),
+        log_dir=str(tmp_path),
+        display="none",
+        max_connections=1,
+    )[0]
+    assert log.results is not None
+    assert read_metric(log.results.scores[0].metrics, "accuracy", "arith") == pytest.approx(0.6)
+    with pytest.raises(EvaluationError, match="not 'pass_at_1'"):
+        read_metric(log.results.scores[0].metrics, "pass_at_1", "arith")

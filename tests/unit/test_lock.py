@@ -13,7 +13,8 @@ from posttrainbench.results.lock import RunLock
 def test_second_holder_gets_a_clear_error(tmp_path: Path) -> None:
     with RunLock(tmp_path / ".lock"):
         code = (
-            "import sys; from pathlib import Path; from posttrainbench.results.lock import RunLock\n"
+            "import sys\nfrom pathlib import Path\n"
+            "from posttrainbench.results.lock import RunLock\n"
             "from posttrainbench.errors import RunLockedError\n"
             f"try:\n    RunLock(Path({str(tmp_path / '.lock')!r})).__enter__()\n"
             "except RunLockedError as e:\n    print(e.message); sys.exit(3)\n"
