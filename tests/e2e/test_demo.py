@@ -12,8 +12,11 @@ def test_demo_recipe_beats_noop(ptb: PtbRunner, tmp_path: Path) -> None:
     assert "recipe" in done.stdout and "noop" in done.stdout
     (sweep,) = list(tmp_path.iterdir())
     report = ptb("report", str(sweep), "--format", "json")
-    rows = {r["agent"]: r for r in json.loads(report.stdout)["rows"]}
-    assert rows["recipe"]["fallbacks"] == rows["noop"]["fallbacks"] == 0
-    gain = rows["recipe"]["benchmarks"]["arith"] - rows["noop"]["benchmarks"]["arith"]
+    (section,) = json.loads(report.stdout)["sections"]
+    rows = {r["label"]: r for r in section["rows"]}
+    assert section["weighting"] == "uniform" and section["weights"] == {"arith": 1.0}
+    assert sum(rows["recipe"]["fallbacks"].values()) == sum(rows["noop"]["fallbacks"].values()) == 0
+    arith = {name: row["benchmarks"]["arith"]["score"] for name, row in rows.items()}
+    gain = arith["recipe"] - arith["noop"]
     print(f"demo: recipe {rows['recipe']['average']:.1f} vs noop {rows['noop']['average']:.1f}")
     assert gain >= 30, rows

@@ -4,7 +4,6 @@ tampering and evaluation failure, and the report over them."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,10 +11,11 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from posttrainbench.records import RunRecord
 from posttrainbench.results.layout import RunPaths
-from tests.conftest import PtbRunner
+from tests.conftest import PtbRunner, ptb_env
 
 BASE = ["--base-model", "ptb-tiny", "--benchmark", "arith"]
 COPY_BASE = 'cp -r "$PTB_BASE_MODEL_PATH" final_model && rm -f final_model/ptb_build.json'
@@ -37,9 +37,16 @@ def _alive(marker: str) -> list[psutil.Process]:
     return procs
 
 
-def _command_run(ptb: PtbRunner, results: Path, cmd: str, budget: str = "2m") -> RunRecord:
+def _command_run(
+    ptb: PtbRunner,
+    results: Path,
+    cmd: str,
+    budget: str = "2m",
+    *extra: str,
+    env: dict[str, str] | None = None,
+) -> RunRecord:
     done = ptb("run", "--agent", "command", "--agent-cmd", cmd, *BASE, "--budget", budget,
-               "--results", str(results))  # fmt: skip
+               "--results", str(results), *extra, env=env)  # fmt: skip
     assert done.returncode == 0, done.stderr
     (run_dir,) = _runs(results)
     rec = _record(run_dir)
@@ -48,40 +55,49 @@ def _command_run(ptb: PtbRunner, results: Path, cmd: str, budget: str = "2m") ->
 
 
 def test_deadline_ends_the_agent_and_falls_back(ptb: PtbRunner, tmp_path: Path) -> None:
-    start = time.monotonic()
     rec = _command_run(ptb, tmp_path, "sleep 611 & sleep 611", budget="20s")
-    # The whole run may include measuring the base score once per cache; the agent stage may not.
-    assert time.monotonic() - start < 90
-    assert (rec.stages["solve"].duration_s or 0) < 35
     assert rec.agent and rec.agent.exit_reason == "timed_out"
-    assert 19 < (rec.agent.wall_s or 0) < 40
+    (attempt,) = rec.agent.attempts
+    assert attempt.deadline and attempt.ended_at
+    # Recorded timestamps, not the wall clock of a loaded machine: stopped at the deadline,
+    # within the grace period (PTB_GRACE_S=3) and the kill wait.
+    given = (attempt.deadline - attempt.started_at).total_seconds()
+    assert given == pytest.approx(20, abs=1)
+    overrun = (attempt.ended_at - attempt.deadline).total_seconds()
+    assert -1 < overrun < 3 + 5 + 2
+    assert rec.agent.budget_s == 20 and 19 < (rec.agent.wall_s or 0) < 30
     assert not _alive("sleep 611")
     (run_dir,) = _runs(tmp_path)
     samples = RunPaths(run_dir).monitor_csv.read_text().splitlines()
     assert samples[0].startswith("time,cpu_percent,rss_mb") and len(samples) >= 3
     assert rec.outcome and rec.outcome.source == "fallback_no_model"
-    assert rec.outcome.score == rec.outcome.base_score
+    assert rec.baseline and rec.outcome.score == rec.outcome.base_score == rec.baseline.score
+
+
+def _wait_for_agent(results: Path, marker: str, timeout: float = 90) -> Path:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = _runs(results)
+        if runs and (RunPaths(runs[0]).workspace / marker).exists():
+            return runs[0]
+        time.sleep(0.2)
+    raise AssertionError("agent never started")
 
 
 def test_sigkill_then_resume_loses_nothing(ptb: PtbRunner, cache_dir: Path, tmp_path: Path) -> None:
-    env = os.environ | {"PTB_CACHE": str(cache_dir), "PTB_GRACE_S": "3"}
-    cmd = "echo started > progress.txt; sleep 617"
+    cmd = "echo launch >> launches.txt; sleep 617"
     harness = subprocess.Popen(
         [sys.executable, "-m", "posttrainbench", "run", "--agent", "command", "--agent-cmd", cmd,
          *BASE, "--budget", "25s", "--results", str(tmp_path)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=ptb_env(cache_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        runs = _runs(tmp_path)
-        if runs and (RunPaths(runs[0]).workspace / "progress.txt").exists():
-            break
-        time.sleep(0.2)
-    else:
-        raise AssertionError("agent never started")
+    run_dir = _wait_for_agent(tmp_path, "launches.txt")
+    # One harness per run: a second one refuses, and leaves the first one's agent alone.
+    second = ptb("run", "--resume", str(run_dir))
+    assert second.returncode == 2 and "being run by another harness" in second.stderr
+    assert "Traceback" not in second.stderr and _alive("sleep 617")
     harness.send_signal(signal.SIGKILL)
     harness.wait()
-    run_dir = runs[0]
     killed = _record(run_dir)
     assert killed.stages["solve"].state == "running"
     assert _alive("sleep 617"), "the orphaned agent should outlive a SIGKILLed harness"
@@ -89,26 +105,53 @@ def test_sigkill_then_resume_loses_nothing(ptb: PtbRunner, cache_dir: Path, tmp_
     done = ptb("run", "--resume", str(run_dir))
     assert done.returncode == 0, done.stderr
     rec = _record(run_dir)
-    assert rec.complete and rec.outcome is not None
+    assert rec.complete and rec.outcome is not None and rec.agent is not None
     assert rec.spec == killed.spec and rec.stages["prepare"] == killed.stages["prepare"]
-    first, *rest = rec.agent.attempts if rec.agent else []
-    assert first.exit_reason == "killed" and "orphan killed" in (first.note or "")
-    assert all(a.exit_reason == "timed_out" for a in rest)
-    assert (RunPaths(run_dir).workspace / "progress.txt").read_text() == "started\n"
+    first, second_attempt = rec.agent.attempts
+    assert first.exit_reason == "killed" and first.harness_interrupted
+    assert "killed" in (first.note or "")  # alive at resume, then stopped
+    assert second_attempt.exit_reason == "timed_out"
+    # Relaunched (two launches, one file) and kept what the first launch wrote.
+    ws = RunPaths(run_dir).workspace
+    assert (ws / "launches.txt").read_text() == "launch\nlaunch\n"
+    # Budget: the orphan ran on until resume, so that time is charged; the relaunch got the rest.
+    assert rec.agent.resume_policy == "remaining" and second_attempt.deadline
+    given = (second_attempt.deadline - second_attempt.started_at).total_seconds()
+    assert given == pytest.approx(25 - first.ran_s, abs=1.0)
+    assert rec.agent.wall_s == pytest.approx(first.ran_s + second_attempt.ran_s, abs=0.1)
+    assert rec.agent.downtime_s >= 0
     assert RunPaths(run_dir).prompt.is_file()
     assert not _alive("sleep 617")
 
 
-def test_pickle_and_symlink_models_are_refused(ptb: PtbRunner, tmp_path: Path) -> None:
-    pickle = _command_run(
-        ptb, tmp_path / "a", f"{COPY_BASE} && echo x > final_model/pytorch_model.bin"
+def test_trainer_saved_model_is_collected_and_evaluated(ptb: PtbRunner, tmp_path: Path) -> None:
+    """Trainer.save_model always writes training_args.bin (a pickle) beside the weights."""
+    script = tmp_path / "save.py"
+    script.write_text(
+        "import os\n"
+        "from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments\n"
+        "base = os.environ['PTB_BASE_MODEL_PATH']\n"
+        "model = AutoModelForCausalLM.from_pretrained(base)\n"
+        "args = TrainingArguments(output_dir='out', report_to=[], use_cpu=True)\n"
+        "tok = AutoTokenizer.from_pretrained(base)\n"
+        "trainer = Trainer(model=model, args=args, processing_class=tok)\n"
+        "trainer.save_model('final_model')\n"
+        "os.symlink(os.path.abspath('final_model'), 'best')\n"
     )
-    assert pickle.collect and pickle.collect.status == "refused"
-    assert "pytorch_model.bin" in (pickle.collect.reason or "")
-    assert pickle.outcome and pickle.outcome.source == "fallback_no_model"
-    link = _command_run(ptb, tmp_path / "b", 'ln -s "$PTB_BASE_MODEL_PATH" final_model')
-    assert link.collect and link.collect.reason == "final_model is a symlink"
-    assert link.outcome and link.outcome.source == "fallback_no_model"
+    rec = _command_run(ptb, tmp_path / "r", f"python {script}")
+    (run_dir,) = _runs(tmp_path / "r")
+    assert (RunPaths(run_dir).workspace_final_model / "training_args.bin").is_file()
+    assert rec.collect and rec.collect.status == "collected", rec.collect
+    assert "model.safetensors" in rec.collect.file_names
+    skipped = {s.path: s.reason for s in rec.collect.skipped}
+    assert "pickle" in skipped["training_args.bin"]
+    assert not (RunPaths(run_dir).final_model / "training_args.bin").exists()
+    assert rec.outcome and rec.outcome.source == "evaluated", rec.eval_error
+
+    out = _command_run(ptb, tmp_path / "b", 'ln -s "$PTB_BASE_MODEL_PATH" final_model')
+    assert out.collect and out.collect.status == "refused"
+    assert "outside the workspace" in (out.collect.reason or "")
+    assert out.outcome and out.outcome.source == "fallback_no_model"
 
 
 def test_tampering_flags_and_broken_model_falls_back(ptb: PtbRunner, tmp_path: Path) -> None:
@@ -129,6 +172,11 @@ def test_tampering_flags_and_broken_model_falls_back(ptb: PtbRunner, tmp_path: P
 
     report = ptb("report", str(tmp_path), "--format", "json")
     assert report.returncode == 0, report.stderr
-    rows = json.loads(report.stdout)["rows"]
-    assert [(r["agent"], r["n_runs"], r["fallbacks"]) for r in rows] == [("command", 2, 2)]
-    assert set(rows[0]["benchmarks"]) == {"arith"}
+    (section,) = json.loads(report.stdout)["sections"]
+    # Two agent commands: two configurations, never merged into one row.
+    rows = section["rows"]
+    assert len(rows) == 2 and {sum(r["fallbacks"].values()) for r in rows} == {1}
+    assert {c["source"] for r in rows for c in r["cells"]} == {
+        "fallback_flagged",
+        "fallback_eval_failed",
+    }
