@@ -90,8 +90,11 @@ def test_writer_detached_after_its_parent_exited_is_swept(tmp_path: Path) -> Non
     assert not _gone(writer), "the detached writer outlived its parent"
     assert psutil.Process(writer).ppid() == os.getpid(), "re-parented to us, the subreaper"
     killed = supervise.sweep(["tok-detached"], 1, adopted=supervise.adopted_since(started, set()))
-    assert writer in {k.pid for k in killed}  # with its `sleep 0.1` child, maybe
-    assert {k.found_by for k in killed} == {"subreaper"}
+    # The writer is our adopted child; its short-lived `sleep 0.1` children may be found either
+    # way (one forked after the adoption scan carries the token).
+    found = {k.pid: k.found_by for k in killed}
+    assert found[writer] == "subreaper"
+    assert set(found.values()) <= {"subreaper", "token"}
     assert _gone(writer)
     size = out.stat().st_size
     time.sleep(0.3)

@@ -58,15 +58,25 @@ def die_with_parent() -> None:
 
 @contextlib.contextmanager
 def shielded() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM until the block ends (main thread only; elsewhere a no-op)."""
+    """Defer SIGINT/SIGTERM until the block ends, then deliver the first one that came.
+
+    Python runs signal handlers in the main thread whichever thread the kernel picked, so a
+    thread signal mask would not hold (log pumps and the monitor are threads): the handlers are
+    swapped instead. Main thread only; elsewhere a no-op."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, _SHIELDED)
+    pending: list[int] = []
+    old = {sig: signal.getsignal(sig) for sig in _SHIELDED}
+    for sig in _SHIELDED:
+        signal.signal(sig, lambda signum, _frame: pending.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        if pending:
+            signal.raise_signal(pending[0])
 
 
 @dataclass
