@@ -36,6 +36,7 @@ from posttrainbench.records import (
     STAGES,
     RunRecord,
     RunSpec,
+    SandboxLimits,
     StageName,
     format_duration,
     new_run_id,
@@ -46,7 +47,9 @@ from posttrainbench.report.run_view import render_run
 from posttrainbench.report.tables import RENDERERS, to_rich
 from posttrainbench.results.layout import check_sweep_name
 from posttrainbench.results.store import ensure_writable
-from posttrainbench.sandbox import SANDBOXES
+from posttrainbench.sandbox import SANDBOXES, default_sandbox
+from posttrainbench.sandbox.egress import parse_allow_host
+from posttrainbench.sandbox.gpu import parse_gpu_list
 from posttrainbench.scale.sweep import EXECUTORS, AgentEntry, SweepSpec
 
 APP_HELP = """\
@@ -140,6 +143,18 @@ class ReportFormat(StrEnum):
     md = "md"
     csv = "csv"
     json = "json"
+
+
+class NetworkOpt(StrEnum):
+    none = "none"
+    allowlist = "allowlist"
+    open = "open"
+
+
+class ProviderOpt(StrEnum):
+    anthropic = "anthropic"
+    openai = "openai"
+    gemini = "gemini"
 
 
 class ResumePolicyOpt(StrEnum):
@@ -259,8 +274,61 @@ def run(
         typer.Option(metavar="MODEL", help="LLM behind the agent, for agents that use one."),
     ] = None,
     sandbox: Annotated[
-        str, typer.Option(metavar="NAME", help="Sandbox backend (see: ptb list sandboxes).")
-    ] = "host",
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="Sandbox backend: bwrap, docker, podman, apptainer or host (see: ptb doctor). "
+            "Default: bwrap where it works, else host (no isolation).",
+        ),
+    ] = None,
+    network: Annotated[
+        NetworkOpt | None,
+        typer.Option(
+            help="Egress: none (loopback only), allowlist (HF hub, PyPI, GitHub and --allow-host, "
+            "through a logging proxy) or open (anywhere, logged). Default: allowlist where the "
+            "sandbox can enforce it, else open.",
+        ),
+    ] = None,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="HOST",
+            help="Allow this host too under --network allowlist, e.g. wandb.ai, *.example.org, "
+            "host:8443 (repeatable).",
+        ),
+    ] = None,
+    api_provider: Annotated[
+        ProviderOpt | None,
+        typer.Option(
+            help="The LLM provider the agent may call through the key-free relay (agent CLIs "
+            "set their own). The real key stays in this process's environment.",
+        ),
+    ] = None,
+    api_budget_usd: Annotated[
+        float | None,
+        typer.Option(metavar="USD", help="Dollar budget of the run's LLM calls (relay)."),
+    ] = None,
+    gpus: Annotated[
+        str | None,
+        typer.Option(
+            metavar="LIST",
+            help="GPUs the run gets, e.g. 0 or 0,1 or none (default: every GPU found). They are "
+            "checked before the budget starts.",
+        ),
+    ] = None,
+    memory_gb: Annotated[
+        float | None,
+        typer.Option(
+            metavar="GB", help="Memory limit of the sandbox (where a cgroup is available)."
+        ),
+    ] = None,
+    workspace_gb: Annotated[
+        float | None,
+        typer.Option(metavar="GB", help="Workspace size limit; the agent is stopped past it."),
+    ] = None,
+    max_procs: Annotated[
+        int, typer.Option(metavar="N", help="Most processes and threads the agent may run.")
+    ] = 4096,
     seed: Annotated[
         int, typer.Option(metavar="N", help="Seed of the run (repeat a cell with other seeds).")
     ] = 0,
@@ -343,11 +411,17 @@ def run(
         base_model=MODELS.get(base_model).name,
         benchmark=BENCHMARKS.get(benchmark).id,
         budget_s=budget_s,
-        sandbox=sandbox,
+        sandbox=SANDBOXES.get(sandbox).name if sandbox else default_sandbox(),
         seed=seed,
         resume_policy=resume_policy.value,
         eval_timeout_s=eval_timeout_s,
         pass_env=_pass_env(pass_env or []),
+        network=network.value if network else None,
+        allow_hosts=[parse_allow_host(h) for h in allow_host or []],
+        api_provider=api_provider.value if api_provider else None,
+        api_budget_usd=api_budget_usd,
+        gpus=parse_gpu_list(gpus) if gpus is not None else None,
+        limits=SandboxLimits(memory_gb=memory_gb, workspace_gb=workspace_gb, processes=max_procs),
     )
     _run_spec(spec, settings, stop)
 

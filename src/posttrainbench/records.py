@@ -21,7 +21,16 @@ MAX_BUDGET_S = 7 * 24 * 3600  # longer budgets need --allow-long
 StageName = Literal["prepare", "solve", "collect", "integrity", "evaluate", "score"]
 STAGES: tuple[StageName, ...] = ("prepare", "solve", "collect", "integrity", "evaluate", "score")
 StageState = Literal["pending", "running", "done", "failed"]
-ExitReason = Literal["finished", "timed_out", "crashed", "killed"]
+ExitReason = Literal[
+    "finished", "timed_out", "crashed", "killed",
+    "over_limit",  # stopped by the harness: the workspace outgrew its limit
+]  # fmt: skip
+NetworkPolicy = Literal[
+    "none",  # loopback only (and the API relay, when the agent has a provider)
+    "allowlist",  # through the egress proxy, to the default hosts and --allow-host ones
+    "open",  # through the egress proxy, anywhere; still logged
+]
+ApiProvider = Literal["anthropic", "openai", "gemini"]
 CollectStatus = Literal["collected", "missing", "refused"]
 ResumePolicy = Literal[
     "remaining",  # a resumed agent gets the budget it had not used yet; harness downtime is free
@@ -136,6 +145,7 @@ class AgentConfig(Record):
     agent_cmd: str | None = None
     budget_s: int
     sandbox: str
+    network: NetworkPolicy | None = None
 
     def label(self) -> str:
         """Short name; `detail()` tells apart configurations of the same agent."""
@@ -143,10 +153,23 @@ class AgentConfig(Record):
 
     def detail(self) -> str:
         parts = [f"budget {format_duration(self.budget_s)}", f"sandbox {self.sandbox}"]
+        if self.network:
+            parts.append(f"network {self.network}")
         if self.agent_cmd:
             cmd = self.agent_cmd if len(self.agent_cmd) <= 40 else self.agent_cmd[:37] + "..."
             parts.insert(0, f"cmd {cmd!r}")
         return ", ".join(parts)
+
+
+class SandboxLimits(Record):
+    """Resource limits of the agent, where the sandbox can enforce them (see run.json)."""
+
+    memory_gb: float | None = Field(default=None, gt=0, description="Whole sandbox, resident.")
+    processes: int | None = Field(default=4096, gt=0, description="Processes and threads.")
+    open_files: int | None = Field(default=65536, gt=0)
+    workspace_gb: float | None = Field(
+        default=None, gt=0, description="Workspace size; also the largest single file."
+    )
 
 
 class RunSpec(Versioned):
@@ -172,6 +195,22 @@ class RunSpec(Versioned):
     pass_env: list[str] = Field(
         default_factory=list, description="Extra environment variables passed to the agent."
     )
+    network: NetworkPolicy | None = Field(
+        default=None, description="Egress policy; None: the sandbox's default, fixed at creation."
+    )
+    allow_hosts: list[str] = Field(
+        default_factory=list, description="Hosts allowed besides the default allowlist."
+    )
+    api_provider: ApiProvider | None = Field(
+        default=None, description="The one LLM provider the relay forwards to (None: no relay)."
+    )
+    api_budget_usd: float | None = Field(
+        default=None, gt=0, description="Dollar budget of the run's LLM calls through the relay."
+    )
+    gpus: list[int] | None = Field(
+        default=None, description="GPU indices the run gets; None: every GPU found at prepare."
+    )
+    limits: SandboxLimits = Field(default_factory=lambda: SandboxLimits())
     created_at: datetime = Field(default_factory=now)
 
     @property
@@ -182,6 +221,7 @@ class RunSpec(Versioned):
             agent_cmd=self.agent_cmd,
             budget_s=self.budget_s,
             sandbox=self.sandbox,
+            network=self.network,
         )
 
 
@@ -246,6 +286,11 @@ class AgentAttempt(Record):
     )
     stdout: LogStats | None = None
     stderr: LogStats | None = None
+    sandbox_id: str | None = Field(
+        default=None, description="What the sandbox backend needs to find and stop this launch."
+    )
+    limits_enforced: list[str] = Field(default_factory=list)
+    limits_not_enforced: list[str] = Field(default_factory=list)
     note: str | None = None
 
     @property
@@ -353,6 +398,26 @@ class HarnessInfo(Record):
     hostname: str
 
 
+class GpuCheck(Record):
+    index: int
+    uuid: str | None = None
+    name: str
+    memory_total_mib: int | None = None
+    memory_used_mib: int | None = None
+    utilization_pct: int | None = None
+    probe_s: float | None = Field(default=None, description="Allocation + write probe time.")
+
+
+class GpuPreflight(Record):
+    """The GPUs a run was given, checked before its budget started."""
+
+    gpus: list[int] = Field(default_factory=list)
+    checks: list[GpuCheck] = Field(default_factory=list)
+    accepted: list[str] = Field(default_factory=list, description="Accepted GPU classes.")
+    checked_at: datetime = Field(default_factory=now)
+    note: str | None = None
+
+
 class RunRecord(Versioned):
     """run.json: the spec plus everything that happened. Written atomically after each change."""
 
@@ -362,6 +427,7 @@ class RunRecord(Versioned):
         default_factory=lambda: {s: StageStatus() for s in STAGES}
     )
     baseline: BaselineRef | None = Field(default=None, description="Resolved at prepare.")
+    gpu_preflight: GpuPreflight | None = Field(default=None, description="Checked at prepare.")
     agent: AgentOutcome | None = None
     collect: CollectOutcome | None = None
     verdict: Verdict | None = None

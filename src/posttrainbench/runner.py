@@ -30,7 +30,13 @@ from posttrainbench import __version__
 from posttrainbench.agents import AgentContext, get_agent
 from posttrainbench.catalog import BENCHMARKS, MODELS
 from posttrainbench.config import Settings
-from posttrainbench.errors import EvaluationError, InfrastructureError, PtbError, ResultsDirError
+from posttrainbench.errors import (
+    ConfigError,
+    EvaluationError,
+    InfrastructureError,
+    PtbError,
+    ResultsDirError,
+)
 from posttrainbench.evaluate.chat_templates import template_path
 from posttrainbench.evaluate.launch import run_evaluation
 from posttrainbench.integrity import manifest, policy
@@ -51,7 +57,8 @@ from posttrainbench.results import baselines
 from posttrainbench.results.layout import RunPaths, check_sweep_name
 from posttrainbench.results.lock import RunLock
 from posttrainbench.results.store import ensure_writable, load_run, save_run, write_json
-from posttrainbench.sandbox import LaunchRequest, get_sandbox, supervise
+from posttrainbench.sandbox import LaunchRequest, Sandbox, get_sandbox, guest, services, supervise
+from posttrainbench.sandbox.base import GuestLayout, Limits, Mount
 from posttrainbench.sandbox.env import agent_environ
 from posttrainbench.sandbox.logcap import CappedLog
 from posttrainbench.sandbox.monitor import Monitor, last_sample_time
@@ -91,17 +98,27 @@ def harness_info() -> HarnessInfo:
     )
 
 
-def validate(spec: RunSpec) -> None:
-    """Fail before anything runs: unknown names, unevaluable benchmark, agent prerequisites."""
+def validate(spec: RunSpec) -> RunSpec:
+    """Fail before anything runs: unknown names, unevaluable benchmark, agent prerequisites,
+    a network policy the sandbox cannot enforce. Returns the spec with its defaults fixed."""
     check_sweep_name(spec.sweep)
     template_path(MODELS.get(spec.base_model).template_family)
     BENCHMARKS.get(spec.benchmark).task_factory()
     get_agent(spec.agent).check(spec)
-    get_sandbox(spec.sandbox)
+    sandbox = get_sandbox(spec.sandbox)
+    if spec.network is None:
+        default = "allowlist" if sandbox.capabilities.network_policy else "open"
+        spec = spec.model_copy(update={"network": default})
+    if spec.network != "open" and not sandbox.capabilities.network_policy:
+        raise ConfigError(
+            f"sandbox {spec.sandbox!r} cannot restrict the network (--network {spec.network})",
+            "use --sandbox bwrap, or --network open",
+        )
+    return spec
 
 
 def create_run(spec: RunSpec, settings: Settings) -> Path:
-    validate(spec)
+    spec = validate(spec)
     sweep_dir = settings.results_dir / spec.sweep
     ensure_writable(sweep_dir)
     run_dir = sweep_dir / spec.run_id
@@ -150,8 +167,11 @@ def stage_prepare(ctx: RunContext) -> None:
     model_path = _base_model_path(ctx)
     # Before the budget starts: a base score that cannot be had must not cost the agent's time.
     ctx.record.baseline = resolve_baseline(ctx.settings, ctx.spec)
+    layout = get_sandbox(ctx.spec.sandbox).guest_layout(
+        ctx.paths.workspace, model_path, ctx.paths.agent_home
+    )
     prompt = builder.build_workspace(
-        ctx.paths.workspace, ctx.spec, model, bench, model_path, ctx.settings.data_dir
+        ctx.paths.workspace, ctx.spec, model, bench, Path(layout.model), ctx.settings.data_dir
     )
     ctx.paths.prompt.write_text(prompt)
     write_json(
@@ -167,6 +187,8 @@ def _close_interrupted(ctx: RunContext, outcome: AgentOutcome) -> None:
             continue
         alive = supervise.reap_orphan(attempt.pid, attempt.proc_create_time, ctx.settings.grace_s)
         attempt.stragglers += supervise.sweep([attempt.token], ctx.settings.grace_s)
+        if attempt.sandbox_id:
+            get_sandbox(ctx.spec.sandbox).stop(attempt.sandbox_id, ctx.settings.grace_s)
         if alive:
             attempt.ended_at = now()
             attempt.note = "harness interrupted; the agent ran on until resume, then was killed"
@@ -225,15 +247,66 @@ def stage_solve(ctx: RunContext) -> None:
     _close_solve(ctx)
 
 
+def _limits(spec: RunSpec) -> Limits:
+    gb = 2**30
+    lim = spec.limits
+    return Limits(
+        memory_bytes=int(lim.memory_gb * gb) if lim.memory_gb else None,
+        processes=lim.processes,
+        open_files=lim.open_files,
+        file_bytes=int(lim.workspace_gb * gb) if lim.workspace_gb else None,
+    )
+
+
+def _agent_env(
+    ctx: RunContext, layout: GuestLayout, token: str, extra: dict[str, str]
+) -> dict[str, str]:
+    spec = ctx.spec
+    host_env = agent_environ(os.environ, spec.pass_env)
+    env = host_env | {
+        # The agent environment: the harness's own Python (with the ML stack) comes first; an
+        # isolating sandbox mounts it at the same path.
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), host_env.get("PATH", "")]),
+        "HOME": str(layout.home),
+        "TMPDIR": "/tmp",
+        "PTB_PROMPT_FILE": str(layout.workspace / builder.PROMPT_FILE),
+        "PTB_BASE_MODEL_PATH": str(layout.model),
+        "PTB_DATA_DIR": str(layout.workspace / "data"),
+        "PTB_IN_SANDBOX": spec.sandbox,
+        "PYTHONUNBUFFERED": "1",
+    }
+    gpus = ctx.record.gpu_preflight.gpus if ctx.record.gpu_preflight else []
+    if gpus or ctx.spec.sandbox != "host":
+        env |= {"CUDA_VISIBLE_DEVICES": ",".join(map(str, gpus)), "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+    return env | extra | {supervise.TOKEN_VAR: token}
+
+
+def _mounts(
+    ctx: RunContext, sandbox: Sandbox, model_path: Path, layout: GuestLayout
+) -> list[Mount]:
+    if not sandbox.capabilities.isolation:
+        return []
+    settings = ctx.settings
+    protected = [settings.results_dir, settings.cache_dir, Path.home(), ctx.paths.root]
+    return [
+        *guest.etc_mounts(),
+        *guest.python_mounts(protected),
+        *guest.model_mounts(model_path, layout.model),
+    ]
+
+
 def _launch_and_wait(ctx: RunContext, outcome: AgentOutcome, deadline: datetime) -> None:
     paths, spec, settings = ctx.paths, ctx.spec, ctx.settings
     builder.start_timer(paths.workspace, deadline.timestamp())
     base_model_path = _base_model_path(ctx)
+    sandbox = get_sandbox(spec.sandbox)
+    paths.agent_home.mkdir(parents=True, exist_ok=True)
+    layout = sandbox.guest_layout(paths.workspace, base_model_path, paths.agent_home)
     launch = get_agent(spec.agent).launch(
         AgentContext(
             spec=spec,
-            workspace=paths.workspace,
-            base_model_path=base_model_path,
+            workspace=Path(layout.workspace),
+            base_model_path=Path(layout.model),
             prompt=paths.prompt.read_text(),
         )
     )
@@ -242,66 +315,84 @@ def _launch_and_wait(ctx: RunContext, outcome: AgentOutcome, deadline: datetime)
     outcome.attempts.append(attempt)
     outcome.deadline = deadline
     ctx.save()
-    paths.agent_home.mkdir(parents=True, exist_ok=True)
-    host_env = agent_environ(os.environ, spec.pass_env)
-    env = (
-        host_env
-        | {
-            # The agent environment: the harness's own Python (with the ML stack) comes first.
-            "PATH": os.pathsep.join([str(Path(sys.executable).parent), host_env.get("PATH", "")]),
-            "HOME": str(paths.agent_home),
-            "PTB_PROMPT_FILE": str(paths.workspace_prompt),
-            "PTB_BASE_MODEL_PATH": str(base_model_path),
-            "PYTHONUNBUFFERED": "1",
-        }
-        | launch.env
-        | {supervise.TOKEN_VAR: attempt.token}
-    )
+    mounts = _mounts(ctx, sandbox, base_model_path, layout)
     supervise.become_subreaper()
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     cap = settings.agent_log_max_bytes
-    with CappedLog(paths.agent_stdout, cap) as out, CappedLog(paths.agent_stderr, cap) as err:
+    with (
+        services.start(ctx.paths, spec, sandbox) as svc,
+        CappedLog(paths.agent_stdout, cap) as out,
+        CappedLog(paths.agent_stderr, cap) as err,
+    ):
         request = LaunchRequest(
-            argv=launch.argv, workdir=paths.workspace, env=env, stdout=out.write_fd,
-            stderr=err.write_fd, read_only=[base_model_path],
-        )  # fmt: skip
+            argv=launch.argv,
+            workdir=paths.workspace,
+            env=_agent_env(ctx, layout, attempt.token, svc.env | launch.env),
+            stdout=out.write_fd,
+            stderr=err.write_fd,
+            run_id=spec.run_id,
+            mounts=mounts,
+            bridges=svc.bridges,
+            network=spec.network or "none",
+            gpus=ctx.record.gpu_preflight.gpus if ctx.record.gpu_preflight else [],
+            limits=_limits(spec),
+        )
         try:
-            proc = get_sandbox(spec.sandbox).launch(request)
-        except OSError as exc:
+            launched = sandbox.launch(request)
+        except (OSError, PtbError) as exc:
             attempt.ended_at, attempt.exit_reason = now(), "crashed"
             attempt.note = f"launch failed: {exc}"
             outcome.exit_reason = "crashed"
             ctx.save()
+            if isinstance(exc, PtbError):
+                raise
             raise InfrastructureError(
                 f"cannot launch the agent: {exc}", f"check the {spec.agent!r} agent's command"
             ) from exc
         out.close_writer()
         err.close_writer()
+        proc = launched.proc
         try:
             attempt.pid, attempt.proc_create_time = proc.pid, supervise.create_time(proc.pid)
+            attempt.sandbox_id = launched.sandbox_id
+            attempt.limits_enforced = launched.limits_enforced
+            attempt.limits_not_enforced = launched.limits_not_enforced
             ctx.save()
-            with Monitor(proc.pid, paths.workspace, paths.monitor_csv, settings.monitor_s):
+            limit = int(spec.limits.workspace_gb * 2**30) if spec.limits.workspace_gb else None
+            with Monitor(
+                proc.pid, paths.workspace, paths.monitor_csv, settings.monitor_s,
+                gpus=request.gpus, workspace_limit=limit,
+            ) as monitor:  # fmt: skip
                 finished = supervise.wait(proc, deadline.timestamp(), settings.grace_s)
         except BaseException:
             with supervise.shielded():
-                _sweep_leftovers(ctx, attempt, before)
+                _sweep_leftovers(ctx, sandbox, attempt, before)
                 attempt.ended_at, attempt.exit_reason = now(), "killed"
                 attempt.note, attempt.harness_interrupted = "harness interrupted", True
                 outcome.exit_reason = "killed"
                 _account(outcome)
                 ctx.save()
             raise
-        _sweep_leftovers(ctx, attempt, before)
+        _sweep_leftovers(ctx, sandbox, attempt, before)
+        services.record(svc, outcome)
     attempt.stdout, attempt.stderr = out.stats, err.stats
     attempt.ended_at = now()
     attempt.exit_code, attempt.signal = finished.exit_code, finished.signal
     attempt.exit_reason = outcome.exit_reason = finished.exit_reason
+    if monitor.over_limit is not None:
+        attempt.exit_reason = outcome.exit_reason = "over_limit"
+        attempt.note = monitor.over_limit
 
 
-def _sweep_leftovers(ctx: RunContext, attempt: AgentAttempt, before: set[int]) -> None:
-    """Kill orphans re-parented to the harness and every carrier of the attempt's token."""
+def _sweep_leftovers(
+    ctx: RunContext, sandbox: Sandbox, attempt: AgentAttempt, before: set[int]
+) -> None:
+    """Kill orphans re-parented to the harness and every carrier of the attempt's token, and
+    release what the sandbox holds."""
     adopted = supervise.adopted_since(attempt.started_at.timestamp(), before)
     attempt.stragglers += supervise.sweep([attempt.token], ctx.settings.grace_s, adopted=adopted)
+    if attempt.sandbox_id:
+        sandbox.stop(attempt.sandbox_id, ctx.settings.grace_s)
 
 
 def _close_solve(ctx: RunContext) -> None:

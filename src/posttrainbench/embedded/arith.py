@@ -1,25 +1,36 @@
 """`arith`: the embedded toy benchmark — two-number addition and subtraction.
 
-Items are drawn without replacement from all (a, op, b) with 0 ≤ a, b < 30, shuffled by a fixed
-seed and cut into three disjoint splits: `test` (held out; the harness evaluates on it; the agent
-must not train on it), `dev` (agent-visible, for model selection) and `train` (agent-visible, for
-training). Scoring extracts the first integer of the completion and compares it exactly.
+Items are drawn without replacement from all (a, op, b) with 0 ≤ a, b < 30, shuffled and cut
+into four disjoint parts: `test` (held out; the harness evaluates on it; the agent must not train
+on it), `dev` (agent-visible, for model selection), `train` (agent-visible, for training) and a
+withheld rest that nobody sees, so the test split is not the complement of the public ones.
+
+The shuffle's seed is a random key kept in the harness's cache (`<cache>/secrets/arith.key`,
+created on first use, mode 0600), never in this code: an agent that can read this module cannot
+derive which items are held out. Inside a sandbox (`PTB_IN_SANDBOX` set) no key is ever created:
+the public splits are read from the workspace's `data/` (`PTB_DATA_DIR`) and the test split is
+refused. Scoring extracts the first integer of the completion and compares it exactly.
 
     ptb run --agent recipe --base-model ptb-tiny --benchmark arith --budget 5m
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
+import os
 import random
 import re
+import secrets
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
-SEED = 20260308
 OPERAND_RANGE = 30
-SPLIT_SIZES = {"test": 300, "dev": 200}  # train takes the rest (1,300 items)
+SPLIT_SIZES = {"test": 300, "dev": 200, "train": 1100}  # 200 of the 1,800 items are withheld
+KEY_FILE = Path("secrets") / "arith.key"
+KEY_ID_SUFFIX = ".key_id"
 MAX_TOKENS = 6
 PUBLIC_SPLITS = ("train", "dev")
 
@@ -32,7 +43,39 @@ class ArithItem(BaseModel):
     answer: str
 
 
-def _universe() -> list[ArithItem]:
+def _key_path() -> Path:
+    from posttrainbench.config import load_settings
+
+    return load_settings().cache_dir / KEY_FILE
+
+
+def _key() -> str | None:
+    """The harness's split key; created on first use, but never inside a sandbox."""
+    path = _key_path()
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        if os.environ.get("PTB_IN_SANDBOX"):
+            return None
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(16) + "\n")
+    try:
+        os.link(tmp, path)  # first writer wins; a concurrent one reads the winner's key
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    return path.read_text().strip()
+
+
+def key_id(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def _universe(key: str) -> list[ArithItem]:
     items = []
     for a in range(OPERAND_RANGE):
         for b in range(OPERAND_RANGE):
@@ -42,18 +85,39 @@ def _universe() -> list[ArithItem]:
                         id=f"{a}{op}{b}", question=f"What is {a} {op} {b}?", answer=str(value)
                     )
                 )
-    random.Random(SEED).shuffle(items)
+    random.Random(key).shuffle(items)
     return items
 
 
+def _read_public(split: str) -> list[ArithItem]:
+    from posttrainbench.errors import EvaluationError
+
+    data = Path(os.environ.get("PTB_DATA_DIR", "data")) / f"{split}.jsonl"
+    try:
+        lines = data.read_text().splitlines()
+    except OSError as exc:
+        raise EvaluationError(
+            f"cannot read arith's {split} split from {data}: {exc.strerror}",
+            "run evaluate.py from the workspace, where data/ holds the public splits",
+        ) from None
+    return [ArithItem.model_validate_json(line) for line in lines if line.strip()]
+
+
 def split_items(split: str) -> list[ArithItem]:
-    items = _universe()
-    n_test, n_dev = SPLIT_SIZES["test"], SPLIT_SIZES["dev"]
-    bounds = {"test": (0, n_test), "dev": (n_test, n_test + n_dev), "train": (n_test + n_dev, None)}
-    if split not in bounds:
-        raise ValueError(f"arith has no split {split!r}; splits: {', '.join(bounds)}")
-    lo, hi = bounds[split]
-    return items[lo:hi]
+    if split not in SPLIT_SIZES:
+        raise ValueError(f"arith has no split {split!r}; splits: {', '.join(SPLIT_SIZES)}")
+    key = _key()
+    if key is None:
+        if split in PUBLIC_SPLITS:
+            return _read_public(split)
+        from posttrainbench.errors import EvaluationError
+
+        raise EvaluationError(
+            "arith's test split is held out by the harness and cannot be evaluated here",
+            "use python evaluate.py --split dev; the harness scores final_model on test",
+        )
+    starts = dict(zip(SPLIT_SIZES, itertools.accumulate([0, *SPLIT_SIZES.values()]), strict=False))
+    return _universe(key)[starts[split] : starts[split] + SPLIT_SIZES[split]]
 
 
 def extract_answer(completion: str) -> str | None:
@@ -64,12 +128,18 @@ def extract_answer(completion: str) -> str | None:
 def write_public_data(dest: Path) -> Path:
     """Write the agent-visible splits as JSONL (question/answer) into dest; return dest."""
     dest.mkdir(parents=True, exist_ok=True)
+    key = _key()
+    if key is None:
+        raise RuntimeError("arith's public data is written by the harness, not inside a sandbox")
+    marker = dest.parent / f".{dest.name}{KEY_ID_SUFFIX}"  # beside: data/ is copied to the agent
+    stale = not marker.is_file() or marker.read_text().strip() != key_id(key)
     for split in PUBLIC_SPLITS:
         path = dest / f"{split}.jsonl"
-        if not path.is_file():
+        if stale or not path.is_file():
             tmp = path.with_suffix(".tmp")
             tmp.write_text("".join(i.model_dump_json() + "\n" for i in split_items(split)))
             tmp.replace(path)
+    marker.write_text(key_id(key) + "\n")
     readme = dest / "README.md"
     if not readme.is_file():
         readme.write_text(

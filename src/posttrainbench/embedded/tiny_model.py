@@ -63,12 +63,22 @@ def verify(folder: Path) -> str | None:
     return f"files differ from the build record: {', '.join(changed)}" if changed else None
 
 
+def _readable(folder: Path) -> None:
+    """A base model is read by sandboxed agents under another uid: world-readable, like the
+    Hugging Face cache (safetensors writes its files 0600)."""
+    folder.chmod(0o755)
+    for path in folder.iterdir():
+        if path.is_file() and path.stat().st_mode & 0o644 != 0o644:
+            path.chmod(0o644)
+
+
 def ensure_built(models_root: Path) -> Path:
     """Return the built model folder, (re)building it if the cache lacks it or it was altered."""
     dest = model_dir(models_root)
     if (dest / BUILD_INFO).is_file():
         problem = verify(dest)
         if problem is None:
+            _readable(dest)
             return dest
         log.warning("rebuilding %s: %s", dest, problem)
         aside = dest.with_name(f".{dest.name}.altered-{os.getpid()}")
@@ -78,6 +88,7 @@ def ensure_built(models_root: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{NAME}-", dir=models_root))
     try:
         build(tmp)
+        _readable(tmp)
         if dest.exists():  # a concurrent build won the race; keep theirs
             shutil.rmtree(tmp)
         else:

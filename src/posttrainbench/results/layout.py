@@ -9,9 +9,10 @@
     final_model/        the deliverable, as the agent left it
   final_model/          the collected deliverable (safetensors + config/tokenizer files)
   agent/                stdout.log, stderr.log of the agent process (capped)
-    home/               the agent's HOME on backends that do not give it one of their own
+    llm_calls.jsonl     every call through the API relay: tokens, cost, status
+    home/               the agent's HOME on `host` (isolating backends give it a tmpfs)
   monitor.csv           timestamped CPU/memory/disk (and GPU where present) samples
-  egress.jsonl          network requests of the sandbox (written by isolating backends)
+  egress.jsonl          every request through the egress proxy: host, bytes, allowed/denied
   integrity/            evaluator_manifest.json (at prepare), <check>.json, verdict.json
   eval/                 inspect-ai logs, evaluate.log, metrics.json (EvalPaths)
 """
@@ -95,6 +96,10 @@ class RunPaths:
     @property
     def monitor_csv(self) -> Path:
         return self.root / "monitor.csv"
+
+    @property
+    def llm_calls(self) -> Path:
+        return self.root / "agent" / "llm_calls.jsonl"
 
     @property
     def egress(self) -> Path:

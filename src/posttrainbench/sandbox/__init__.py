@@ -3,17 +3,39 @@ entry-point group `posttrainbench.sandboxes` (value: a Sandbox subclass)."""
 
 from __future__ import annotations
 
+import functools
+
 from posttrainbench.registry import Registry
 from posttrainbench.sandbox.base import Capabilities, LaunchRequest, Sandbox
 
 SANDBOXES: Registry[type[Sandbox]] = Registry("sandbox", Sandbox)
+SANDBOXES.register("bwrap", "posttrainbench.sandbox.bwrap:BwrapSandbox")
 SANDBOXES.register("host", "posttrainbench.sandbox.host:HostSandbox")
 
 
+def default_sandbox() -> str:
+    """`bwrap` where it works here, else `host` (which isolates nothing, and says so)."""
+    from posttrainbench.errors import MissingDependencyError
+
+    try:
+        get_sandbox("bwrap")
+    except MissingDependencyError:
+        return "host"
+    return "bwrap"
+
+
 def get_sandbox(name: str) -> Sandbox:
-    sandbox = SANDBOXES.get(name)()
+    """The backend, checked once per process (a check may start a probe process)."""
+    return _checked(SANDBOXES.get(name))
+
+
+@functools.cache
+def _checked(cls: type[Sandbox]) -> Sandbox:
+    sandbox = cls()
     sandbox.check()
     return sandbox
 
 
-__all__ = ["SANDBOXES", "Capabilities", "LaunchRequest", "Sandbox", "get_sandbox"]
+__all__ = [
+    "SANDBOXES", "Capabilities", "LaunchRequest", "Sandbox", "default_sandbox", "get_sandbox",
+]  # fmt: skip

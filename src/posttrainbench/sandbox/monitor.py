@@ -1,16 +1,22 @@
 """Resource samples of a running agent, appended to monitor.csv while the solve stage runs.
 
 Each row: wall time, CPU percent and resident memory of the agent's process tree, bytes in its
-workspace, and per-GPU utilisation/memory when `nvidia-smi` is present. Sampling never raises
-into the run: a failed sample is logged and skipped.
+workspace, and utilisation/memory of the GPUs the agent was given, when `nvidia-smi` is present.
+Sampling never raises into the run: a failed sample is logged and skipped.
+
+The monitor also enforces the workspace's size limit: when a sample finds the workspace over it,
+the agent's process group is killed and `over_limit` says why (RLIMIT_FSIZE already caps any
+single file at the same size, so one sample interval bounds the overshoot of many files).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -42,23 +48,37 @@ def _dir_bytes(root: Path) -> int:
     return total
 
 
-def gpu_sample() -> tuple[str, str]:
-    """('util;util', 'mem;mem') over all GPUs, or empty strings without nvidia-smi."""
-    if not shutil.which("nvidia-smi"):
+def gpu_sample(gpus: list[int] | None = None) -> tuple[str, str]:
+    """('util;util', 'mem;mem') over the given GPUs (all when None), or empty strings without
+    nvidia-smi."""
+    if not shutil.which("nvidia-smi") or gpus == []:
         return "", ""
+    query = "--query-gpu=index,utilization.gpu,memory.used"
     out = subprocess.run(
-        ["nvidia-smi", "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits"],
+        ["nvidia-smi", query, "--format=csv,noheader,nounits"],
         capture_output=True,
         text=True,
         timeout=10,
     ).stdout
-    rows = [line.split(",") for line in out.strip().splitlines() if "," in line]
-    return ";".join(r[0].strip() for r in rows), ";".join(r[1].strip() for r in rows)
+    rows = [[c.strip() for c in line.split(",")] for line in out.strip().splitlines()]
+    rows = [r for r in rows if len(r) == 3 and (gpus is None or r[0] in {str(g) for g in gpus})]
+    return ";".join(r[1] for r in rows), ";".join(r[2] for r in rows)
 
 
 class Monitor:
-    def __init__(self, pid: int, workspace: Path, out: Path, interval_s: float) -> None:
+    def __init__(
+        self,
+        pid: int,
+        workspace: Path,
+        out: Path,
+        interval_s: float,
+        *,
+        gpus: list[int] | None = None,
+        workspace_limit: int | None = None,
+    ) -> None:
         self.pid, self.workspace, self.out, self.interval_s = pid, workspace, out, interval_s
+        self.gpus, self.workspace_limit = gpus, workspace_limit
+        self.over_limit: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="ptb-monitor", daemon=True)
         self._procs: dict[int, psutil.Process] = {}
@@ -82,15 +102,28 @@ class Monitor:
                 rss += known.memory_info().rss
             except psutil.Error:
                 continue
-        util, mem = gpu_sample()
+        util, mem = gpu_sample(self.gpus)
+        size = _dir_bytes(self.workspace)
+        if self.workspace_limit is not None and size > self.workspace_limit:
+            self._stop_agent(size)
         return {
             "time": datetime.now(UTC).isoformat(timespec="seconds"),
             "cpu_percent": f"{cpu:.0f}",
             "rss_mb": f"{rss / 2**20:.0f}",
-            "workspace_mb": f"{_dir_bytes(self.workspace) / 2**20:.1f}",
+            "workspace_mb": f"{size / 2**20:.1f}",
             "gpu_util_percent": util,
             "gpu_mem_mb": mem,
         }
+
+    def _stop_agent(self, size: int) -> None:
+        if self.over_limit is None:
+            limit = self.workspace_limit or 0
+            self.over_limit = (
+                f"workspace over its limit: {size / 2**30:.2f} GB > {limit / 2**30:.2f} GB"
+            )
+            log.warning("stopping the agent: %s", self.over_limit)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
 
     def _loop(self) -> None:
         new = not self.out.exists()

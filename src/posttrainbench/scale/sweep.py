@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from posttrainbench.config import Settings
+from posttrainbench.sandbox import default_sandbox
 from posttrainbench.records import RunSpec, new_run_id
 from posttrainbench.registry import Registry
 
@@ -30,7 +31,7 @@ class SweepSpec(BaseModel):
     benchmarks: list[str]
     seeds: list[int] = [0]
     budget_s: int
-    sandbox: str = "host"
+    sandbox: str | None = None  # None: bwrap where it works, else host
 
     def expand(self) -> list[RunSpec]:
         grid = itertools.product(self.agents, self.base_models, self.benchmarks, self.seeds)
@@ -44,7 +45,7 @@ class SweepSpec(BaseModel):
                 base_model=m,
                 benchmark=b,
                 budget_s=self.budget_s,
-                sandbox=self.sandbox,
+                sandbox=self.sandbox or default_sandbox(),
                 seed=seed,
             )
             for a, m, b, seed in grid

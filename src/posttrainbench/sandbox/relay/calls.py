@@ -1,0 +1,95 @@
+"""The relay's records: one `LlmCall` per request (a JSON line of `llm_calls.jsonl`) and the
+run's running totals (`ApiUsage`). Costs are Decimal, written to JSON as strings to stay exact."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from posttrainbench.sandbox.relay.wire import Usage
+
+Refusal = Literal[
+    "auth",  # no or wrong dummy token
+    "endpoint",  # another provider's endpoint, or one the relay does not forward
+    "budget",  # the run's API budget is spent
+    "unpriced",  # a budget is set and the model has no price
+    "bad_request",  # a malformed request, or a body over the relay's size limit
+]
+
+
+class LlmCall(Usage):
+    """One request to the relay, forwarded or refused."""
+
+    started_at: datetime
+    duration_s: float
+    first_byte_s: float | None = Field(
+        default=None, description="Until the first body byte upstream."
+    )
+    provider: str
+    method: str
+    path: str = Field(description="Path and query as the client sent them, API keys removed.")
+    model: str | None = None
+    stream: bool = False
+    status: int = Field(description="The status the relay answered.")
+    cost_usd: Decimal = Decimal(0)
+    priced: bool = Field(default=True, description="False: the model has no price; cost_usd is 0.")
+    metered: bool = Field(default=True, description="False: usage was expected but not found.")
+    request_bytes: int = 0
+    response_bytes: int = 0
+    refused: Refusal | None = None
+    error: str | None = None
+
+
+class ApiUsage(Usage):
+    """Totals of a run's relay so far."""
+
+    provider: str
+    calls: int = Field(default=0, description="Requests forwarded upstream.")
+    failed_calls: int = Field(default=0, description="Forwarded calls that got no 2xx answer.")
+    refused_calls: int = Field(default=0, description="Requests the relay answered itself.")
+    unpriced_calls: int = Field(default=0, description="Metered calls to a model without a price.")
+    cost_usd: Decimal = Decimal(0)
+    budget_usd: Decimal | None = None
+    prices_as_of: str | None = None
+
+
+class CallLog:
+    """Appends calls to the JSONL file and keeps the totals; safe across handler threads."""
+
+    def __init__(self, path: Path, totals: ApiUsage) -> None:
+        self.path = path
+        self._totals = totals
+        self._lock = threading.Lock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def add(self, call: LlmCall) -> None:
+        line = call.model_dump_json() + "\n"
+        with self._lock:
+            t = self._totals
+            if call.refused:
+                t.refused_calls += 1
+            else:
+                t.calls += 1
+                t.failed_calls += not 200 <= call.status < 300
+            t.unpriced_calls += not call.priced and not call.refused
+            t.input_tokens += call.input_tokens
+            t.output_tokens += call.output_tokens
+            t.cached_tokens += call.cached_tokens
+            t.cache_write_tokens += call.cache_write_tokens
+            t.cache_write_1h_tokens += call.cache_write_1h_tokens
+            t.cost_usd += call.cost_usd
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(line)
+
+    def spent(self) -> Decimal:
+        with self._lock:
+            return self._totals.cost_usd
+
+    def totals(self) -> ApiUsage:
+        with self._lock:
+            return self._totals.model_copy()

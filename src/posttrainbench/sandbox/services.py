@@ -1,0 +1,92 @@
+"""The harness-side services of one agent launch: the API relay and the egress proxy.
+
+Each listens on a unix socket in a short private temporary folder (socket paths must stay under
+108 bytes), bridged into the sandbox as a loopback port. The agent's environment gets the relay's
+base URL and a per-launch dummy token (never a real key), and the proxy variables. What the
+services saw is written to the run directory (`agent/llm_calls.jsonl`, `egress.jsonl`) as it
+happens and summarised into run.json when the launch ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from posttrainbench.records import AgentOutcome, RunSpec
+from posttrainbench.results.layout import RunPaths
+from posttrainbench.sandbox.base import Bridge, Sandbox
+
+if TYPE_CHECKING:
+    from posttrainbench.sandbox.egress import EgressProxy
+    from posttrainbench.sandbox.relay import Relay
+
+
+@dataclass
+class Services:
+    env: dict[str, str] = field(default_factory=dict)
+    bridges: list[Bridge] = field(default_factory=list)
+    relay: Relay | None = None
+    proxy: EgressProxy | None = None
+
+
+def _proxy_env(port: int) -> dict[str, str]:
+    url = f"http://127.0.0.1:{port}"
+    return {
+        "HTTP_PROXY": url, "HTTPS_PROXY": url, "http_proxy": url, "https_proxy": url,
+        "ALL_PROXY": url, "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
+    }  # fmt: skip
+
+
+@contextlib.contextmanager
+def start(paths: RunPaths, spec: RunSpec, sandbox: Sandbox) -> Iterator[Services]:
+    svc = Services()
+    tmp = Path(tempfile.mkdtemp(prefix="ptb-"))
+    try:
+        if spec.api_provider is not None:
+            from posttrainbench.sandbox.relay import Relay, agent_env
+
+            token = "ptb-" + secrets.token_hex(16)
+            paths.llm_calls.parent.mkdir(parents=True, exist_ok=True)
+            svc.relay = Relay(
+                provider=spec.api_provider,
+                socket_path=tmp / "relay.sock",
+                log_path=paths.llm_calls,
+                dummy_token=token,
+                budget_usd=spec.api_budget_usd,
+            )
+            svc.relay.start()
+            port = sandbox.bridge_port("relay")
+            svc.bridges.append(Bridge("relay", tmp / "relay.sock", port))
+            svc.env |= agent_env(spec.api_provider, f"http://127.0.0.1:{port}", token)
+        if spec.network in ("allowlist", "open") and sandbox.capabilities.network_policy:
+            from posttrainbench.sandbox.egress import EgressPolicy, EgressProxy
+
+            svc.proxy = EgressProxy(
+                EgressPolicy(mode=spec.network, allow_hosts=spec.allow_hosts),
+                socket_path=tmp / "egress.sock",
+                log_path=paths.egress,
+            )
+            svc.proxy.start()
+            port = sandbox.bridge_port("egress")
+            svc.bridges.append(Bridge("egress", tmp / "egress.sock", port))
+            svc.env |= _proxy_env(port)
+        yield svc
+    finally:
+        for service in (svc.relay, svc.proxy):
+            if service is not None:
+                service.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def record(svc: Services, outcome: AgentOutcome) -> None:
+    """Add what the services counted during this launch to the run's totals."""
+    if svc.relay is not None:
+        outcome.api_usage = svc.relay.usage()
+    if svc.proxy is not None:
+        outcome.egress = svc.proxy.summary()
