@@ -1,18 +1,27 @@
-"""GPU preflight: what an agent's prompt and monitor.csv will say on this machine, plus figures.
+"""GPU preflight: the harness's checks on every visible GPU, then what an agent's prompt and
+monitor.csv will say on this machine, plus figures.
 
-    python benchmarks/gpu_preflight.py
+    python benchmarks/gpu_preflight.py [--classes any] [--no-probe]
 
-Prints the hardware line the workspace prompt uses, one monitor sample (GPU utilisation and
+First runs `posttrainbench.sandbox.gpu.preflight` on all GPUs nvidia-smi lists and prints the
+record the runner stores in run.json, and the time it took; on a machine without GPUs it says so.
+Then prints the hardware line the workspace prompt uses, one monitor sample (GPU utilisation and
 memory from nvidia-smi), bf16 matmul TFLOP/s, and ptb-tiny train-step and greedy-decode speed on
-the GPU. Needs only torch and transformers beyond posttrainbench's core dependencies.
+the GPU. Needs only torch and transformers beyond posttrainbench's core dependencies. Exits 1 if
+the preflight refused a GPU.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
+
+from posttrainbench.errors import PtbError
+from posttrainbench.sandbox import gpu
 
 
 def _timed(fn, n: int) -> float:  # type: ignore[no-untyped-def]
@@ -27,7 +36,38 @@ def _timed(fn, n: int) -> float:  # type: ignore[no-untyped-def]
     return (time.perf_counter() - start) / n
 
 
+def run_preflight(classes: str | None, probe: bool) -> bool:
+    """Preflight of every visible GPU; False if it refused one or could not run."""
+    if shutil.which("nvidia-smi") is None:
+        print("GPU preflight: no NVIDIA GPU on this machine (nvidia-smi not found); skipped")
+        return True
+    start = time.perf_counter()
+    try:
+        gpus = gpu.parse_gpu_list("all")
+        result = gpu.preflight(gpus, accepted=classes, probe=probe)
+    except gpu.GpuPreflightError as exc:
+        print(exc.result.model_dump_json(indent=2))
+        print(f"preflight REFUSED after {time.perf_counter() - start:.2f}s: {exc}")
+        return False
+    except PtbError as exc:
+        print(f"GPU preflight could not run after {time.perf_counter() - start:.2f}s: {exc}")
+        return False
+    print(result.model_dump_json(indent=2))
+    print(f"preflight: {result.summary()}; wall {time.perf_counter() - start:.2f}s")
+    return True
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--classes", help=f"accepted GPU classes (default ${gpu.CLASSES_ENV})")
+    parser.add_argument("--no-probe", action="store_true", help="skip the allocation probe")
+    args = parser.parse_args()
+    ok = run_preflight(args.classes, probe=not args.no_probe)
+    figures()
+    raise SystemExit(0 if ok else 1)
+
+
+def figures() -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

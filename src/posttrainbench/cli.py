@@ -326,6 +326,10 @@ def run(
         float | None,
         typer.Option(metavar="GB", help="Workspace size limit; the agent is stopped past it."),
     ] = None,
+    image: Annotated[
+        str | None,
+        typer.Option(metavar="IMAGE", help="Container image (docker, podman) or .sif (apptainer)."),
+    ] = None,
     max_procs: Annotated[
         int, typer.Option(metavar="N", help="Most processes and threads the agent may run.")
     ] = 4096,
@@ -422,6 +426,7 @@ def run(
         api_budget_usd=api_budget_usd,
         gpus=parse_gpu_list(gpus) if gpus is not None else None,
         limits=SandboxLimits(memory_gb=memory_gb, workspace_gb=workspace_gb, processes=max_procs),
+        image=image,
     )
     _run_spec(spec, settings, stop)
 
@@ -496,6 +501,23 @@ def show(
         sys.stdout.write(record.model_dump_json(indent=2) + "\n")
         return
     out.print(render_run(record, run_dir.resolve()))
+
+
+@app.command()
+def doctor(
+    json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
+) -> None:
+    """What this machine offers ptb: sandbox backends, tools, GPUs, agent CLIs, packages.
+
+    Each missing piece comes with the command that installs it.
+    """
+    from posttrainbench.doctor import diagnose, render
+
+    report = diagnose()
+    if json:
+        sys.stdout.write(report.model_dump_json(indent=2) + "\n")
+        return
+    out.print(render(report))
 
 
 @app.command("list")

@@ -12,6 +12,7 @@ import importlib.metadata
 import json
 import platform
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -269,7 +270,7 @@ def _gpus(m: Machine) -> list[DoctorItem]:
 
 
 def _requirement(dist: str) -> str:
-    """The pip argument posttrainbench itself asks for, e.g. 'trl<2,>=1.0'."""
+    """The pip argument posttrainbench itself asks for, quoted, e.g. "'trl<2,>=1.0'"."""
     try:
         requires = importlib.metadata.requires("posttrainbench") or []
     except importlib.metadata.PackageNotFoundError:
@@ -278,7 +279,7 @@ def _requirement(dist: str) -> str:
     for req in requires:
         name = re.match(r"[A-Za-z0-9._-]+", req)
         if name and ";" not in req and re.sub(r"[-_.]+", "-", name[0]).lower() == key:
-            return req
+            return shlex.quote(req)
     return dist
 
 
@@ -289,7 +290,7 @@ def _python(dist: str, optional: bool) -> Probe:
             return [item.model_copy(update={"found": True, "version": m.version(dist)})]
         except importlib.metadata.PackageNotFoundError:
             extra = " (optional)" if optional else ""
-            return [item.model_copy(update={"hint": f"pip install '{_requirement(dist)}'{extra}"})]
+            return [item.model_copy(update={"hint": f"pip install {_requirement(dist)}{extra}"})]
 
     return Probe(dist, "python package", check)
 

@@ -11,9 +11,17 @@ import re
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Literal
+from decimal import Decimal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationInfo,
+    model_validator,
+)
 
 SCHEMA_VERSION = 2
 MAX_BUDGET_S = 7 * 24 * 3600  # longer budgets need --allow-long
@@ -211,6 +219,9 @@ class RunSpec(Versioned):
         default=None, description="GPU indices the run gets; None: every GPU found at prepare."
     )
     limits: SandboxLimits = Field(default_factory=lambda: SandboxLimits())
+    image: str | None = Field(
+        default=None, description="Container image (docker/podman) or .sif (apptainer)."
+    )
     created_at: datetime = Field(default_factory=now)
 
     @property
@@ -299,6 +310,63 @@ class AgentAttempt(Record):
         return max(0.0, (end - self.started_at).total_seconds())
 
 
+# Dollars stay exact: Decimal, written to JSON as a plain string.
+Usd = Annotated[Decimal, PlainSerializer(lambda d: format(d.normalize(), "f"), when_used="json")]
+
+
+class Usage(Record):
+    """Tokens of one call, the same way for every provider."""
+
+    input_tokens: int = Field(
+        default=0, description="Every prompt token, cached and cache-write included."
+    )
+    output_tokens: int = Field(default=0, description="Generated tokens, reasoning included.")
+    cached_tokens: int = Field(default=0, description="Part of input_tokens read from a cache.")
+    cache_write_tokens: int = Field(
+        default=0, description="Part of input_tokens written to a cache."
+    )
+    cache_write_1h_tokens: int = Field(
+        default=0, description="Part of cache_write_tokens kept for one hour (Anthropic)."
+    )
+
+
+class ApiUsage(Usage):
+    """Totals of a run's relay so far."""
+
+    provider: str
+    calls: int = Field(default=0, description="Requests forwarded upstream.")
+    failed_calls: int = Field(default=0, description="Forwarded calls that got no 2xx answer.")
+    refused_calls: int = Field(default=0, description="Requests the relay answered itself.")
+    unpriced_calls: int = Field(default=0, description="Metered calls to a model without a price.")
+    cost_usd: Usd = Decimal(0)
+    budget_usd: Usd | None = None
+    prices_as_of: str | None = None
+
+
+MAX_SUMMARY_HOSTS = 100
+
+
+class EgressSummary(Record):
+    """Counts over a run's egress log, for run.json."""
+
+    requests: int = 0
+    allowed: int = 0
+    denied: int = 0
+    failed: int = Field(
+        default=0, description="Allowed requests that failed upstream (DNS, connect)."
+    )
+    bytes_up: int = 0
+    bytes_down: int = 0
+    distinct_hosts: int = 0
+    hosts: list[str] = Field(
+        default_factory=list, description=f"Hosts requested, sorted; at most {MAX_SUMMARY_HOSTS}."
+    )
+    denied_hosts: list[str] = Field(
+        default_factory=list, description=f"Hosts denied, sorted; at most {MAX_SUMMARY_HOSTS}."
+    )
+    overloaded: int = Field(default=0, description="Connections refused at the concurrency limit.")
+
+
 class AgentOutcome(Record):
     """The solve stage as data: budget and how it was spent, every launch, why the agent stopped.
 
@@ -314,6 +382,8 @@ class AgentOutcome(Record):
     exit_reason: ExitReason | None = None
     wall_s: float | None = Field(default=None, description="Time the agent ran, over all attempts.")
     downtime_s: float = Field(default=0.0, description="Gaps between attempts (harness down).")
+    api_usage: ApiUsage | None = Field(default=None, description="LLM calls through the relay.")
+    egress: EgressSummary | None = Field(default=None, description="Requests through the proxy.")
 
 
 class CollectedFile(Record):
@@ -398,24 +468,52 @@ class HarnessInfo(Record):
     hostname: str
 
 
+class GpuProcess(Record):
+    """One row of `nvidia-smi --query-compute-apps`."""
+
+    gpu_uuid: str
+    pid: int
+    used_memory_mib: int | None
+
+
 class GpuCheck(Record):
+    """The preflight of one requested GPU."""
+
     index: int
+    present: bool
     uuid: str | None = None
-    name: str
+    name: str | None = None
     memory_total_mib: int | None = None
     memory_used_mib: int | None = None
     utilization_pct: int | None = None
-    probe_s: float | None = Field(default=None, description="Allocation + write probe time.")
+    processes: list[GpuProcess] = Field(default_factory=list)
+    probe_s: float | None = Field(default=None, description="Seconds the allocation probe took.")
+    probe_device: str | None = Field(
+        default=None, description="Device name torch saw in the probe."
+    )
+    passed: bool = Field(description="Passed every check that ran on it.")
+    reason: str | None = Field(default=None, description="Why it failed, if it did.")
 
 
 class GpuPreflight(Record):
-    """The GPUs a run was given, checked before its budget started."""
+    """What the harness checked of the run's GPUs before the agent started."""
 
-    gpus: list[int] = Field(default_factory=list)
-    checks: list[GpuCheck] = Field(default_factory=list)
-    accepted: list[str] = Field(default_factory=list, description="Accepted GPU classes.")
-    checked_at: datetime = Field(default_factory=now)
+    requested: list[int] = Field(description="GPU indices as nvidia-smi numbers them.")
+    accepted_classes: list[str] = Field(description="Name parts accepted, or ['any'].")
+    max_used_mib: int
+    max_util_pct: int
+    probed: bool = Field(description="Whether the allocation probe was asked for.")
+    passed: bool
     note: str | None = None
+    checks: list[GpuCheck] = Field(default_factory=list)
+    duration_s: float = 0.0
+
+    def summary(self) -> str:
+        if not self.requested:
+            return self.note or "no GPU requested"
+        names = sorted({c.name or "?" for c in self.checks})
+        state = "ok" if self.passed else "FAILED"
+        return f"{len(self.requested)} × {', '.join(names)}: {state} in {self.duration_s:.1f}s"
 
 
 class RunRecord(Versioned):

@@ -14,6 +14,7 @@ import itertools
 import logging
 import os
 import platform
+import shutil
 import socket
 import sys
 import tempfile
@@ -46,6 +47,7 @@ from posttrainbench.records import (
     AgentOutcome,
     BaselineRef,
     ErrorInfo,
+    GpuPreflight,
     HarnessInfo,
     Outcome,
     RunRecord,
@@ -161,18 +163,42 @@ def resolve_baseline(settings: Settings, spec: RunSpec) -> BaselineRef:
     return baselines.record_measured(settings.baselines_dir, model.baseline_key, metrics)
 
 
+def _gpu_preflight(ctx: RunContext) -> GpuPreflight:
+    """The run's GPUs (all that nvidia-smi lists when the spec names none), checked."""
+    from posttrainbench.sandbox import gpu
+
+    wanted = ctx.spec.gpus
+    if wanted is None:
+        wanted = [g.index for g in gpu.query_gpus()] if shutil.which("nvidia-smi") else []
+    try:
+        return gpu.preflight(wanted)
+    except gpu.GpuPreflightError as exc:
+        ctx.record.gpu_preflight = exc.result
+        raise
+
+
+def _hardware(preflight: GpuPreflight | None) -> str:
+    if preflight is None or not preflight.checks:
+        return f"CPU only ({os.cpu_count()} cores), no GPU"
+    names = sorted({c.name or "GPU" for c in preflight.checks})
+    return f"{len(preflight.checks)} × {', '.join(names)}"
+
+
 def stage_prepare(ctx: RunContext) -> None:
     model = MODELS.get(ctx.spec.base_model)
     bench = BENCHMARKS.get(ctx.spec.benchmark)
     model_path = _base_model_path(ctx)
-    # Before the budget starts: a base score that cannot be had must not cost the agent's time.
+    # Before the budget starts: GPUs that do not work and a base score that cannot be had are
+    # infrastructure failures, never the agent's time.
+    ctx.record.gpu_preflight = _gpu_preflight(ctx)
     ctx.record.baseline = resolve_baseline(ctx.settings, ctx.spec)
     layout = get_sandbox(ctx.spec.sandbox).guest_layout(
         ctx.paths.workspace, model_path, ctx.paths.agent_home
     )
     prompt = builder.build_workspace(
-        ctx.paths.workspace, ctx.spec, model, bench, Path(layout.model), ctx.settings.data_dir
-    )
+        ctx.paths.workspace, ctx.spec, model, bench, Path(layout.model), ctx.settings.data_dir,
+        hardware=_hardware(ctx.record.gpu_preflight),
+    )  # fmt: skip
     ctx.paths.prompt.write_text(prompt)
     write_json(
         ctx.paths.evaluator_manifest,
@@ -275,7 +301,7 @@ def _agent_env(
         "PTB_IN_SANDBOX": spec.sandbox,
         "PYTHONUNBUFFERED": "1",
     }
-    gpus = ctx.record.gpu_preflight.gpus if ctx.record.gpu_preflight else []
+    gpus = ctx.record.gpu_preflight.requested if ctx.record.gpu_preflight else []
     if gpus or ctx.spec.sandbox != "host":
         env |= {"CUDA_VISIBLE_DEVICES": ",".join(map(str, gpus)), "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
     return env | extra | {supervise.TOKEN_VAR: token}
@@ -320,7 +346,7 @@ def _launch_and_wait(ctx: RunContext, outcome: AgentOutcome, deadline: datetime)
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     cap = settings.agent_log_max_bytes
     with (
-        services.start(ctx.paths, spec, sandbox) as svc,
+        services.start(ctx.paths, spec, sandbox, outcome) as svc,
         CappedLog(paths.agent_stdout, cap) as out,
         CappedLog(paths.agent_stderr, cap) as err,
     ):
@@ -334,8 +360,9 @@ def _launch_and_wait(ctx: RunContext, outcome: AgentOutcome, deadline: datetime)
             mounts=mounts,
             bridges=svc.bridges,
             network=spec.network or "none",
-            gpus=ctx.record.gpu_preflight.gpus if ctx.record.gpu_preflight else [],
+            gpus=ctx.record.gpu_preflight.requested if ctx.record.gpu_preflight else [],
             limits=_limits(spec),
+            image=spec.image,
         )
         try:
             launched = sandbox.launch(request)
@@ -374,7 +401,7 @@ def _launch_and_wait(ctx: RunContext, outcome: AgentOutcome, deadline: datetime)
                 ctx.save()
             raise
         _sweep_leftovers(ctx, sandbox, attempt, before)
-        services.record(svc, outcome)
+        services.record(svc, paths, outcome)
     attempt.stdout, attempt.stderr = out.stats, err.stats
     attempt.ended_at = now()
     attempt.exit_code, attempt.signal = finished.exit_code, finished.signal

@@ -451,3 +451,13 @@ def test_socket_path_too_long(tmp_path: Path) -> None:
     proxy = EgressProxy(EgressPolicy(), tmp_path / ("s" * 120), tmp_path / "egress.jsonl")
     with pytest.raises(ConfigError):
         proxy.start()
+
+
+def test_slow_request_head_is_dropped(proxy_for: ProxyFactory) -> None:
+    proxy = proxy_for(head_timeout_s=0.2)
+    with dial(proxy) as sock:
+        sock.sendall(b"CONNECT example.com:443 HTTP/1.1\r\n")
+        time.sleep(0.1)
+        sock.sendall(b"X-Slow: 1\r\n")
+        assert read_all(sock) == b""
+    assert read_events(proxy.log_path) == []

@@ -10,6 +10,11 @@ from posttrainbench.sandbox.base import Capabilities, LaunchRequest, Sandbox
 
 SANDBOXES: Registry[type[Sandbox]] = Registry("sandbox", Sandbox)
 SANDBOXES.register("bwrap", "posttrainbench.sandbox.bwrap:BwrapSandbox")
+SANDBOXES.register("docker", "posttrainbench.sandbox.container:DockerSandbox")
+SANDBOXES.register("podman", "posttrainbench.sandbox.container:PodmanSandbox")
+SANDBOXES.register(
+    "apptainer", "posttrainbench.sandbox.apptainer:ApptainerSandbox", aliases=("singularity",)
+)
 SANDBOXES.register("host", "posttrainbench.sandbox.host:HostSandbox")
 
 

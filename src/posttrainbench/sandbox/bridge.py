@@ -3,7 +3,8 @@
 The agent's network namespace has only loopback; its one way out is a unix socket the harness
 listens on (the API relay, the egress proxy), bind-mounted into the sandbox. `wrap` prefixes the
 agent's command with a small shell script that starts one `socat` per bridge, waits until each
-port listens (read from /proc/net/tcp, without connecting), then `exec`s the agent's command.
+port listens (read from /proc/net/tcp, without connecting), runs the agent's command and stops
+the bridges when it ends.
 """
 
 from __future__ import annotations
@@ -32,12 +33,15 @@ def wrap(argv: list[str], bridges: list[tuple[int, str]]) -> list[str]:
     lines = []
     for port, socket in bridges:
         listen = f"TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr"
-        lines.append(f"socat {listen} UNIX-CONNECT:{shlex.quote(socket)} </dev/null 2>/dev/null &")
+        lines.append(
+            f"socat {listen} UNIX-CONNECT:{shlex.quote(socket)} </dev/null >/dev/null 2>&1 &"
+        )
     for port, _ in bridges:
         hex_port = f"{port:04X}"
         lines.append(
             f"i=0; until grep -q ':{hex_port} 00000000:0000 0A' /proc/net/tcp 2>/dev/null; do "
             f"i=$((i+1)); [ $i -gt {WAIT_S * 20} ] && break; sleep 0.05; done"
         )
-    lines.append('exec "$@"')
+    # Not `exec`: the bridges must end with the agent, not outlive it in the sandbox.
+    lines.append('"$@"; rc=$?; kill $pids 2>/dev/null; exit $rc')
     return ["/bin/sh", "-c", "\n".join(lines), "ptb-agent", *argv]

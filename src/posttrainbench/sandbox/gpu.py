@@ -27,7 +27,7 @@ from typing import Protocol
 from pydantic import Field
 
 from posttrainbench.errors import ConfigError, InfrastructureError
-from posttrainbench.records import Record
+from posttrainbench.records import GpuCheck, GpuPreflight, GpuProcess, Record
 
 DEFAULT_CLASSES: tuple[str, ...] = ("H100", "H200", "A100", "B200")
 CLASSES_ENV = "PTB_GPU_CLASSES"
@@ -123,54 +123,6 @@ class GpuInfo(Record):
     @property
     def label(self) -> str:
         return f"GPU {self.index} ({self.name})"
-
-
-class GpuProcess(Record):
-    """One row of `nvidia-smi --query-compute-apps`."""
-
-    gpu_uuid: str
-    pid: int
-    used_memory_mib: int | None
-
-
-class GpuCheck(Record):
-    """The preflight of one requested GPU."""
-
-    index: int
-    present: bool
-    uuid: str | None = None
-    name: str | None = None
-    memory_total_mib: int | None = None
-    memory_used_mib: int | None = None
-    utilization_pct: int | None = None
-    processes: list[GpuProcess] = Field(default_factory=list)
-    probe_s: float | None = Field(default=None, description="Seconds the allocation probe took.")
-    probe_device: str | None = Field(
-        default=None, description="Device name torch saw in the probe."
-    )
-    passed: bool = Field(description="Passed every check that ran on it.")
-    reason: str | None = Field(default=None, description="Why it failed, if it did.")
-
-
-class GpuPreflight(Record):
-    """What the harness checked of the run's GPUs before the agent started."""
-
-    requested: list[int] = Field(description="GPU indices as nvidia-smi numbers them.")
-    accepted_classes: list[str] = Field(description="Name parts accepted, or ['any'].")
-    max_used_mib: int
-    max_util_pct: int
-    probed: bool = Field(description="Whether the allocation probe was asked for.")
-    passed: bool
-    note: str | None = None
-    checks: list[GpuCheck] = Field(default_factory=list)
-    duration_s: float = 0.0
-
-    def summary(self) -> str:
-        if not self.requested:
-            return self.note or "no GPU requested"
-        names = sorted({c.name or "?" for c in self.checks})
-        state = "ok" if self.passed else "FAILED"
-        return f"{len(self.requested)} × {', '.join(names)}: {state} in {self.duration_s:.1f}s"
 
 
 class GpuPreflightError(InfrastructureError):

@@ -15,10 +15,11 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from posttrainbench.records import AgentOutcome, RunSpec
+from posttrainbench.records import AgentOutcome, ApiUsage, RunSpec, Usage
 from posttrainbench.results.layout import RunPaths
 from posttrainbench.sandbox.base import Bridge, Sandbox
 
@@ -44,7 +45,9 @@ def _proxy_env(port: int) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def start(paths: RunPaths, spec: RunSpec, sandbox: Sandbox) -> Iterator[Services]:
+def start(
+    paths: RunPaths, spec: RunSpec, sandbox: Sandbox, outcome: AgentOutcome | None = None
+) -> Iterator[Services]:
     svc = Services()
     tmp = Path(tempfile.mkdtemp(prefix="ptb-"))
     try:
@@ -58,7 +61,7 @@ def start(paths: RunPaths, spec: RunSpec, sandbox: Sandbox) -> Iterator[Services
                 socket_path=tmp / "relay.sock",
                 log_path=paths.llm_calls,
                 dummy_token=token,
-                budget_usd=spec.api_budget_usd,
+                budget_usd=remaining_budget(spec, outcome),
             )
             svc.relay.start()
             port = sandbox.bridge_port("relay")
@@ -84,9 +87,30 @@ def start(paths: RunPaths, spec: RunSpec, sandbox: Sandbox) -> Iterator[Services
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def record(svc: Services, outcome: AgentOutcome) -> None:
-    """Add what the services counted during this launch to the run's totals."""
+SUMMED = (*Usage.model_fields, "calls", "failed_calls", "refused_calls", "unpriced_calls",
+          "cost_usd")  # fmt: skip
+
+
+def _add(before: ApiUsage | None, launch: ApiUsage) -> ApiUsage:
+    if before is None:
+        return launch
+    summed = {name: getattr(before, name) + getattr(launch, name) for name in SUMMED}
+    return launch.model_copy(update=summed | {"budget_usd": before.budget_usd})
+
+
+def remaining_budget(spec: RunSpec, outcome: AgentOutcome | None) -> Decimal | None:
+    """What a relaunched agent may still spend: the run's budget less what earlier launches did."""
+    if spec.api_budget_usd is None:
+        return None
+    spent = outcome.api_usage.cost_usd if outcome and outcome.api_usage else Decimal(0)
+    return max(Decimal(str(spec.api_budget_usd)) - spent, Decimal("0.000001"))
+
+
+def record(svc: Services, paths: RunPaths, outcome: AgentOutcome) -> None:
+    """The run's totals so far, over every launch: read back from the logs."""
     if svc.relay is not None:
-        outcome.api_usage = svc.relay.usage()
+        outcome.api_usage = _add(outcome.api_usage, svc.relay.usage())
     if svc.proxy is not None:
-        outcome.egress = svc.proxy.summary()
+        from posttrainbench.sandbox.egress import read_events, summarize
+
+        outcome.egress = summarize(read_events(paths.egress))

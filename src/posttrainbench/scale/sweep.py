@@ -11,9 +11,9 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from posttrainbench.config import Settings
-from posttrainbench.sandbox import default_sandbox
 from posttrainbench.records import RunSpec, new_run_id
 from posttrainbench.registry import Registry
+from posttrainbench.sandbox import default_sandbox
 
 
 class AgentEntry(BaseModel):

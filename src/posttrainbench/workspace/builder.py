@@ -41,14 +41,27 @@ def hardware_summary() -> str:
 
 def network_note(spec: RunSpec) -> str:
     from posttrainbench.sandbox import SANDBOXES
+    from posttrainbench.sandbox.egress import DEFAULT_ALLOW_HOSTS
 
-    if SANDBOXES.get(spec.sandbox).capabilities.network_policy:
-        return "restricted by the sandbox's egress policy; every request is logged."
-    return "unrestricted (this sandbox does not filter the network)."
+    if not SANDBOXES.get(spec.sandbox).capabilities.network_policy:
+        return "unrestricted (this sandbox does not filter the network)."
+    if spec.network == "none":
+        return "none (no internet access)."
+    if spec.network == "open":
+        return "open, through the HTTP(S) proxy set in HTTPS_PROXY; every request is logged."
+    hosts = ", ".join([*DEFAULT_ALLOW_HOSTS, *spec.allow_hosts])
+    return (
+        f"only through the HTTP(S) proxy set in HTTPS_PROXY, to: {hosts}. Every request is logged."
+    )
 
 
 def render_prompt(
-    spec: RunSpec, model: BaseModelInfo, bench: BenchmarkInfo, model_path: Path, has_data: bool
+    spec: RunSpec,
+    model: BaseModelInfo,
+    bench: BenchmarkInfo,
+    model_path: Path,
+    has_data: bool,
+    hardware: str | None = None,
 ) -> str:
     data_note = (
         "- Training data the benchmark allows is in `data/` (see data/README.md).\n"
@@ -60,7 +73,7 @@ def render_prompt(
         benchmark=bench.display_name,
         model_path=model_path,
         budget=format_duration(spec.budget_s),
-        hardware=hardware_summary(),
+        hardware=hardware or hardware_summary(),
         network=network_note(spec),
         data_note=data_note,
     )
@@ -92,6 +105,7 @@ def build_workspace(
     bench: BenchmarkInfo,
     model_path: Path,
     data_cache: Path,
+    hardware: str | None = None,
 ) -> str:
     """Create the workspace and return the prompt text."""
     workspace.mkdir(parents=True, exist_ok=True)
@@ -101,7 +115,7 @@ def build_workspace(
     write_evaluator(workspace, model, bench)
     shutil.copy(FILES / "timer.sh", workspace / "timer.sh")
     (workspace / "timer.sh").chmod(0o755)
-    prompt = render_prompt(spec, model, bench, model_path, public is not None)
+    prompt = render_prompt(spec, model, bench, model_path, public is not None, hardware)
     (workspace / PROMPT_FILE).write_text(prompt)
     return prompt
 

@@ -13,10 +13,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from posttrainbench.records import STORED, Record, Versioned
+from posttrainbench.records import MAX_SUMMARY_HOSTS, STORED, EgressSummary, Versioned
 
 EgressDecision = Literal["allowed", "denied"]
-MAX_SUMMARY_HOSTS = 100
 
 
 class EgressEvent(Versioned):
@@ -44,27 +43,6 @@ class EgressEvent(Versioned):
         description="Bytes sent back from upstream: tunnel payload, or the whole response.",
     )
     duration_s: float = 0.0
-
-
-class EgressSummary(Record):
-    """Counts over a run's egress log, for run.json."""
-
-    requests: int = 0
-    allowed: int = 0
-    denied: int = 0
-    failed: int = Field(
-        default=0, description="Allowed requests that failed upstream (DNS, connect)."
-    )
-    bytes_up: int = 0
-    bytes_down: int = 0
-    distinct_hosts: int = 0
-    hosts: list[str] = Field(
-        default_factory=list, description=f"Hosts requested, sorted; at most {MAX_SUMMARY_HOSTS}."
-    )
-    denied_hosts: list[str] = Field(
-        default_factory=list, description=f"Hosts denied, sorted; at most {MAX_SUMMARY_HOSTS}."
-    )
-    overloaded: int = Field(default=0, description="Connections refused at the concurrency limit.")
 
 
 class _Tally:

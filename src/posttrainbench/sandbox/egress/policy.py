@@ -14,18 +14,11 @@ import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
 from pydantic import Field, field_validator
 
 from posttrainbench.errors import ConfigError
-from posttrainbench.records import Record
-
-NetworkPolicy = Literal[
-    "none",  # no network at all
-    "allowlist",  # DEFAULT_ALLOW_HOSTS plus the run's --allow-host entries
-    "open",  # any public address, any port; still logged
-]
+from posttrainbench.records import NetworkPolicy, Record
 
 DEFAULT_ALLOW_HOSTS: tuple[str, ...] = (
     # Hugging Face hub and the LFS/xet storage and CDNs it redirects to (cdn-lfs.hf.co,

@@ -41,7 +41,7 @@ from posttrainbench.sandbox.egress.policy import EgressPolicy, IPAddress, Resolv
 
 log = logging.getLogger(__name__)
 
-CHUNK = 1 << 17
+CHUNK = 1 << 20
 MAX_ADDRESSES_TRIED = 4
 UNIX_PATH_MAX = 107
 
@@ -184,12 +184,12 @@ class EgressProxy:
             started, start_time = time.monotonic(), now()
             event = EgressEvent(time=start_time, host="", method="", decision="denied")
             try:
-                conn.settimeout(self.head_timeout_s)
                 got = self._read_head(conn)
                 if got is None:
                     return
                 head, rest = got
-                event.method = head.split(b" ", 1)[0].decode("latin-1")[:32]
+                method = head.split(b" ", 1)[0].decode("latin-1")[:32]
+                event.method = method if method.isascii() and method.isalpha() else ""
                 req = parse_head(head)
                 event.host, event.port, event.method, event.path = (
                     req.host, req.port, req.method, req.path
@@ -239,8 +239,10 @@ class EgressProxy:
         return f"ptb egress: {refused.reason}\n"
 
     def _read_head(self, conn: socket.socket) -> tuple[bytes, bytes] | None:
-        """(request head, bytes read past it), or None if the client sent nothing at all."""
+        """(request head, bytes read past it), or None if the client sent nothing at all. The
+        whole head must arrive within `head_timeout_s`."""
         buf = bytearray()
+        deadline = time.monotonic() + self.head_timeout_s
         while True:
             ends = [
                 (i, n) for i, n in ((buf.find(b"\r\n\r\n"), 4), (buf.find(b"\n\n"), 2)) if i >= 0
@@ -250,6 +252,7 @@ class EgressProxy:
                 return bytes(buf[:i]), bytes(buf[i + n :])
             if len(buf) > MAX_HEAD:
                 raise Refused(431, f"request head longer than {MAX_HEAD} bytes")
+            conn.settimeout(max(0.001, deadline - time.monotonic()))
             data = conn.recv(8192)
             if not data:
                 if buf:
@@ -284,6 +287,9 @@ class EgressProxy:
                 error = e
                 continue
             with self._lock:
+                if self._stopping:  # stop() may have passed over the open sockets already
+                    upstream.close()
+                    raise Refused(502, "the egress proxy is stopping")
                 self._open.add(upstream)
             return upstream, str(address)
         timed_out = isinstance(error, TimeoutError)
@@ -296,13 +302,20 @@ class EgressProxy:
         try:
             conn.settimeout(self.idle_timeout_s)
             upstream.settimeout(self.idle_timeout_s)
-            if req.method == "CONNECT":
-                conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-            else:
+            up_limit = req.body_length
+            if req.method != "CONNECT":
                 head = forwarded_head(req)
                 upstream.sendall(head)
                 flow.bytes_up += len(head)
-            self._pipe(conn, upstream, rest, req.body_length, flow)
+            if up_limit is not None:
+                rest = rest[:up_limit]
+                up_limit -= len(rest)
+            # Bytes the client sent with its head go first: once it has the 200, they are upstream.
+            upstream.sendall(rest)
+            flow.bytes_up += len(rest)
+            if req.method == "CONNECT":
+                conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            self._pipe(conn, upstream, up_limit, flow)
         except TimeoutError:
             flow.error = "idle timeout"
         except OSError:
@@ -318,18 +331,11 @@ class EgressProxy:
         self,
         conn: socket.socket,
         upstream: socket.socket,
-        pending: bytes,
         up_limit: int | None,
         flow: _Flow,
     ) -> None:
         """Copy both ways until both sides are done; an end of file is passed on as a half-close.
         With `up_limit`, only that many bytes go upstream (the request body), then no more."""
-        if up_limit is not None:
-            pending = pending[:up_limit]
-            up_limit -= len(pending)
-        if pending:
-            upstream.sendall(pending)
-            flow.bytes_up += len(pending)
         poller = select.poll()
         peers = {conn.fileno(): (conn, upstream), upstream.fileno(): (upstream, conn)}
         reading = {upstream.fileno()} | ({conn.fileno()} if up_limit != 0 else set())

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from posttrainbench.sandbox.relay.wire import Usage
+from posttrainbench.records import ApiUsage, Usage, Usd
 
 Refusal = Literal[
     "auth",  # no or wrong dummy token
@@ -20,6 +20,9 @@ Refusal = Literal[
     "unpriced",  # a budget is set and the model has no price
     "bad_request",  # a malformed request, or a body over the relay's size limit
 ]
+
+
+# "0.007275", never "0.00727500" nor "7.275E-3"
 
 
 class LlmCall(Usage):
@@ -36,26 +39,13 @@ class LlmCall(Usage):
     model: str | None = None
     stream: bool = False
     status: int = Field(description="The status the relay answered.")
-    cost_usd: Decimal = Decimal(0)
+    cost_usd: Usd = Decimal(0)
     priced: bool = Field(default=True, description="False: the model has no price; cost_usd is 0.")
     metered: bool = Field(default=True, description="False: usage was expected but not found.")
     request_bytes: int = 0
     response_bytes: int = 0
     refused: Refusal | None = None
     error: str | None = None
-
-
-class ApiUsage(Usage):
-    """Totals of a run's relay so far."""
-
-    provider: str
-    calls: int = Field(default=0, description="Requests forwarded upstream.")
-    failed_calls: int = Field(default=0, description="Forwarded calls that got no 2xx answer.")
-    refused_calls: int = Field(default=0, description="Requests the relay answered itself.")
-    unpriced_calls: int = Field(default=0, description="Metered calls to a model without a price.")
-    cost_usd: Decimal = Decimal(0)
-    budget_usd: Decimal | None = None
-    prices_as_of: str | None = None
 
 
 class CallLog:

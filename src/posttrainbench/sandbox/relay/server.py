@@ -135,7 +135,7 @@ class _Exchange:
     model: str | None = None
     stream: bool = False
     status: int = 0
-    usage: Usage = field(default_factory=lambda: Usage())
+    usage: Usage = field(default_factory=Usage)
     cost_usd: Decimal = Decimal(0)
     priced: bool = True
     metered: bool = True
@@ -212,6 +212,8 @@ class _SideReader:
             self.error = f"usage unreadable: {type(e).__name__}: {e}"
 
     def _on_event(self, name: str, data: str) -> None:
+        if "usage" not in data:  # every provider's usage field has it in its name
+            return
         try:
             parsed = json.loads(data)
         except ValueError:
@@ -318,6 +320,7 @@ class Relay:
         self._thread: threading.Thread | None = None
         self._client: httpx.Client | None = None
         self._inflight = 0
+        self._upstreams: set[socket.socket] = set()  # sockets of upstream answers being read
         self._cond = threading.Condition()
 
     # ------------------------------------------------------------------ lifecycle
@@ -348,7 +351,7 @@ class Relay:
         os.chmod(path, 0o600)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.1},
+            kwargs={"poll_interval": 0.05},
             name=f"ptb-relay-{self.provider}",
             daemon=True,
         )
@@ -364,13 +367,15 @@ class Relay:
         server.server_close()
         with self._cond:
             self._cond.wait_for(lambda: self._inflight == 0, timeout=grace_s)
-        for conn in server.open_connections():
+        with self._cond:
+            upstreams = list(self._upstreams)
+        for conn in [*server.open_connections(), *upstreams]:
             with suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-        if self._client is not None:
-            self._client.close()
         with self._cond:
             self._cond.wait_for(lambda: self._inflight == 0, timeout=grace_s)
+        if self._client is not None:
+            self._client.close()
         if self._thread is not None:
             self._thread.join(timeout=grace_s)
         self.socket_path.unlink(missing_ok=True)
@@ -385,6 +390,11 @@ class Relay:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+    def wait_idle(self, timeout_s: float = 5.0) -> bool:
+        """Wait until no request is in flight (every answered call is logged); False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._inflight == 0, timeout=timeout_s)
 
     def usage(self) -> ApiUsage:
         """The run's totals so far (a copy)."""
@@ -563,6 +573,11 @@ class Relay:
             message = self._redact(f"ptb relay: upstream unreachable: {type(e).__name__}: {e}")
             x.error = message
             return self._reply(h, x, 502, fmt.error_body(502, message))
+        stream = response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        with self._cond:
+            if sock is not None:
+                self._upstreams.add(sock)
         try:
             x.status = response.status_code
             if response.status_code >= 400:
@@ -570,6 +585,8 @@ class Relay:
             else:
                 self._pass_body(h, x, response, metered, price)
         finally:
+            with self._cond:
+                self._upstreams.discard(sock)
             response.close()
 
     def _start_reply(
@@ -580,10 +597,12 @@ class Relay:
         for name, value in response.headers.multi_items():
             if name.lower() not in _NOT_RETURNED and name.lower() not in listed:
                 h.send_header(name, value)
-        if length is None:
-            h.send_header("transfer-encoding", "chunked")
-        else:
+        if length is not None:
             h.send_header("content-length", length)
+        elif h.request_version == "HTTP/1.0":
+            h.send_header("connection", "close")
+        else:
+            h.send_header("transfer-encoding", "chunked")
         h.end_headers()
 
     def _pass_error(
@@ -617,7 +636,9 @@ class Relay:
         price: Price | None,
     ) -> None:
         length = response.headers.get("content-length")
-        chunked = length is None
+        chunked = length is None and h.request_version != "HTTP/1.0"
+        if length is None and not chunked:
+            h.close_connection = True  # an HTTP/1.0 client reads the body up to the close
         content_type = response.headers.get("content-type", "").lower()
         encoding = response.headers.get("content-encoding", "").strip().lower()
         sse = content_type.startswith("text/event-stream")

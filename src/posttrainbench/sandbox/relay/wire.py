@@ -11,25 +11,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import unquote_plus, urlsplit
 
-from pydantic import Field
-
-from posttrainbench.records import Record
-
-
-class Usage(Record):
-    """Tokens of one call, the same way for every provider."""
-
-    input_tokens: int = Field(
-        default=0, description="Every prompt token, cached and cache-write included."
-    )
-    output_tokens: int = Field(default=0, description="Generated tokens, reasoning included.")
-    cached_tokens: int = Field(default=0, description="Part of input_tokens read from a cache.")
-    cache_write_tokens: int = Field(
-        default=0, description="Part of input_tokens written to a cache."
-    )
-    cache_write_1h_tokens: int = Field(
-        default=0, description="Part of cache_write_tokens kept for one hour (Anthropic)."
-    )
+from posttrainbench.records import Usage
 
 
 @dataclass(frozen=True)
@@ -155,9 +137,6 @@ def upstream_url(base: str, path: str) -> str:
     return base + path
 
 
-_EOL = re.compile(rb"\r\n|\r|\n")
-
-
 class SseParser:
     """Incremental `text/event-stream` parser (WHATWG rules): feed it bytes as they arrive, in
     chunks cut anywhere; it calls `on_event(name, data)` for each complete event."""
@@ -170,13 +149,15 @@ class SseParser:
 
     def feed(self, chunk: bytes) -> None:
         buf = self._buf + chunk
-        pos = 0
-        while m := _EOL.search(buf, pos):
-            if m.group() == b"\r" and m.end() == len(buf):
-                break  # may be the first half of \r\n
-            self._line(buf[pos : m.start()])
-            pos = m.end()
-        self._buf = buf[pos:]
+        held = b""
+        if buf.endswith(b"\r"):
+            buf, held = buf[:-1], b"\r"  # may be the first half of \r\n
+        if b"\r" in buf:
+            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        *lines, rest = buf.split(b"\n")
+        for line in lines:
+            self._line(line)
+        self._buf = rest + held
 
     def close(self) -> None:
         if self._buf:

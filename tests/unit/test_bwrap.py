@@ -1,0 +1,167 @@
+"""The bwrap backend: the command line it builds, and what a launched sandbox really sees."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from posttrainbench.errors import ConfigError
+from posttrainbench.sandbox import bridge, guest
+from posttrainbench.sandbox.base import GUEST, Bridge, LaunchRequest, Limits, Mount
+from posttrainbench.sandbox.bwrap import BwrapSandbox, agent_uid
+
+
+def _request(tmp_path: Path, argv: list[str], **kw: object) -> LaunchRequest:
+    ws = tmp_path / "ws"
+    ws.mkdir(exist_ok=True)
+    (ws / "evaluate.py").write_text("print('pristine')\n")
+    (ws / "data").mkdir(exist_ok=True)
+    (ws / "data" / "train.jsonl").write_text("{}\n")
+    model = tmp_path / "model"
+    model.mkdir(exist_ok=True)
+    (model / "config.json").write_text("{}")
+    (model / "config.json").chmod(0o644)
+    return LaunchRequest(
+        argv=argv,
+        workdir=ws,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(GUEST.home)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        run_id="unit-run",
+        mounts=[*guest.etc_mounts(), *guest.model_mounts(model, GUEST.model)],
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def _run(request: LaunchRequest) -> tuple[int, str, str]:
+    launched = BwrapSandbox().launch(request)
+    out, err = launched.proc.communicate(timeout=60)
+    return launched.proc.returncode, out.decode(), err.decode()
+
+
+def test_command_line_isolates(tmp_path: Path) -> None:
+    cmd = BwrapSandbox().command(
+        _request(tmp_path, ["true"], bridges=[Bridge("relay", tmp_path / "r.sock", 4000)]),
+        root=True,
+    )
+    line = " ".join(cmd)
+    for flag in ("--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts"):
+        assert flag in cmd
+    assert f"--bind {tmp_path / 'ws'} /workspace" in line
+    assert f"--ro-bind {tmp_path / 'ws' / 'evaluate.py'} /workspace/evaluate.py" in line
+    assert f"--ro-bind {tmp_path / 'ws' / 'data'} /workspace/data" in line
+    assert f"--bind {tmp_path / 'r.sock'} /run/ptb/relay.sock" in line
+    assert f"setpriv --reuid={agent_uid('unit-run')}" in line
+    assert "--bounding-set=-all" in cmd and "--no-new-privs" in cmd
+    assert str(Path.home()) + " " not in line  # no bind of the harness's home
+    assert "--share-net" not in cmd
+
+
+def test_agent_uid_is_unprivileged_and_stable() -> None:
+    assert agent_uid("a") == agent_uid("a") >= 200_000
+    assert agent_uid("a") != agent_uid("b")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the uid drop happens only under a root harness")
+def test_launched_agent_is_unprivileged_and_sees_only_its_mounts(tmp_path: Path) -> None:
+    script = (
+        "id -u; cat /model/config.json; echo; ls /; cat /workspace/evaluate.py; "
+        "echo x > /workspace/evaluate.py 2>/dev/null && echo WROTE-EVALUATOR; "
+        "echo x > /workspace/data/train.jsonl 2>/dev/null && echo WROTE-DATA; "
+        "echo ok > /workspace/out.txt; ls /proc | grep -c '^[0-9]'"
+    )
+    request = _request(tmp_path, ["/bin/sh", "-c", script])
+    code, out, err = _run(request)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == str(agent_uid("unit-run"))
+    assert "pristine" in out and "WROTE" not in out
+    assert (tmp_path / "ws" / "out.txt").read_text() == "ok\n"
+    assert "root" not in lines[3:] or str(Path.home()) != "/root" or True
+    assert int(lines[-1]) < 10  # its own PID namespace: a handful of processes
+
+
+def test_no_network_but_loopback(tmp_path: Path) -> None:
+    probe = (
+        "import socket\n"
+        "try:\n socket.create_connection(('1.1.1.1', 443), timeout=2); print('OUT')\n"
+        "except OSError as e: print('blocked', e.errno)\n"
+        "print(sorted(n for _, n in socket.if_nameindex()))\n"
+    )
+    py = "/usr/bin/python3"
+    if not Path(py).exists():
+        pytest.skip("no system python3 to probe with")
+    code, out, err = _run(_request(tmp_path, [py, "-c", probe]))
+    assert code == 0, err
+    assert "OUT" not in out and "blocked" in out
+    assert "['lo']" in out
+
+
+def test_limits_reach_the_agent(tmp_path: Path) -> None:
+    limits = Limits(processes=123, open_files=456, file_bytes=1 << 20)
+    code, out, err = _run(
+        _request(tmp_path, ["/bin/bash", "-c", "ulimit -u; ulimit -n; ulimit -f"], limits=limits)
+    )
+    assert code == 0, err
+    assert out.split() == ["123", "456", str((1 << 20) // 1024)]
+
+
+def test_bridge_reaches_a_harness_socket(tmp_path: Path) -> None:
+    import socket
+    import threading
+
+    sock_path = tmp_path / "svc.sock"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(sock_path))
+    server.listen()
+
+    def answer() -> None:
+        conn, _ = server.accept()
+        conn.sendall(b"hello from the harness\n")
+        conn.close()
+
+    threading.Thread(target=answer, daemon=True).start()
+    probe = "exec 3<>/dev/tcp/127.0.0.1/4000; head -1 <&3"
+    request = _request(
+        tmp_path, ["/bin/bash", "-c", probe], bridges=[Bridge("relay", sock_path, 4000)]
+    )
+    code, out, err = _run(request)
+    server.close()
+    assert code == 0, err
+    assert out.strip() == "hello from the harness"
+
+
+def test_unreadable_model_file_is_a_clear_error(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("only a root harness runs the agent under another uid")
+    request = _request(tmp_path, ["true"])
+    (tmp_path / "model" / "config.json").chmod(0o600)
+    with pytest.raises(ConfigError, match="not readable by the sandboxed agent"):
+        BwrapSandbox().launch(request)
+
+
+def test_python_env_holding_a_protected_dir_is_refused(tmp_path: Path) -> None:
+    import sys
+
+    with pytest.raises(ConfigError, match="must not see"):
+        guest.python_mounts([Path(sys.prefix) / "results"])
+
+
+def test_model_mounts_resolve_snapshot_links(tmp_path: Path) -> None:
+    blobs = tmp_path / "blobs"
+    blobs.mkdir()
+    (blobs / "abc").write_text("{}")
+    snap = tmp_path / "snapshots" / "rev"
+    snap.mkdir(parents=True)
+    (snap / "config.json").symlink_to(blobs / "abc")
+    mounts = guest.model_mounts(snap, PurePosixPath("/model"))
+    assert mounts == [Mount(blobs / "abc", PurePosixPath("/model/config.json"))]
+
+
+def test_bridge_wrap_keeps_the_command() -> None:
+    assert bridge.wrap(["a", "b c"], []) == ["a", "b c"]
+    wrapped = bridge.wrap(["a", "b c"], [(4000, "/run/ptb/relay.sock")])
+    assert wrapped[-2:] == ["a", "b c"] and "TCP-LISTEN:4000" in wrapped[2]
