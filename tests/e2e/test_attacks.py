@@ -50,6 +50,13 @@ HOST_DOES_NOT_PROTECT = {
     "write-pyenv": "the harness's Python environment is writable by the same uid",
     "write-harness-code": "the harness's own code is writable by the same uid",
     "write-model": "the base model in the cache is writable by the same uid",
+    "write-evaluate": "the workspace's read-only files are plain files of the agent's uid (the "
+    "harness evaluates with its own pristine copy)",
+    "replace-evaluate": "likewise: evaluate.py can be renamed and replaced",
+    "write-data": "likewise: data/ is writable",
+    "remove-data": "likewise: data/ files can be removed",
+    "write-templates": "likewise: templates/ is writable",
+    "write-timer": "likewise: timer.sh is writable",
     "other-run-path": "other runs' directories are readable",
     "other-run-find": "the whole file system is visible",
     "cache-key": "the held-out split's key in the ptb cache is readable",
@@ -63,12 +70,15 @@ HOST_DOES_NOT_PROTECT = {
     "host-pid": "no PID namespace: the test's own process is visible",
     "cgroup-write": "root may create cgroups",
     "mount": "root may mount",
+    "unshare-user": "new user namespaces are allowed to root",
+    "unshare-mount-root": "root may unshare its mount namespace",
     "nsenter": "root may enter the host's namespaces",
     "harness-fds": "the harness's open files are visible in /proc",
     "harness-mem": "the harness's memory is readable (ptrace access) by the same uid",
 }
 # Depends on the machine, not on the backend: asserted for bwrap only.
-HOST_UNASSERTED = {"internet-ip", "internet-dns", "unshare-user"}
+# (/proc/1 of a VM's or container's init may be closed even to root: its root and namespaces.)
+HOST_UNASSERTED = {"internet-ip", "internet-dns", "proc1-root", "nsenter", "chroot-escape"}
 
 PRELUDE = r"""
 attempt() { echo "ATTEMPT $1"; }
@@ -332,8 +342,8 @@ def test_read_provider_keys(ptb: PtbRunner, tmp_path: Path, backend: str, tag: s
 reveal provider-key-env canary{tag} env
 reveal provider-key-env2 canary-{tag} env
 attempt provider-key-proc
-cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n' | grep -F {tag} | sort -u | head -20 \
-  | grep -q . && escaped provider-key-proc
+leak=$(cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n' | grep -F {tag} | sort -u | head)
+echo "$leak"; [ -n "$leak" ] && escaped provider-key-proc
 reveal provider-key-pid1 {tag} cat /proc/1/environ
 cat /proc/1/environ 2>&1 | tr '\\0' '\\n' | head -50
 env
@@ -416,7 +426,7 @@ fi
             ("write-data", ws / "data" / "train.jsonl"),
             ("write-timer", ws / "timer.sh"),
         ]:
-            if tag in path.read_text():
+            if path.exists() and tag in path.read_text():
                 found.add(name)
         if not (ws / "data" / "train.jsonl").exists():
             found.add("remove-data")
@@ -847,10 +857,6 @@ probe chroot-escape chroot /proc/1/root true
             "proc1-root", "host-pid", "cgroup-write", "mount", "unshare-user",
             "unshare-mount-root", "nsenter", "chroot-escape",
         }  # fmt: skip
-        if backend == "host":  # root on the host may do all of it
-            for name in ("unshare-mount-root", "chroot-escape"):
-                assert f"ESCAPED {name}" in attack.stdout
-                probes.discard(name)
         expect(backend, attack, probes, found)
         completed(attack)
     finally:

@@ -33,9 +33,8 @@ def wrap(argv: list[str], bridges: list[tuple[int, str]]) -> list[str]:
     lines = []
     for port, socket in bridges:
         listen = f"TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr"
-        lines.append(
-            f"socat {listen} UNIX-CONNECT:{shlex.quote(socket)} </dev/null >/dev/null 2>&1 &"
-        )
+        target = f"UNIX-CONNECT:{shlex.quote(socket)}"
+        lines.append(f'socat {listen} {target} </dev/null >/dev/null 2>&1 & pids="$pids $!"')
     for port, _ in bridges:
         hex_port = f"{port:04X}"
         lines.append(
