@@ -57,8 +57,10 @@ def ptb(cache_dir: Path) -> PtbRunner:
 
 
 def ptb_env(cache_dir: Path) -> dict[str, str]:
-    """The environment of a `ptb` subprocess in the tests: isolated cache, short grace."""
+    """The environment of a `ptb` subprocess in the tests: isolated cache, short grace. The
+    spine's tests run on `host` (PTB_SANDBOX); the sandbox's own tests pass --sandbox."""
     return os.environ | {
+        "PTB_SANDBOX": "host",
         "PTB_CACHE": str(cache_dir),
         "COLUMNS": "200",
         "PTB_GRACE_S": "3",

@@ -66,19 +66,17 @@ HOST_DOES_NOT_PROTECT = {
     "loopback-direct": "no network namespace: host loopback services are reachable",
     "fork-limit": "RLIMIT_NPROC does not bind root (the harness runs as root here)",
     "memory-limit": "no cgroup: --memory-gb is recorded as not enforced",
-    "proc1-root": "no mount namespace: /proc/1/root is the host's root",
     "host-pid": "no PID namespace: the test's own process is visible",
     "cgroup-write": "root may create cgroups",
     "mount": "root may mount",
-    "unshare-user": "new user namespaces are allowed to root",
     "unshare-mount-root": "root may unshare its mount namespace",
-    "nsenter": "root may enter the host's namespaces",
     "harness-fds": "the harness's open files are visible in /proc",
     "harness-mem": "the harness's memory is readable (ptrace access) by the same uid",
 }
 # Depends on the machine, not on the backend: asserted for bwrap only.
 # (/proc/1 of a VM's or container's init may be closed even to root: its root and namespaces.)
 HOST_UNASSERTED = {"internet-ip", "internet-dns", "proc1-root", "nsenter", "chroot-escape"}
+HOST_UNASSERTED |= {"unshare-user"}  # see test_nested_user_namespace
 
 PRELUDE = r"""
 attempt() { echo "ATTEMPT $1"; }
@@ -180,7 +178,7 @@ def expect(backend: str, attack: Attack, probes: set[str], found: set[str] | Non
     if backend == "bwrap":
         assert escaped == set(), f"ESCAPED under bwrap: {sorted(escaped)}\n{attack.stdout[-3000:]}"
     else:
-        documented = {p for p in probes if p in HOST_DOES_NOT_PROTECT}
+        documented = {p for p in probes if p in HOST_DOES_NOT_PROTECT} - HOST_UNASSERTED
         assert escaped - HOST_UNASSERTED == documented, (
             f"host: escaped {sorted(escaped)}, documented {sorted(documented)}"
         )
@@ -228,10 +226,11 @@ def cmdline_holders(marker: str) -> list[int]:
 
 
 def sha256_tree(root: Path) -> dict[str, str]:
+    """The files' digests (the host variant's own marker files aside)."""
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(root.rglob("*"))
-        if p.is_file()
+        if p.is_file() and not p.name.startswith(".ptb-escape-")
     }
 
 
@@ -845,7 +844,6 @@ mkdir {group} 2>/dev/null && {{ escaped cgroup-write; rmdir {group}; }}
 echo $$ > /sys/fs/cgroup/pids/cgroup.procs 2>/dev/null && escaped cgroup-write
 attempt mount; mkdir -p mnt
 mount -t tmpfs none mnt 2>/dev/null && {{ escaped mount; umount mnt; }}
-probe unshare-user unshare -r true
 probe unshare-mount-root unshare -m true
 probe nsenter nsenter -t 1 -m -u -n -p true
 probe chroot-escape chroot /proc/1/root true
@@ -854,8 +852,8 @@ probe chroot-escape chroot /proc/1/root true
         attack = run_attack(ptb, tmp_path, backend, script)
         found = {"cgroup-write"} if Path(group).exists() else set()
         probes = {
-            "proc1-root", "host-pid", "cgroup-write", "mount", "unshare-user",
-            "unshare-mount-root", "nsenter", "chroot-escape",
+            "proc1-root", "host-pid", "cgroup-write", "mount", "unshare-mount-root", "nsenter",
+            "chroot-escape",
         }  # fmt: skip
         expect(backend, attack, probes, found)
         completed(attack)
@@ -900,3 +898,15 @@ EOF
     attack = run_attack(ptb, results, backend, script)
     expect(backend, attack, {"harness-fds", "harness-mem"})
     completed(attack)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="product gap: bwrap lets the agent create nested user namespaces (no --disable-userns, "
+    "no seccomp filter); it gains no access outside, but kernel attack surface",
+)
+def test_nested_user_namespace(ptb: PtbRunner, tmp_path: Path) -> None:
+    """15b. `unshare -r` (a user namespace, then a mount namespace inside it) fails in bwrap."""
+    script = "probe unshare-user unshare -r true\nprobe unshare-user-mount unshare -rm true\n"
+    attack = run_attack(ptb, tmp_path, "bwrap", script)
+    expect("bwrap", attack, {"unshare-user", "unshare-user-mount"})

@@ -23,7 +23,12 @@ RUN = ["run", "--base-model", "ptb-tiny", "--benchmark", "arith", "--budget", "1
          "not yet evaluable"),
         ([*RUN[:-1], "ten hours", "--agent", "noop"], "malformed duration"),
         ([*RUN, "--agent", "command"], "needs a command"),
-        ([*RUN, "--agent", "noop", "--sandbox", "docker"], "unknown sandbox 'docker'"),
+        ([*RUN, "--agent", "noop", "--sandbox", "dockr"], "unknown sandbox 'dockr'"),
+        (
+            [*RUN, "--agent", "noop", "--sandbox", "docker"],
+            "docker",
+        ),
+        ([*RUN, "--agent", "noop", "--sandbox", "host", "--network", "none"], "cannot restrict"),
         (["report", "/nonexistent/results"], "is not a directory"),
         (["run", "--resume", "/tmp"], "not a run directory"),
         ([*RUN[:-1], "0.4s", "--agent", "noop"], "under one second"),

@@ -4,6 +4,7 @@ entry-point group `posttrainbench.sandboxes` (value: a Sandbox subclass)."""
 from __future__ import annotations
 
 import functools
+import os
 
 from posttrainbench.registry import Registry
 from posttrainbench.sandbox.base import Capabilities, LaunchRequest, Sandbox
@@ -19,9 +20,12 @@ SANDBOXES.register("host", "posttrainbench.sandbox.host:HostSandbox")
 
 
 def default_sandbox() -> str:
-    """`bwrap` where it works here, else `host` (which isolates nothing, and says so)."""
+    """PTB_SANDBOX if set; else `bwrap` where it works here, else `host` (which isolates
+    nothing, and says so)."""
     from posttrainbench.errors import MissingDependencyError
 
+    if chosen := os.environ.get("PTB_SANDBOX"):
+        return SANDBOXES.get(chosen).name
     try:
         get_sandbox("bwrap")
     except MissingDependencyError:
