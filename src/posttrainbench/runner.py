@@ -177,13 +177,6 @@ def _gpu_preflight(ctx: RunContext) -> GpuPreflight:
         raise
 
 
-def _hardware(preflight: GpuPreflight | None) -> str:
-    if preflight is None or not preflight.checks:
-        return f"CPU only ({os.cpu_count()} cores), no GPU"
-    names = sorted({c.name or "GPU" for c in preflight.checks})
-    return f"{len(preflight.checks)} × {', '.join(names)}"
-
-
 def stage_prepare(ctx: RunContext) -> None:
     model = MODELS.get(ctx.spec.base_model)
     bench = BENCHMARKS.get(ctx.spec.benchmark)
@@ -197,7 +190,7 @@ def stage_prepare(ctx: RunContext) -> None:
     )
     prompt = builder.build_workspace(
         ctx.paths.workspace, ctx.spec, model, bench, Path(layout.model), ctx.settings.data_dir,
-        hardware=_hardware(ctx.record.gpu_preflight),
+        hardware=builder.hardware_summary(ctx.record.gpu_preflight),
     )  # fmt: skip
     ctx.paths.prompt.write_text(prompt)
     write_json(
@@ -284,8 +277,13 @@ def _limits(spec: RunSpec) -> Limits:
     )
 
 
+def _gpus(ctx: RunContext) -> list[int]:
+    """The GPUs the run was given: those its preflight checked."""
+    return ctx.record.gpu_preflight.requested if ctx.record.gpu_preflight else []
+
+
 def _agent_env(
-    ctx: RunContext, layout: GuestLayout, token: str, extra: dict[str, str]
+    ctx: RunContext, sandbox: Sandbox, layout: GuestLayout, token: str, extra: dict[str, str]
 ) -> dict[str, str]:
     spec = ctx.spec
     host_env = agent_environ(os.environ, spec.pass_env)
@@ -301,8 +299,8 @@ def _agent_env(
         "PTB_IN_SANDBOX": spec.sandbox,
         "PYTHONUNBUFFERED": "1",
     }
-    gpus = ctx.record.gpu_preflight.requested if ctx.record.gpu_preflight else []
-    if gpus or ctx.spec.sandbox != "host":
+    gpus = _gpus(ctx)
+    if gpus or sandbox.capabilities.isolation:
         env |= {"CUDA_VISIBLE_DEVICES": ",".join(map(str, gpus)), "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
     return env | extra | {supervise.TOKEN_VAR: token}
 
@@ -353,14 +351,14 @@ def _launch_and_wait(ctx: RunContext, outcome: AgentOutcome, deadline: datetime)
         request = LaunchRequest(
             argv=launch.argv,
             workdir=paths.workspace,
-            env=_agent_env(ctx, layout, attempt.token, svc.env | launch.env),
+            env=_agent_env(ctx, sandbox, layout, attempt.token, svc.env | launch.env),
             stdout=out.write_fd,
             stderr=err.write_fd,
             run_id=spec.run_id,
             mounts=mounts,
             bridges=svc.bridges,
             network=spec.network or "none",
-            gpus=ctx.record.gpu_preflight.requested if ctx.record.gpu_preflight else [],
+            gpus=_gpus(ctx),
             limits=_limits(spec),
             image=spec.image,
         )
@@ -385,10 +383,9 @@ def _launch_and_wait(ctx: RunContext, outcome: AgentOutcome, deadline: datetime)
             attempt.limits_enforced = launched.limits_enforced
             attempt.limits_not_enforced = launched.limits_not_enforced
             ctx.save()
-            limit = int(spec.limits.workspace_gb * 2**30) if spec.limits.workspace_gb else None
             with Monitor(
                 proc.pid, paths.workspace, paths.monitor_csv, settings.monitor_s,
-                gpus=request.gpus, workspace_limit=limit,
+                gpus=request.gpus, workspace_limit=request.limits.file_bytes,  # --workspace-gb
             ) as monitor:  # fmt: skip
                 finished = supervise.wait(proc, deadline.timestamp(), settings.grace_s)
         except BaseException:

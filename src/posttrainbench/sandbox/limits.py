@@ -66,20 +66,19 @@ def make_cgroups(name: str, limits: Limits) -> list[Path]:
             if ok:
                 return [group]
     groups = []
-    memory = CGROUP_ROOT / "memory"
-    if limits.memory_bytes is not None and os.access(memory, os.W_OK):
-        group = memory / "ptb" / name
+    for controller, value, files in (
+        ("memory", limits.memory_bytes, ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes")),
+        ("pids", limits.processes, ("pids.max",)),
+    ):
+        root = CGROUP_ROOT / controller
+        if value is None or not os.access(root, os.W_OK):
+            continue
+        group = root / "ptb" / name
         with contextlib.suppress(OSError):
             group.mkdir(parents=True, exist_ok=True)
-            if _write(group / "memory.limit_in_bytes", str(limits.memory_bytes)):
-                _write(group / "memory.memsw.limit_in_bytes", str(limits.memory_bytes))
-                groups.append(group)
-    pids = CGROUP_ROOT / "pids"
-    if limits.processes is not None and os.access(pids, os.W_OK):
-        group = pids / "ptb" / name
-        with contextlib.suppress(OSError):
-            group.mkdir(parents=True, exist_ok=True)
-            if _write(group / "pids.max", str(limits.processes)):
+            if _write(group / files[0], str(value)):
+                for extra in files[1:]:  # swap accounting may be off: best effort
+                    _write(group / extra, str(value))
                 groups.append(group)
     return groups
 

@@ -16,7 +16,7 @@ from string import Template
 
 from posttrainbench.catalog import BaseModelInfo, BenchmarkInfo
 from posttrainbench.evaluate.chat_templates import TEMPLATES_DIR
-from posttrainbench.records import RunSpec, format_duration
+from posttrainbench.records import GpuPreflight, RunSpec, format_duration
 
 FILES = Path(__file__).parent / "files"
 DEADLINE_FILE = ".ptb_deadline"
@@ -25,18 +25,25 @@ PROMPT_FILE = "prompt.md"
 EVALUATOR_PATHS = ("evaluate.py", "templates")
 
 
-def hardware_summary() -> str:
+def hardware_summary(preflight: GpuPreflight | None = None) -> str:
+    """The prompt's hardware line: the GPUs the run's preflight checked, else what torch sees."""
+    import os
+
+    cpu_only = f"CPU only ({os.cpu_count()} cores), no GPU"
+    if preflight is not None:
+        if not preflight.checks:
+            return cpu_only
+        names = sorted({c.name or "GPU" for c in preflight.checks})
+        return f"{len(preflight.checks)} × {', '.join(names)}"
     try:
         import torch
 
         if torch.cuda.is_available():
-            names = {torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())}
-            return f"{torch.cuda.device_count()} × {', '.join(sorted(names))}"
+            found = {torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())}
+            return f"{torch.cuda.device_count()} × {', '.join(sorted(found))}"
     except Exception:  # torch missing or CUDA broken: say CPU, the agent will find out
         pass
-    import os
-
-    return f"CPU only ({os.cpu_count()} cores), no GPU"
+    return cpu_only
 
 
 def network_note(spec: RunSpec) -> str:
