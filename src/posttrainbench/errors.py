@@ -56,6 +56,10 @@ class InfrastructureError(PtbError):
         self.retryable = retryable
 
 
+class DataUnavailableError(PtbError):
+    """Benchmark data is not in the local caches (and is never downloaded at evaluation)."""
+
+
 class ModelUnavailableError(PtbError):
     """A base model cannot be found locally (and cannot be downloaded here)."""
 

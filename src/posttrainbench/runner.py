@@ -109,7 +109,7 @@ def validate(spec: RunSpec) -> RunSpec:
     a network policy the sandbox cannot enforce. Returns the spec with its defaults fixed."""
     check_sweep_name(spec.sweep)
     template_path(MODELS.get(spec.base_model).template_family)
-    BENCHMARKS.get(spec.benchmark).task_factory()
+    BENCHMARKS.get(spec.benchmark).implementation()
     agent = get_agent(spec.agent)
     if spec.api_provider is None and agent.provider is not None:
         spec = spec.model_copy(update={"api_provider": agent.provider})

@@ -62,28 +62,28 @@ OFFICIAL = [
         display_name="Qwen3 1.7B Base",
         hf_id="Qwen/Qwen3-1.7B-Base",
         instruct="Qwen/Qwen3-1.7B",
-        template_family="chatml",
+        template_family="qwen3",
     ),
     BaseModelInfo(
         name="Qwen/Qwen3-4B-Base",
         display_name="Qwen3 4B Base",
         hf_id="Qwen/Qwen3-4B-Base",
         instruct="Qwen/Qwen3-4B",
-        template_family="chatml",
+        template_family="qwen3",
     ),
     BaseModelInfo(
         name="HuggingFaceTB/SmolLM3-3B-Base",
         display_name="SmolLM3 3B Base",
         hf_id="HuggingFaceTB/SmolLM3-3B-Base",
         instruct="HuggingFaceTB/SmolLM3-3B",
-        template_family="chatml",
+        template_family="smollm3",
     ),
     BaseModelInfo(
         name="google/gemma-3-4b-pt",
         display_name="Gemma 3 4B PT",
         hf_id="google/gemma-3-4b-pt",
         instruct="google/gemma-3-4b-it",
-        template_family="gemma",
+        template_family="gemma3",
     ),
 ]
 

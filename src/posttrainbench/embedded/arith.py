@@ -23,15 +23,20 @@ import random
 import re
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
+
+from posttrainbench.evaluate.benchmarks.base import Benchmark, TaskOptions
+
+if TYPE_CHECKING:
+    from inspect_ai import Task
+    from inspect_ai.dataset import Sample
 
 OPERAND_RANGE = 30
 SPLIT_SIZES = {"test": 300, "dev": 200, "train": 1100}  # 200 of the 1,800 items are withheld
 KEY_FILE = Path("secrets") / "arith.key"
 KEY_ID_SUFFIX = ".key_id"
-MAX_TOKENS = 6
 PUBLIC_SPLITS = ("train", "dev")
 
 _INT = re.compile(r"-?\d+")
@@ -150,23 +155,27 @@ def write_public_data(dest: Path) -> Path:
     return dest
 
 
-def arith_task(split: str = "test", limit: int | None = None) -> Any:
+class Arith(Benchmark):
     """The inspect-ai task: greedy generation, first-integer exact match."""
-    from inspect_ai import Task
-    from inspect_ai.dataset import MemoryDataset, Sample
-    from inspect_ai.model import GenerateConfig
-    from inspect_ai.solver import generate
 
-    items = split_items(split)[:limit] if limit else split_items(split)
-    samples = [Sample(id=i.id, input=i.question, target=i.answer) for i in items]
-    return Task(
-        name=f"arith_{split}",
-        dataset=MemoryDataset(samples, name=f"arith-{split}"),
-        solver=generate(),
-        scorer=first_integer_match(),
-        config=GenerateConfig(max_tokens=MAX_TOKENS, stop_seqs=["\n"]),
-        version=1,
-    )
+    def samples(self, split: str) -> list[Sample]:
+        from inspect_ai.dataset import Sample
+
+        return [Sample(id=i.id, input=i.question, target=i.answer) for i in split_items(split)]
+
+    def build(self, samples: list[Sample], opts: TaskOptions) -> Task:
+        from inspect_ai import Task
+        from inspect_ai.dataset import MemoryDataset
+        from inspect_ai.model import GenerateConfig
+        from inspect_ai.solver import generate
+
+        return Task(
+            name=f"arith_{opts.split}",
+            dataset=MemoryDataset(samples, name=f"arith-{opts.split}"),
+            solver=generate(),
+            scorer=first_integer_match(),
+            config=GenerateConfig(stop_seqs=["\n"]),
+        )
 
 
 def first_integer_match() -> Any:

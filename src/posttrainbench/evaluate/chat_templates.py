@@ -1,31 +1,81 @@
 """The harness's pristine chat templates, one Jinja file per template family.
 
-The evaluator applies the family's template when a submitted model's tokenizer has none; the
-workspace gets a copy under templates/ for the agent to train with.
+The evaluator always applies the family's template named by the base model's catalog entry,
+whatever template the submitted tokenizer carries: gains must come from training, not from
+prompt engineering (the paper's rule). A family may ship a tool-calling variant
+(`<family>-tools.jinja`) used by benchmarks whose items carry tools (BFCL). Each family names the
+tokens that end an assistant turn; the backends stop generation on them. The workspace gets a
+copy of templates/ for the agent to train with.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict
+
 from posttrainbench.errors import ConfigError
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
 
+class TemplateFamily(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    stop: tuple[str, ...]  # tokens (strings) that end an assistant turn
+    description: str = ""
+
+
+FAMILIES: dict[str, TemplateFamily] = {
+    f.name: f
+    for f in (
+        TemplateFamily(
+            name="qwen3",
+            stop=("<|im_end|>", "<|endoftext|>"),
+            description="ChatML with an empty <think> block (thinking off), Hermes tool calls",
+        ),
+        TemplateFamily(
+            name="smollm3",
+            stop=("<|im_end|>", "<|end_of_text|>"),
+            description="SmolLM3's ChatML with its metadata system block, /no_think",
+        ),
+        TemplateFamily(
+            name="gemma3",
+            stop=("<end_of_turn>", "<eos>"),
+            description="<start_of_turn>user/model, system folded into the first user turn",
+        ),
+        TemplateFamily(name="ptb-tiny", stop=(), description="Q:/A: lines (embedded toy model)"),
+    )
+}
+
+
 def families() -> list[str]:
-    return sorted(p.stem for p in TEMPLATES_DIR.glob("*.jinja"))
+    return sorted(FAMILIES)
 
 
-def template_path(family: str) -> Path:
-    path = TEMPLATES_DIR / f"{family}.jinja"
-    if not path.is_file():
+def family(name: str) -> TemplateFamily:
+    try:
+        return FAMILIES[name]
+    except KeyError:
         raise ConfigError(
-            f"no chat template for family {family!r}",
+            f"no chat template for family {name!r}",
             f"known families: {', '.join(families())}; fix the model's catalog entry",
-        )
+        ) from None
+
+
+def template_path(name: str, *, tools: bool = False) -> Path:
+    """The family's template file; its tool-calling variant when `tools` and one exists."""
+    family(name)
+    if tools:
+        variant = TEMPLATES_DIR / f"{name}-tools.jinja"
+        if variant.is_file():
+            return variant
+    path = TEMPLATES_DIR / f"{name}.jinja"
+    if not path.is_file():
+        raise ConfigError(f"the template file of family {name!r} is missing: {path}")
     return path
 
 
-def read_template(family: str) -> str:
-    return template_path(family).read_text(encoding="utf-8")
+def read_template(name: str, *, tools: bool = False) -> str:
+    return template_path(name, tools=tools).read_text(encoding="utf-8")

@@ -40,19 +40,33 @@ def evaluate_model(
     limit: int | None = None,
     template_family: str | None = None,
     batch_size: int = 64,
+    max_tokens: int | None = None,
+    seed: int = 0,
+    judge_model: str | None = None,
+    judge_base_url: str | None = None,
 ) -> EvalMetrics:
     from inspect_ai import eval as inspect_eval
 
+    from posttrainbench.evaluate.benchmarks.base import TaskOptions, make_task
+
     info = BENCHMARKS.get(benchmark)
-    task = info.task_factory()(split=split, limit=limit)
+    opts = TaskOptions(
+        split=split,
+        limit=limit,
+        max_tokens=max_tokens,
+        seed=seed,
+        judge_model=judge_model,
+        judge_base_url=judge_base_url,
+    )
+    task = make_task(info.implementation(), opts)
     model_args: dict[str, Any] = {
         "model_path": str(model_dir),
         "trust_remote_code": False,
         "use_safetensors": True,
         "do_sample": False,  # greedy: scores are reproducible
     }
-    if template_family and not has_chat_template(model_dir):
-        model_args["chat_template"] = read_template(template_family)
+    if template_family:
+        model_args["chat_template"] = read_template(template_family, tools=info.tools)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     try:

@@ -1,0 +1,178 @@
+"""The contract of a benchmark implementation and what all of them share.
+
+A `Benchmark` turns its upstream data into inspect-ai `Sample`s (`samples`) and builds the task
+from a selection of them (`build`). `make_task` does the rest the same way for every benchmark:
+it picks the items (`--limit`, a seeded shuffle where the catalog says so), fixes the decoding
+parameters and the ladder's max_tokens, and names the task with its version.
+
+Inside a sandbox the agent's evaluate.py has no hub cache: it reads the items the harness
+exported into the workspace (`PTB_EVAL_DATA_DIR/<split>.jsonl`, written by `export_samples`).
+What is exported is exactly what the task needs to run; `Benchmark.private_fields` names
+metadata kept out of the workspace (e.g. HealthBench's ideal completions).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
+
+from posttrainbench.errors import DataUnavailableError
+
+if TYPE_CHECKING:
+    from inspect_ai import Task
+    from inspect_ai.dataset import Sample
+    from inspect_ai.solver import Solver
+
+    from posttrainbench.catalog.benchmarks import BenchmarkInfo
+
+EVAL_DATA_VAR = "PTB_EVAL_DATA_DIR"
+SHUFFLE_SEED = 20250301  # the fixed seed of `--limit` shuffles, so dev subsets are stable
+
+
+class TaskOptions(BaseModel):
+    """How one evaluation is run; everything here is recorded in metrics.json."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    split: str = "test"
+    limit: int | None = None
+    max_tokens: int | None = None  # the ladder step's length; None: the benchmark's first step
+    seed: int = 0  # the run seed: per-sample seeds and choice shuffles derive from it
+    judge_model: str | None = None  # an inspect model name, e.g. openai/gpt-5-mini
+    judge_base_url: str | None = None
+    code_sandbox: str = "ptb"  # the inspect sandbox environment that runs model-written code
+
+
+def sample_seed(run_seed: int, sample_id: str | int, epoch: int = 1) -> int:
+    """A per-sample seed: sha256(run_seed:sample_id:epoch), so items never share a sampler."""
+    digest = hashlib.sha256(f"{run_seed}:{sample_id}:{epoch}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+class Benchmark(ABC):
+    """One benchmark's code; its facts are `self.info` (the catalog entry)."""
+
+    private_fields: tuple[str, ...] = ()  # sample metadata never exported to the workspace
+
+    def __init__(self, info: BenchmarkInfo) -> None:
+        self.info = info
+
+    @abstractmethod
+    def samples(self, split: str) -> list[Sample]:
+        """Every item of the split from the upstream data, in a stable order, with stable ids.
+        Raises DataUnavailableError (with a prefetch hint) when the data is not cached."""
+
+    @abstractmethod
+    def build(self, samples: list[Sample], opts: TaskOptions) -> Task:
+        """The task over the selected samples: dataset, solver, scorer (decoding is set by
+        make_task)."""
+
+    def test_texts(self, split: str = "test") -> Iterator[tuple[str, str]]:
+        """(item id, text) for every test item: question and answer text the integrity checks
+        match training data against."""
+        for s in self.samples(split):
+            yield str(s.id), sample_text(s)
+
+    def export(self, dest: Path, split: str = "test") -> Path:
+        """Write the split's samples for the agent's evaluate.py (PTB_EVAL_DATA_DIR)."""
+        dest.mkdir(parents=True, exist_ok=True)
+        path = dest / f"{split}.jsonl"
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("w", encoding="utf-8") as f:
+            for s in self.samples(split):
+                if s.metadata and self.private_fields:
+                    kept = {k: v for k, v in s.metadata.items() if k not in self.private_fields}
+                    s = s.model_copy(update={"metadata": kept})
+                f.write(s.model_dump_json(exclude_none=True) + "\n")
+        tmp.replace(path)
+        return path
+
+
+def sample_text(s: Sample) -> str:
+    """The words of a sample: its input (all messages), choices and target."""
+    parts: list[str] = []
+    if isinstance(s.input, str):
+        parts.append(s.input)
+    else:
+        parts.extend(m.text for m in s.input)
+    parts.extend(s.choices or [])
+    parts.extend([s.target] if isinstance(s.target, str) else s.target)
+    return "\n".join(p for p in parts if p)
+
+
+def load_samples(bench: Benchmark, split: str) -> list[Sample]:
+    """Upstream samples in the harness; the exported copy inside a sandbox."""
+    exported = os.environ.get(EVAL_DATA_VAR)
+    if not exported:
+        return bench.samples(split)
+    from inspect_ai.dataset import Sample
+
+    path = Path(exported) / f"{split}.jsonl"
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise DataUnavailableError(
+            f"cannot read {bench.info.id}'s {split} items from {path}: {exc.strerror}",
+            "run evaluate.py from the workspace, where eval_data/ holds them",
+        ) from None
+    return [Sample.model_validate_json(line) for line in lines if line.strip()]
+
+
+def select(samples: list[Sample], limit: int | None, shuffle: bool) -> list[Sample]:
+    """The first `limit` items, of a fixed-seed shuffle when `shuffle`."""
+    if not limit or limit >= len(samples):
+        return samples
+    if shuffle:
+        samples = list(samples)
+        random.Random(SHUFFLE_SEED).shuffle(samples)
+    return samples[:limit]
+
+
+def make_task(bench: Benchmark, opts: TaskOptions) -> Task:
+    """The benchmark's task for these options, decoding fixed by the catalog."""
+    from inspect_ai.model import GenerateConfig
+
+    info = bench.info
+    if opts.split not in info.splits:
+        raise DataUnavailableError(
+            f"{info.id} has no split {opts.split!r}", f"splits: {', '.join(info.splits)}"
+        )
+    chosen = select(load_samples(bench, opts.split), opts.limit, info.shuffle_limit)
+    if not chosen:
+        raise DataUnavailableError(f"{info.id}/{opts.split} has no items")
+    task = bench.build(chosen, opts)
+    d = info.decoding
+    task.config = task.config.merge(
+        GenerateConfig(
+            max_tokens=opts.max_tokens or info.max_tokens[0].max_tokens,
+            temperature=d.temperature,
+            top_p=d.top_p,
+            top_k=d.top_k,
+        )
+    )
+    task.epochs = d.epochs
+    task.version = info.version
+    return task
+
+
+def seeded_generate(run_seed: int) -> Solver:
+    """`generate()` with a per-sample, per-epoch seed (see `sample_seed`)."""
+    from inspect_ai.solver import Generate, TaskState, solver
+
+    @solver(name="seeded_generate")
+    def _seeded() -> Any:
+        async def solve(state: TaskState, generate: Generate) -> TaskState:
+            seed = sample_seed(run_seed, state.sample_id, state.epoch)
+            return await generate(state, seed=seed)
+
+        return solve
+
+    solver_: Solver = _seeded()
+    return solver_
