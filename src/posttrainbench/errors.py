@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from typing import Any
 
 
 class PtbError(Exception):
@@ -40,9 +41,16 @@ class RunLockedError(ResultsDirError):
 
 
 class EvaluationError(PtbError):
-    """An evaluation ran but produced no score: unloadable model, crash, timeout, missing metric."""
+    """An evaluation ran but produced no score: unloadable model, crash, timeout, missing metric.
+
+    `kind` tells the max-token ladder what the failure means: "pathology" (the model: OOM,
+    runaway generations) steps down, "infrastructure" retries the same step, "fatal" stops."""
 
     exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None, *, kind: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.kind: Any = kind
 
 
 class InfrastructureError(PtbError):

@@ -227,6 +227,13 @@ class RunSpec(Versioned):
     eval_timeout_s: int | None = Field(
         default=None, gt=0, description="Evaluation time limit; None takes the benchmark's default."
     )
+    eval_backend: str = Field(default="hf", description="Evaluation backend: hf or vllm.")
+    judge_model: str | None = Field(
+        default=None, description="LLM judge of judged benchmarks (an inspect model name)."
+    )
+    judge_base_url: str | None = Field(
+        default=None, description="OpenAI-compatible endpoint of the judge."
+    )
     pass_env: list[str] = Field(
         default_factory=list, description="Extra environment variables passed to the agent."
     )
@@ -506,17 +513,55 @@ class Verdict(Versioned):
     checks: list[str] = Field(default_factory=list)
 
 
+EvalAttemptOutcome = Literal["ok", "pathology", "infrastructure", "fatal", "timeout"]
+
+
+class EvalAttempt(Record):
+    """One try of an evaluation on the max-token ladder."""
+
+    step: int = Field(ge=1, description="Ladder step (1 = the benchmark's longest max_tokens).")
+    max_tokens: int
+    outcome: EvalAttemptOutcome
+    message: str | None = None
+    duration_s: float | None = None
+
+
+class JudgeUsage(Record):
+    """What an LLM judge cost an evaluation; failed judgments stay in the denominator."""
+
+    model: str
+    calls: int = 0
+    cached: int = 0
+    failed: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = None
+
+
 class EvalMetrics(Versioned):
     """eval/metrics.json: one evaluation of one model on one benchmark split."""
 
     benchmark: str
+    benchmark_version: str | None = None
     split: str
     metric: str = Field("accuracy", description="The scorer metric the score is read from.")
     score: float = Field(ge=0, le=1)
-    n_samples: int
+    n_samples: int = Field(description="Samples scored (the denominator).")
+    n_failed: int = Field(default=0, description="Samples that errored or whose judgment failed.")
     model_path: str
     log_file: str | None = None
     params: dict[str, str | int | float | None] = Field(default_factory=dict)
+    backend: str = "hf"
+    template_family: str | None = None
+    decoding: dict[str, float | int | None] = Field(default_factory=dict)
+    max_tokens: int | None = None
+    ladder_step: int | None = Field(
+        default=None, description="The ladder step that produced the score."
+    )
+    attempts: list[EvalAttempt] = Field(default_factory=list)
+    seed: int = 0
+    datasets: list[str] = Field(default_factory=list, description="Data sources and revisions.")
+    judge: JudgeUsage | None = None
     duration_s: float | None = None
 
 
@@ -766,4 +811,7 @@ class Leaderboard(Versioned):
     )
     in_progress: list[LeftOutRun] = Field(
         default_factory=list, description="Runs without an outcome yet: running or interrupted."
+    )
+    baselines: str | None = Field(
+        default=None, description="Where the base and instruct scores (weights) came from."
     )

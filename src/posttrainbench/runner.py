@@ -43,7 +43,7 @@ from posttrainbench.errors import (
     ResultsDirError,
 )
 from posttrainbench.evaluate.chat_templates import template_path
-from posttrainbench.evaluate.launch import run_evaluation
+from posttrainbench.evaluate.launch import EvalOptions, run_evaluation
 from posttrainbench.integrity import manifest, policy
 from posttrainbench.records import (
     STAGES,
@@ -152,6 +152,15 @@ def _eval_timeout(settings: Settings, benchmark: str, spec: RunSpec | None = Non
     return settings.eval_timeout_s or BENCHMARKS.get(benchmark).eval_timeout_s
 
 
+def eval_options(spec: RunSpec) -> EvalOptions:
+    return EvalOptions(
+        backend=spec.eval_backend,
+        judge_model=spec.judge_model,
+        judge_base_url=spec.judge_base_url,
+        seed=spec.seed,
+    )
+
+
 def resolve_baseline(settings: Settings, spec: RunSpec) -> BaselineRef:
     """Published or cached base score; measured with the pristine evaluation when unknown."""
     model = MODELS.get(spec.base_model)
@@ -163,6 +172,7 @@ def resolve_baseline(settings: Settings, spec: RunSpec) -> BaselineRef:
         metrics = run_evaluation(
             model.locate(settings.models_dir), spec.benchmark, model.template_family, out,
             timeout_s=_eval_timeout(settings, spec.benchmark), grace_s=settings.grace_s,
+            options=eval_options(spec),
         )  # fmt: skip
     except EvaluationError as exc:
         raise InfrastructureError(
@@ -555,7 +565,7 @@ def stage_evaluate(ctx: RunContext) -> None:
         rec.metrics = run_evaluation(
             ctx.paths.final_model, ctx.spec.benchmark, family, ctx.paths.eval,
             timeout_s=_eval_timeout(ctx.settings, ctx.spec.benchmark, ctx.spec),
-            grace_s=ctx.settings.grace_s,
+            grace_s=ctx.settings.grace_s, options=eval_options(ctx.spec),
         )  # fmt: skip
     except EvaluationError as exc:
         rec.eval_error = ErrorInfo(type="EvaluationError", message=exc.message, hint=exc.hint)

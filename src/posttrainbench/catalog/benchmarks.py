@@ -9,8 +9,9 @@ benchmark is evaluated, so listing the catalog stays cheap.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -68,7 +69,7 @@ class Decoding(BaseModel):
     temperature: float = 0.0
     top_p: float | None = None
     top_k: int | None = None
-    epochs: int = Field(1, ge=1, description="Generations per item (seeds), averaged.")
+    epochs: int = Field(default=1, ge=1, description="Generations per item (seeds), averaged.")
 
 
 class LadderStep(BaseModel):
@@ -122,20 +123,22 @@ class BenchmarkInfo(BaseModel):
                 f"benchmark {self.id!r} is registered but not yet evaluable",
                 "its inspect-ai task is not implemented yet; try --benchmark arith",
             )
-        cls = import_ref(self.impl)
-        impl: Benchmark = cls(self)  # type: ignore[operator]
+        cls = cast("type[Benchmark]", import_ref(self.impl))
+        impl = cls(self)
         return impl
 
     def write_public_data(self, dest: Path) -> Path | None:
         if self.public_data is None:
             return None
-        writer = import_ref(self.public_data)
-        path: Path = writer(dest)
+        writer = cast("Callable[[Path], Path]", import_ref(self.public_data))
+        path = writer(dest)
         return path
 
 
 _IMPL = "posttrainbench.evaluate.benchmarks"
-_MATH_TRAINING = "any data that does not overlap the test set; no test items, paraphrases or answers"
+_MATH_TRAINING = (
+    "any data that does not overlap the test set; no test items, paraphrases or answers"
+)
 
 OFFICIAL = [
     BenchmarkInfo(

@@ -2,6 +2,9 @@
 
 The workspace's evaluate.py calls this same code, so an agent's local scores and the harness's
 final score come from one implementation; the harness runs it on its own pristine install.
+The exit status tells the harness's max-token ladder what happened: 0 scored, 2 bad input
+(never retried), 3 a model pathology (OOM, runaway generation: step down), 4 an infrastructure
+failure (judge or server outage: retry), 1 anything else.
 """
 
 from __future__ import annotations
@@ -16,24 +19,38 @@ from pathlib import Path
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
-from posttrainbench.errors import PtbError
+from posttrainbench.errors import EvaluationError, PtbError
 from posttrainbench.results.layout import EvalPaths
 
+EXIT_CODES = {"fatal": 2, "pathology": 3, "infrastructure": 4}
 
-def main(argv: list[str] | None = None) -> int:
+
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="evaluate.py", description=__doc__)
     p.add_argument("--benchmark", required=True)
     p.add_argument("--model-path", type=Path, default=Path("final_model"))
     p.add_argument("--split", default="test", help="test (the benchmark) or dev where offered")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N items")
-    p.add_argument("--template-family", default=None, help="chat template if the model has none")
+    p.add_argument("--limit", type=int, default=None, help="evaluate N items (0: all)")
+    p.add_argument("--default-limit", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--template-family", default=None, help="the base model's template family")
     p.add_argument("--log-dir", type=Path, default=Path("eval_logs"))
     p.add_argument("--batch-size", type=int, default=64)
-    args = p.parse_args(argv)
+    p.add_argument("--max-tokens", type=int, default=None, help="default: the benchmark's")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--judge-model", default=None, help="judged benchmarks: an inspect model")
+    p.add_argument("--judge-base-url", default=None, help="OpenAI-compatible judge endpoint")
+    p.add_argument("--backend", default="hf", help="hf or vllm")
+    p.add_argument("--base-url", default=None, help="vllm: a running server's /v1 URL")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     if not (args.model_path / "config.json").is_file():
         print(f"error: {args.model_path} has no config.json (not a model folder)", file=sys.stderr)
-        return 2
-    from posttrainbench.evaluate.run import evaluate_model
+        return EXIT_CODES["fatal"]
+    limit = args.limit if args.limit is not None else args.default_limit
+    from posttrainbench.evaluate.run import classify, evaluate_model
 
     try:
         m = evaluate_model(
@@ -41,14 +58,25 @@ def main(argv: list[str] | None = None) -> int:
             args.benchmark,
             args.log_dir,
             split=args.split,
-            limit=args.limit,
+            limit=limit or None,
             template_family=args.template_family,
             batch_size=args.batch_size,
+            max_tokens=args.max_tokens,
+            seed=args.seed,
+            judge_model=args.judge_model,
+            judge_base_url=args.judge_base_url,
+            backend=args.backend,
+            base_url=args.base_url,
         )
     except PtbError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"{m.benchmark}/{m.split}: {m.metric} {m.score:.4f} on {m.n_samples} samples")
+        if isinstance(exc, EvaluationError) and exc.kind:
+            return EXIT_CODES.get(exc.kind, 1)
+        return EXIT_CODES.get(classify(exc), 1)
+    print(
+        f"{m.benchmark}/{m.split}: {m.metric} {m.score:.4f} on {m.n_samples} samples"
+        + (f" ({m.n_failed} failed)" if m.n_failed else "")
+    )
     print(f"metrics: {EvalPaths(args.log_dir).metrics}")
     return 0
 

@@ -1,45 +1,141 @@
 """Harness side of the pristine evaluation: runs `python -m posttrainbench.evaluate` as its own
 process (its own process group, killed with the harness, bounded by a timeout), so a crash,
-a hang or an out-of-memory there becomes an `EvaluationError`, never a dead harness."""
+a hang or an out-of-memory there becomes an `EvaluationError`, never a dead harness.
+
+Failures walk the benchmark's max-token ladder: a model pathology (OOM, runaway generation,
+exit 3) steps down to the next, shorter max_tokens; an infrastructure failure (exit 4) or an
+unexplained crash retries the same step until its attempts are used; bad input (exit 2) and the
+overall time limit stop at once. Every attempt is recorded in metrics.json.
+"""
 
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict
+
+from posttrainbench.catalog import BENCHMARKS
+from posttrainbench.catalog.benchmarks import LadderStep
 from posttrainbench.errors import EvaluationError
-from posttrainbench.records import EvalMetrics, format_duration
+from posttrainbench.records import EvalAttempt, EvalAttemptOutcome, EvalMetrics, format_duration
 from posttrainbench.results.layout import EvalPaths
-from posttrainbench.results.store import read_json
+from posttrainbench.results.store import read_json, write_json
 from posttrainbench.sandbox import supervise
+
+OUTCOME_OF_EXIT: dict[int, EvalAttemptOutcome] = {2: "fatal", 3: "pathology", 4: "infrastructure"}
+
+
+class EvalOptions(BaseModel):
+    """How the harness evaluates, beyond model and benchmark (recorded in metrics.json)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    backend: str = "hf"
+    base_url: str | None = None
+    judge_model: str | None = None
+    judge_base_url: str | None = None
+    seed: int = 0
+    limit: int | None = None
+    max_tokens: int | None = None  # one fixed length instead of the benchmark's ladder
+    split: str = "test"
+
+
+def ladder_of(benchmark: str, opts: EvalOptions) -> tuple[LadderStep, ...]:
+    steps = BENCHMARKS.get(benchmark).max_tokens
+    if opts.max_tokens is not None:
+        return (LadderStep(max_tokens=opts.max_tokens, attempts=steps[0].attempts),)
+    return steps
+
+
+def command(
+    model_dir: Path, benchmark: str, family: str | None, out: Path, opts: EvalOptions, tokens: int
+) -> list[str]:
+    cmd = [
+        sys.executable, "-m", "posttrainbench.evaluate",
+        "--benchmark", benchmark, "--model-path", str(model_dir), "--split", opts.split,
+        "--log-dir", str(out), "--max-tokens", str(tokens), "--seed", str(opts.seed),
+        "--backend", opts.backend,
+    ]  # fmt: skip
+    for flag, value in (
+        ("--template-family", family),
+        ("--limit", opts.limit),
+        ("--base-url", opts.base_url),
+        ("--judge-model", opts.judge_model),
+        ("--judge-base-url", opts.judge_base_url),
+    ):
+        if value is not None:
+            cmd += [flag, str(value)]
+    return cmd
 
 
 def run_evaluation(
     model_dir: Path,
     benchmark: str,
-    family: str,
+    family: str | None,
     out: EvalPaths,
     *,
     timeout_s: float,
     grace_s: float,
+    options: EvalOptions | None = None,
 ) -> EvalMetrics:
+    opts = options or EvalOptions()
     out.root.mkdir(parents=True, exist_ok=True)
     out.metrics.unlink(missing_ok=True)
-    cmd = [
-        sys.executable, "-m", "posttrainbench.evaluate",
-        "--benchmark", benchmark, "--model-path", str(model_dir), "--split", "test",
-        "--template-family", family, "--log-dir", str(out.root),
-    ]  # fmt: skip
-    done = supervise.run_bounded(cmd, out.log, timeout_s, grace_s)
-    if done.timed_out:
-        raise EvaluationError(
-            f"evaluation timed out after {format_duration(timeout_s)}",
-            "raise it with --eval-timeout or PTB_EVAL_TIMEOUT_S",
-        )
-    if done.returncode != 0 or not out.metrics.is_file():
-        lines = out.log.read_text(errors="replace").strip().splitlines()[-1:]
-        raise EvaluationError(
-            f"evaluation exited {done.returncode}: {' '.join(lines) or 'no output'}",
-            f"see {out.log}",
-        )
-    return read_json(out.metrics, EvalMetrics)
+    out.log.write_bytes(b"")
+    deadline = time.monotonic() + timeout_s
+    attempts: list[EvalAttempt] = []
+    for number, step in enumerate(ladder_of(benchmark, opts), start=1):
+        for _ in range(step.attempts):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _failed(attempts, f"timed out after {format_duration(timeout_s)}", out)
+            cmd = command(model_dir, benchmark, family, out.root, opts, step.max_tokens)
+            with out.log.open("a") as log:
+                log.write(f"== ladder step {number}: max_tokens {step.max_tokens}\n")
+            started = time.monotonic()
+            done = supervise.run_bounded(cmd, out.log, left, grace_s, append=True)
+            took = round(time.monotonic() - started, 2)
+            if done.timed_out:
+                attempts.append(_attempt(number, step, "timeout", "time limit", took))
+                raise _failed(attempts, f"timed out after {format_duration(timeout_s)}", out)
+            if done.returncode == 0 and out.metrics.is_file():
+                attempts.append(_attempt(number, step, "ok", None, took))
+                metrics = read_json(out.metrics, EvalMetrics)
+                metrics.attempts = attempts
+                metrics.ladder_step = number
+                write_json(out.metrics, metrics)
+                return metrics
+            outcome = OUTCOME_OF_EXIT.get(done.returncode or 0, "infrastructure")
+            attempts.append(_attempt(number, step, outcome, _last_line(out.log), took))
+            if outcome == "fatal":
+                raise _failed(attempts, f"evaluation refused its input: {_last_line(out.log)}", out)
+            if outcome == "pathology":
+                break  # a shorter max_tokens is the remedy, not the same again
+    raise _failed(attempts, f"every ladder step failed; last: {_last_line(out.log)}", out)
+
+
+def _attempt(
+    number: int, step: LadderStep, outcome: EvalAttemptOutcome, message: str | None, took: float
+) -> EvalAttempt:
+    return EvalAttempt(
+        step=number, max_tokens=step.max_tokens, outcome=outcome, message=message, duration_s=took
+    )
+
+
+def _last_line(log: Path) -> str:
+    lines = [ln for ln in log.read_text(errors="replace").strip().splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else "no output"
+
+
+def _failed(attempts: list[EvalAttempt], message: str, out: EvalPaths) -> EvaluationError:
+    write_json(out.root / "attempts.json", _Attempts(attempts=attempts))
+    tried = ", ".join(f"{a.max_tokens}:{a.outcome}" for a in attempts)
+    return EvaluationError(
+        f"evaluation {message} ({len(attempts)} attempt(s): {tried or 'none'})", f"see {out.log}"
+    )
+
+
+class _Attempts(BaseModel):
+    attempts: list[EvalAttempt]

@@ -1,8 +1,10 @@
 """Pristine evaluation of one model folder on one benchmark split, through inspect-ai.
 
-Loads weights as safetensors only and never with remote code. The chat template is the model's
-own when its tokenizer carries one, else the harness's template for the model's family. Writes
-the inspect log and metrics.json into the output folder and returns the metrics.
+Loads weights as safetensors only and never with remote code. The chat template is always the
+harness's template of the base model's family (never the submitted tokenizer's), decoding is
+the benchmark's, and generation stops at the family's end-of-turn tokens. Writes the inspect
+log and metrics.json into the output folder and returns the metrics. A failure raises
+`EvaluationError` whose `kind` tells the max-token ladder what to do (see `classify`).
 """
 
 from __future__ import annotations
@@ -11,17 +13,37 @@ import json
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from posttrainbench.catalog import BENCHMARKS
-from posttrainbench.errors import EvaluationError
-from posttrainbench.evaluate.chat_templates import read_template
-from posttrainbench.records import EvalMetrics
+from posttrainbench.catalog.benchmarks import BenchmarkInfo, HubSource
+from posttrainbench.errors import ConfigError, DataUnavailableError, EvaluationError, PtbError
+from posttrainbench.evaluate.backends import BACKENDS, ModelRequest
+from posttrainbench.evaluate.chat_templates import family, template_path
+from posttrainbench.records import EvalMetrics, JudgeUsage
 from posttrainbench.results.layout import EvalPaths
 from posttrainbench.results.store import write_json
 
+FailureKind = Literal["pathology", "infrastructure", "fatal"]
+
+_OOM_MARKERS = ("out of memory", "outofmemory", "cuda error: out of memory", "cublas_status_alloc")
+_INFRA_MARKERS = (
+    "connection refused",
+    "connecterror",
+    "connection reset",
+    "timed out",
+    "temporarily unavailable",
+    "service unavailable",
+    "rate limit",
+    "ratelimit",
+    " 502",
+    " 503",
+    " 529",
+)
+
 
 def has_chat_template(model_dir: Path) -> bool:
+    """Whether the submitted tokenizer carries its own template (recorded, never used)."""
     if (model_dir / "chat_template.jinja").is_file():
         return True
     config = model_dir / "tokenizer_config.json"
@@ -29,6 +51,24 @@ def has_chat_template(model_dir: Path) -> bool:
         return bool(json.loads(config.read_text()).get("chat_template"))
     except (OSError, ValueError):
         return False
+
+
+def classify(exc: BaseException) -> FailureKind:
+    """What a failed evaluation means for the ladder: `pathology` (the model: OOM, runaway
+    generations, a crash in generate) steps down, `infrastructure` (a judge or server outage)
+    retries the same step, `fatal` (bad input: no data, unloadable folder) stops."""
+    if isinstance(exc, DataUnavailableError | ConfigError):
+        return "fatal"
+    if isinstance(exc, EvaluationError) and exc.kind is not None:
+        return exc.kind
+    text = f"{type(exc).__name__}: {exc}".lower()
+    if any(m in text for m in _OOM_MARKERS):
+        return "pathology"
+    if any(m in text for m in _INFRA_MARKERS):
+        return "infrastructure"
+    if isinstance(exc, OSError | ValueError) and "config" in text:
+        return "fatal"
+    return "pathology"
 
 
 def evaluate_model(
@@ -44,6 +84,8 @@ def evaluate_model(
     seed: int = 0,
     judge_model: str | None = None,
     judge_base_url: str | None = None,
+    backend: str = "hf",
+    base_url: str | None = None,
 ) -> EvalMetrics:
     from inspect_ai import eval as inspect_eval
 
@@ -59,53 +101,121 @@ def evaluate_model(
         judge_base_url=judge_base_url,
     )
     task = make_task(info.implementation(), opts)
-    model_args: dict[str, Any] = {
-        "model_path": str(model_dir),
-        "trust_remote_code": False,
-        "use_safetensors": True,
-        "do_sample": False,  # greedy: scores are reproducible
-    }
-    if template_family:
-        model_args["chat_template"] = read_template(template_family, tools=info.tools)
+    engine = BACKENDS.get(backend)
+    req = ModelRequest(
+        model_dir=model_dir,
+        template_file=template_path(template_family, tools=info.tools) if template_family else None,
+        stop_tokens=family(template_family).stop if template_family else (),
+        tools=info.tools,
+        batch_size=batch_size,
+        base_url=base_url,
+    )
+    model_name, model_args = engine.model(req)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     try:
         log = inspect_eval(
             task,
-            model=f"hf/{model_dir.name}",
+            model=model_name,
             model_args=model_args,
             log_dir=str(out_dir),
             display="none",
             max_connections=batch_size,
             fail_on_error=True,
             log_samples=True,
+            score_display=False,
         )[0]
+    except PtbError:
+        raise
     except Exception as exc:  # loading a broken model raises before inspect can log it
         first = str(exc).splitlines()[0] if str(exc) else ""
         raise EvaluationError(
-            f"cannot evaluate {model_dir}: {type(exc).__name__}: {first}"
+            f"cannot evaluate {model_dir}: {type(exc).__name__}: {first}", kind=classify(exc)
         ) from exc
     if log.status != "success" or not log.results or not log.results.scores:
         detail = log.error.message if log.error else f"status {log.status}"
-        raise EvaluationError(f"evaluation of {model_dir} on {benchmark}/{split} failed: {detail}")
+        kind = classify(RuntimeError(detail))
+        raise EvaluationError(
+            f"evaluation of {model_dir} on {benchmark}/{split} failed: {detail}", kind=kind
+        )
     score = read_metric(log.results.scores[0].metrics, info.metric, benchmark)
+    samples = log.samples or []
+    judge = judge_usage(samples, judge_model)
+    errored = sum(1 for s in samples if s.error)
     metrics = EvalMetrics(
         benchmark=benchmark,
+        benchmark_version=info.version,
         split=split,
         metric=info.metric,
         score=score,
         n_samples=log.results.completed_samples,
+        n_failed=errored + (judge.failed if judge else 0),
         model_path=str(model_dir),
         log_file=str(log.location),
         params={
             "limit": limit,
             "batch_size": batch_size,
-            "harness_template": template_family if "chat_template" in model_args else None,
+            "own_template_ignored": has_chat_template(model_dir) if template_family else None,
+            **engine.describe(req),
         },
+        backend=backend,
+        template_family=template_family,
+        decoding=decoding_of(info, task.config.max_tokens),
+        max_tokens=task.config.max_tokens,
+        seed=seed,
+        datasets=dataset_labels(info),
+        judge=judge,
         duration_s=round(time.monotonic() - started, 2),
     )
     write_json(EvalPaths(out_dir).metrics, metrics)
     return metrics
+
+
+def decoding_of(info: BenchmarkInfo, max_tokens: int | None) -> dict[str, float | int | None]:
+    d = info.decoding
+    return {
+        "temperature": d.temperature,
+        "top_p": d.top_p,
+        "top_k": d.top_k,
+        "epochs": d.epochs,
+        "max_tokens": max_tokens,
+    }
+
+
+def dataset_labels(info: BenchmarkInfo) -> list[str]:
+    """Each source with the revision actually read (a hub snapshot's commit) where known."""
+    from posttrainbench.evaluate import data
+
+    labels = []
+    for src in info.sources:
+        label = src.label
+        if isinstance(src, HubSource) and src.revision is None:
+            try:
+                commit = data.snapshot_revision(data.hub_snapshot(src, info.id))
+            except DataUnavailableError:
+                commit = None
+            if commit:
+                label = f"{label}@{commit[:12]}"
+        labels.append(label)
+    return labels
+
+
+def judge_usage(samples: list[Any], judge_model: str | None) -> JudgeUsage | None:
+    """Sum of the judge usage the scorers put in each score's metadata under "judge"."""
+    total: JudgeUsage | None = None
+    for sample in samples:
+        for score in (sample.scores or {}).values():
+            meta = (score.metadata or {}).get("judge")
+            if not isinstance(meta, dict):
+                continue
+            if total is None:
+                total = JudgeUsage(model=str(meta.get("model") or judge_model or "?"))
+            for key in ("calls", "cached", "failed", "input_tokens", "output_tokens"):
+                setattr(total, key, getattr(total, key) + int(meta.get(key) or 0))
+            cost = meta.get("cost_usd")
+            if cost is not None:
+                total.cost_usd = round((total.cost_usd or 0.0) + float(cost), 6)
+    return total
 
 
 def read_metric(metrics: Mapping[str, Any], name: str, benchmark: str) -> float:
@@ -115,8 +225,11 @@ def read_metric(metrics: Mapping[str, Any], name: str, benchmark: str) -> float:
             f"the scorer of {benchmark} reported {', '.join(sorted(metrics)) or 'no metrics'}, "
             f"not {name!r}",
             "the benchmark's `metric` must name one of its scorer's metrics",
+            kind="fatal",
         )
     value = float(metrics[name].value)
     if not 0.0 <= value <= 1.0:
-        raise EvaluationError(f"{benchmark}: metric {name} = {value} is not in [0, 1]")
+        raise EvaluationError(
+            f"{benchmark}: metric {name} = {value} is not in [0, 1]", kind="fatal"
+        )
     return value

@@ -27,4 +27,13 @@ def build_leaderboard(results: Path) -> Leaderboard:
             unreadable.append(UnreadableRun(path=_relative(path, results), reason=loaded.message))
         else:
             records.append(loaded)
-    return scoring.leaderboard(records, baselines.published(), unreadable)
+    from posttrainbench.config import load_settings
+
+    table, measured = baselines.table(load_settings().baselines_dir)
+    board = scoring.leaderboard(records, table, unreadable)
+    board.baselines = (
+        f"published PostTrainBench table; measured here: {', '.join(measured)}"
+        if measured
+        else "published PostTrainBench table"
+    )
+    return board

@@ -121,6 +121,7 @@ def _board_notes(board: Leaderboard) -> list[tuple[str, list[str]]]:
         ),
         ("Failed runs (no outcome, not counted):", [_left_out(r) for r in board.failed]),
         ("In progress / interrupted (not counted):", [_left_out(r) for r in board.in_progress]),
+        ("Baselines (fallbacks and weights):", [board.baselines] if board.baselines else []),
     ]
     return [(head, items) for head, items in notes if items]
 

@@ -1,9 +1,10 @@
 """Zero-shot scores of base and instruct models: the published table plus measured ones.
 
 The published PostTrainBench table (`data/published_baselines.csv`, scores in [0, 1]) covers the
-four official base models, their instruct counterparts and the seven benchmarks. Pairs it does
-not cover (the embedded `ptb-tiny` × `arith`) are measured once by evaluating the base model
-with the harness's own evaluation and cached under `<cache>/baselines/`.
+four official base models, their instruct counterparts and the seven benchmarks. `ptb baseline`
+measures scores with the harness's own evaluation and caches them under `<cache>/baselines/`;
+a measured score takes precedence over the published one, and records say which was used.
+Pairs nobody measured or published (the embedded `ptb-tiny` × `arith`) are measured on first use.
 """
 
 from __future__ import annotations
@@ -44,14 +45,9 @@ def measured_eval_paths(baselines_dir: Path, model_key: str, benchmark: str) -> 
     return EvalPaths(baselines_dir / f"{model_key}__{benchmark}")
 
 
-def lookup(baselines_dir: Path, model_key: str, benchmark: str) -> BaselineRef | None:
-    """The base score if known (published first, then measured), else None.
-
-    A measured record that does not load, or that is for another benchmark or split, is
-    ignored (and so measured again) rather than trusted."""
-    score = published().get(model_key, {}).get(benchmark)
-    if score is not None:
-        return BaselineRef(score=score, source="published", detail="PostTrainBench table")
+def read_measured(baselines_dir: Path, model_key: str, benchmark: str) -> EvalMetrics | None:
+    """A measured baseline if it is a full test-split evaluation of that benchmark, else None
+    (a record that does not load, or is partial, is ignored — and so measured again)."""
     path = measured_path(baselines_dir, model_key, benchmark)
     if not path.is_file():
         return None
@@ -63,7 +59,34 @@ def lookup(baselines_dir: Path, model_key: str, benchmark: str) -> BaselineRef |
     if metrics.benchmark != benchmark or metrics.split != "test" or metrics.params.get("limit"):
         log.warning("ignoring measured baseline %s: not a full test-split evaluation", path)
         return None
-    return BaselineRef(score=metrics.score, source="measured", detail=str(path))
+    return metrics
+
+
+def lookup(baselines_dir: Path, model_key: str, benchmark: str) -> BaselineRef | None:
+    """The base score if known: measured here (`ptb baseline`) first, then the published
+    table; None when neither has it."""
+    metrics = read_measured(baselines_dir, model_key, benchmark)
+    if metrics is not None:
+        path = measured_path(baselines_dir, model_key, benchmark)
+        return BaselineRef(score=metrics.score, source="measured", detail=str(path))
+    score = published().get(model_key, {}).get(benchmark)
+    if score is not None:
+        return BaselineRef(score=score, source="published", detail="PostTrainBench table")
+    return None
+
+
+def table(baselines_dir: Path) -> tuple[BaselineTable, list[str]]:
+    """The published table with every valid measured score laid over it, and the
+    `model/benchmark` cells that came from measurements."""
+    merged = {model: dict(row) for model, row in published().items()}
+    measured: list[str] = []
+    for path in sorted(baselines_dir.glob("*__*.json")):
+        model_key, _, benchmark = path.stem.partition("__")
+        metrics = read_measured(baselines_dir, model_key, benchmark)
+        if metrics is not None:
+            merged.setdefault(model_key, {})[benchmark] = metrics.score
+            measured.append(f"{model_key}/{benchmark}")
+    return merged, measured
 
 
 def record_measured(baselines_dir: Path, model_key: str, metrics: EvalMetrics) -> BaselineRef:

@@ -292,12 +292,14 @@ class Completed:
     timed_out: bool
 
 
-def run_bounded(cmd: list[str], log: Path, timeout_s: float, grace_s: float) -> Completed:
+def run_bounded(
+    cmd: list[str], log: Path, timeout_s: float, grace_s: float, *, append: bool = False
+) -> Completed:
     """Run a harness helper (the evaluation) in its own process group with a time limit.
 
     The child dies with the harness (PDEATHSIG), and on timeout or on an interruption of the
     harness its whole group is terminated before this returns or raises."""
-    with log.open("wb") as out:
+    with log.open("ab" if append else "wb") as out:
         proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True, preexec_fn=die_with_parent,

@@ -5,6 +5,8 @@ workspace/
   evaluate.py      calls the harness's evaluation code (the score never uses this copy)
   timer.sh         time left; reads .ptb_deadline, written when the agent starts
   templates/       the harness's chat templates
+  eval_data/       official benchmarks: the test items evaluate.py needs (no reference answers
+                   beyond what scoring needs)
   data/            the benchmark's agent-allowed data, where it has any
 """
 
@@ -22,7 +24,8 @@ FILES = Path(__file__).parent / "files"
 DEADLINE_FILE = ".ptb_deadline"
 PROMPT_FILE = "prompt.md"
 # What the agent must not modify (rule 4): hashed at prepare, compared at integrity.
-EVALUATOR_PATHS = ("evaluate.py", "templates")
+EVAL_DATA = "eval_data"
+EVALUATOR_PATHS = ("evaluate.py", "templates", EVAL_DATA)
 
 
 def hardware_summary(preflight: GpuPreflight | None = None) -> str:
@@ -73,8 +76,10 @@ def render_prompt(
     data_note = (
         "- Training data the benchmark allows is in `data/` (see data/README.md).\n"
         if has_data
-        else ""
+        else f"- `{EVAL_DATA}/` holds the test items evaluate.py scores; training on them, "
+        "their paraphrases or their answers is contamination and is detected.\n"
     )
+    data_note += f"- Allowed training data: {bench.allowed_training}.\n"
     return Template((FILES / "prompt.md").read_text()).substitute(
         model=model.name,
         benchmark=bench.display_name,
@@ -87,8 +92,9 @@ def render_prompt(
 
 
 def write_evaluator(dest: Path, model: BaseModelInfo, bench: BenchmarkInfo) -> None:
-    """Write EVALUATOR_PATHS (evaluate.py, templates/) into dest. Deterministic: the integrity
-    check re-derives the expected files this way instead of trusting a manifest on disk."""
+    """Write EVALUATOR_PATHS (evaluate.py, templates/, eval_data/) into dest. Deterministic:
+    the integrity check re-derives the expected files this way instead of trusting a manifest
+    on disk."""
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copytree(TEMPLATES_DIR, dest / "templates", dirs_exist_ok=True)
     split_help = (
@@ -96,13 +102,18 @@ def write_evaluator(dest: Path, model: BaseModelInfo, bench: BenchmarkInfo) -> N
         if len(bench.splits) > 1
         else ""
     )
+    limit = bench.dev_limit
     evaluate_py = Template((FILES / "evaluate.py.txt").read_text()).substitute(
         benchmark=bench.display_name,
         benchmark_id=bench.id,
         template_family=model.template_family,
         split_help=split_help,
+        default_scope=f"{limit} test items (--limit)" if limit else "the full benchmark",
+        default_limit_args=repr(["--default-limit", str(limit)] if limit else []),
     )
     (dest / "evaluate.py").write_text(evaluate_py)
+    if bench.public_data is None:  # official benchmarks: the items evaluate.py needs
+        bench.implementation().export(dest / EVAL_DATA)
 
 
 def build_workspace(

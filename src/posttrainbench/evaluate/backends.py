@@ -1,0 +1,104 @@
+"""Model backends of the evaluation, registered by name (`--eval-backend`).
+
+A backend turns (model folder, template, stop tokens) into an inspect-ai model name and its
+arguments. `hf` (transformers, CPU or GPU, the default) runs in the evaluating process; `vllm`
+uses inspect's vLLM provider, which starts `vllm serve` on the folder or, given a base URL
+(`--eval-base-url` or `VLLM_BASE_URL`), talks to a running OpenAI-compatible server.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from posttrainbench.registry import Registry
+
+
+class ModelRequest(BaseModel):
+    """What the evaluation asks of a backend."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model_dir: Path
+    template_file: Path | None  # the family's Jinja template; None: the model's own
+    stop_tokens: tuple[str, ...] = ()
+    tools: bool = False
+    batch_size: int = 64
+    base_url: str | None = None
+
+
+class EvalBackend(ABC):
+    name: str
+    description: str
+
+    @abstractmethod
+    def model(self, req: ModelRequest) -> tuple[str, dict[str, Any]]:
+        """The inspect model name and model_args."""
+
+    def describe(self, req: ModelRequest) -> dict[str, str | int | float | None]:
+        """What metrics.json records about how the model was served."""
+        return {"backend": self.name}
+
+
+class HfBackend(EvalBackend):
+    name = "hf"
+    description = "transformers in the evaluating process (CPU or GPU)"
+
+    def model(self, req: ModelRequest) -> tuple[str, dict[str, Any]]:
+        from posttrainbench.evaluate import hf_backend
+
+        args: dict[str, Any] = {
+            "model_path": str(req.model_dir),
+            "trust_remote_code": False,
+            "use_safetensors": True,
+            "do_sample": False,
+            "batch_size": req.batch_size,
+            "stop_tokens": list(req.stop_tokens),
+        }
+        if req.template_file is not None:
+            args["chat_template"] = req.template_file.read_text(encoding="utf-8")
+        auto = hf_backend.auto_model_class(req.model_dir)
+        if auto:
+            args["auto_model_class"] = auto
+        return f"{hf_backend.API_NAME}/{req.model_dir.name}", args
+
+
+class VllmBackend(EvalBackend):
+    name = "vllm"
+    description = "vLLM server (started by inspect, or a running one at --eval-base-url)"
+
+    def base_url(self, req: ModelRequest) -> str | None:
+        return req.base_url or os.environ.get("VLLM_BASE_URL")
+
+    def model(self, req: ModelRequest) -> tuple[str, dict[str, Any]]:
+        args: dict[str, Any] = {}
+        url = self.base_url(req)
+        if url:
+            args["base_url"] = url
+        else:  # vllm serve arguments
+            args["trust_remote_code"] = False
+            args["generation_config"] = "vllm"  # ignore the folder's generation_config.json
+            if req.template_file is not None:
+                args["chat_template"] = str(req.template_file)
+            if req.tools:
+                args["enable_auto_tool_choice"] = True
+                args["tool_call_parser"] = "hermes"
+        return f"vllm/{req.model_dir}", args
+
+    def describe(self, req: ModelRequest) -> dict[str, str | int | float | None]:
+        url = self.base_url(req)
+        return {
+            "backend": self.name,
+            "server": url or "started by inspect",
+            # A running server applies its own chat template and sampling defaults.
+            "template_applied_by": "server" if url else "harness (vllm --chat-template)",
+        }
+
+
+BACKENDS: Registry[EvalBackend] = Registry("backend", EvalBackend)
+for _b in (HfBackend(), VllmBackend()):
+    BACKENDS.register(_b.name, _b)
