@@ -26,7 +26,7 @@ from rich.logging import RichHandler
 from rich.markup import escape
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
-from posttrainbench import __version__, runner
+from posttrainbench import __version__, cli_eval, runner
 from posttrainbench.catalog import AGENTS, BENCHMARKS, MODELS
 from posttrainbench.config import Settings, load_settings
 from posttrainbench.errors import ConfigError, HarnessInterrupted, PtbError
@@ -393,6 +393,9 @@ def run(
             help="Time limit of the final evaluation, e.g. 2h (default: the benchmark's own).",
         ),
     ] = None,
+    eval_backend: cli_eval.BackendOpt = "hf",
+    judge_model: cli_eval.JudgeOpt = None,
+    judge_base_url: cli_eval.JudgeUrlOpt = None,
     pass_env: Annotated[
         list[str] | None,
         typer.Option(
@@ -458,6 +461,9 @@ def run(
         seed=seed,
         resume_policy=resume_policy.value,
         eval_timeout_s=eval_timeout_s,
+        eval_backend=eval_backend,
+        judge_model=judge_model,
+        judge_base_url=judge_base_url,
         pass_env=_pass_env(pass_env or []),
         network=network.value if network else None,
         allow_hosts=[parse_allow_host(h) for h in allow_host or []],
@@ -686,6 +692,15 @@ def agents_list() -> None:
         out.print(f"{name:12} {pinned:34} {state}\n{'':12} default model {models}", markup=False)
 
 
+app.command("eval")(cli_eval.eval_cmd)
+app.command("baseline")(cli_eval.baseline_cmd)
+data_app = typer.Typer(
+    help="Fill the caches the evaluation reads offline (where there is network)."
+)
+app.add_typer(data_app, name="data")
+data_app.command("prefetch")(cli_eval.prefetch_cmd)
+
+
 @app.command("list")
 def list_(
     kind: Annotated[
@@ -701,8 +716,9 @@ def list_(
             out.print(f"{name:32} {m.display_name:22} instruct: {m.instruct or '—'}", markup=False)
     elif kind is ListKind.benchmarks:
         for name, b in BENCHMARKS:
-            state = "evaluable" if b.evaluable else "not yet evaluable"
-            out.print(f"{name:18} {b.display_name:20} {state}", markup=False)
+            state = f"{b.n_items or '?'} items, {b.metric_label}" if b.evaluable else "—"
+            judged = ", LLM-judged" if b.judged else ""
+            out.print(f"{name:18} {b.display_name:20} {state}{judged}", markup=False)
     elif kind is ListKind.agents:
         for name, a in AGENTS:
             out.print(f"{name:12} {a.description}", markup=False)

@@ -110,6 +110,11 @@ def validate(spec: RunSpec) -> RunSpec:
     check_sweep_name(spec.sweep)
     template_path(MODELS.get(spec.base_model).template_family)
     BENCHMARKS.get(spec.benchmark).implementation()
+    if BENCHMARKS.get(spec.benchmark).judged and not spec.judge_model:
+        raise ConfigError(
+            f"{spec.benchmark} is scored by an LLM judge and no --judge-model was given",
+            "pass --judge-model openai/gpt-5-mini (the published judge), or any inspect model",
+        )
     agent = get_agent(spec.agent)
     if spec.api_provider is None and agent.provider is not None:
         spec = spec.model_copy(update={"api_provider": agent.provider})

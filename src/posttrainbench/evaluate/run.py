@@ -24,6 +24,15 @@ from posttrainbench.records import EvalMetrics, JudgeUsage
 from posttrainbench.results.layout import EvalPaths
 from posttrainbench.results.store import write_json
 
+_BAD_INPUT_MARKERS = (
+    "safetensorerror",
+    "unrecognized configuration",
+    "no file named",
+    "does not appear to have a file",
+    "is not a valid",
+    "not a model folder",
+)
+
 FailureKind = Literal["pathology", "infrastructure", "fatal"]
 
 _OOM_MARKERS = ("out of memory", "outofmemory", "cuda error: out of memory", "cublas_status_alloc")
@@ -66,7 +75,7 @@ def classify(exc: BaseException) -> FailureKind:
         return "pathology"
     if any(m in text for m in _INFRA_MARKERS):
         return "infrastructure"
-    if isinstance(exc, OSError | ValueError) and "config" in text:
+    if any(m in text for m in _BAD_INPUT_MARKERS):
         return "fatal"
     return "pathology"
 
@@ -155,7 +164,9 @@ def evaluate_model(
         params={
             "limit": limit,
             "batch_size": batch_size,
-            "own_template_ignored": has_chat_template(model_dir) if template_family else None,
+            "own_template": ("present, ignored" if has_chat_template(model_dir) else "none")
+            if template_family
+            else None,
             **engine.describe(req),
         },
         backend=backend,
