@@ -1,46 +1,162 @@
-"""Throughput of the pristine evaluation (inspect-ai hf provider) on a model folder.
+"""Generation throughput of the `hf` evaluation backend on a GSM8K-sized workload, against the
+memory-bandwidth roofline of the GPU.
 
-    python benchmarks/eval_throughput.py [MODEL_DIR] [--limit N] [--batch-size B]
+    # 1. here (CPU): write a GSM8K-shaped test set (1,319 synthetic items, 10-shot prompts,
+    #    upstream schema, through the real gsm8k loader) as the items evaluate.py reads
+    python benchmarks/eval_throughput.py make-data DIR
+    # 2. on the GPU machine: build a Qwen3-1.7B-shaped model (random bf16 weights) and evaluate
+    python benchmarks/eval_throughput.py run DIR [--limit N] [--batch-size B] [--max-tokens T]
 
-Without MODEL_DIR it builds/uses the embedded ptb-tiny. Prints samples/s and wall time; run it
-on the GPU machine too to compare.
+`run` goes through `evaluate_model` (the harness's own path: family template, neutral generation
+config, inspect-ai's transformers provider). Random weights never emit end-of-turn, so every
+item generates exactly max_tokens tokens. The roofline assumes each decode step reads the
+weights once and the KV cache of the whole batch once, at --bandwidth bytes/s (3.0e12: the H100
+copy bandwidth measured in ENVIRONMENT.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Qwen3-1.7B's shape (config.json of Qwen/Qwen3-1.7B-Base).
+QWEN3_1_7B = dict(
+    hidden_size=2048,
+    intermediate_size=6144,
+    num_hidden_layers=28,
+    num_attention_heads=16,
+    num_key_value_heads=8,
+    head_dim=128,
+    vocab_size=151936,
+    max_position_embeddings=40960,
+    rope_theta=1000000.0,
+    tie_word_embeddings=True,
+)
+NAMES = ["Natalia", "Weng", "Betty", "Julie", "James", "Mark", "Albert", "Ken", "Alexis", "Tina"]
+THINGS = ["clips", "apples", "pages", "dollars", "cookies", "marbles", "books", "eggs"]
+
+
+def _problem(rng: random.Random) -> tuple[str, str]:
+    name, thing = rng.choice(NAMES), rng.choice(THINGS)
+    a, b, c = rng.randint(2, 90), rng.randint(2, 40), rng.randint(2, 9)
+    q = (
+        f"{name} sold {a} {thing} to her friends in April, and then she sold {b} more {thing} "
+        f"than that in May. Each of the {thing} was packed in boxes of {c}, and every box cost "
+        f"her {c + 1} dollars to ship. How many {thing} did {name} sell altogether in April and "
+        "May, and how many dollars did shipping the full boxes cost her?"
+    )
+    total = a + (a + b)
+    ans = f"In May she sold {a}+{b} = <<{a}+{b}={a + b}>>{a + b} {thing}.\n"
+    ans += f"Altogether she sold {a}+{a + b} = <<{a}+{a + b}={total}>>{total} {thing}.\n#### {total}"
+    return q, ans
+
+
+def make_data(dest: Path) -> None:
+    """GSM8K's upstream schema (1,319 test, 7,473 train items) in a hub-cache fixture, loaded and
+    exported by the real gsm8k benchmark."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from posttrainbench.catalog import BENCHMARKS
+    from tests.fixtures.hub import hf_home, write_snapshot
+
+    rng = random.Random(0)
+    test = [dict(zip(("question", "answer"), _problem(rng), strict=True)) for _ in range(1319)]
+    train = [dict(zip(("question", "answer"), _problem(rng), strict=True)) for _ in range(7473)]
+    with tempfile.TemporaryDirectory() as hf, hf_home(Path(hf)):
+        write_snapshot(
+            Path(hf),
+            "openai/gsm8k",
+            {"main/test-00000-of-00001.parquet": test, "main/train-00000-of-00001.parquet": train},
+        )
+        path = BENCHMARKS.get("gsm8k").implementation().export(dest)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+
+def build_model(dest: Path) -> int:
+    import torch
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    from posttrainbench.embedded import tiny_model
+
+    tok = tiny_model.build_tokenizer()
+    tok.add_special_tokens(
+        {"additional_special_tokens": ["<|im_start|>", "<|im_end|>", "<think>", "</think>"]}
+    )
+    config = Qwen3Config(**QWEN3_1_7B, torch_dtype="bfloat16")  # type: ignore[arg-type]
+    torch.manual_seed(0)
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+        model = Qwen3ForCausalLM(config).to(torch.bfloat16)
+    model.save_pretrained(dest, safe_serialization=True)
+    tok.save_pretrained(dest)
+    return sum(p.numel() for p in model.parameters())
+
+
+def run(data: Path, limit: int, batch_size: int, max_tokens: int, bandwidth: float) -> None:
+    os.environ["PTB_EVAL_DATA_DIR"] = str(data)
+    from inspect_ai.log import read_eval_log
+
+    from posttrainbench.evaluate.run import evaluate_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = Path(tmp) / "model"
+        t0 = time.perf_counter()
+        n_params = build_model(model_dir)
+        print(f"built a Qwen3-1.7B-shaped model: {n_params / 1e9:.2f} B params in "
+              f"{time.perf_counter() - t0:.0f} s")  # fmt: skip
+        t0 = time.perf_counter()
+        m = evaluate_model(
+            model_dir, "gsm8k", Path(tmp) / "eval", limit=limit, template_family="qwen3",
+            batch_size=batch_size, max_tokens=max_tokens,
+        )  # fmt: skip
+        wall = time.perf_counter() - t0
+        assert m.log_file
+        log = read_eval_log(m.log_file.removeprefix("file://"))
+    samples = log.samples or []
+    out_tokens = sum(s.output.usage.output_tokens for s in samples if s.output.usage)
+    in_tokens = sum(s.output.usage.input_tokens for s in samples if s.output.usage)
+    starts = [s.started_at for s in samples if getattr(s, "started_at", None)]
+    ends = [s.completed_at for s in samples if getattr(s, "completed_at", None)]
+    gen_wall = (max(ends) - min(starts)).total_seconds() if starts and ends else wall
+    prompt = in_tokens / max(len(samples), 1)
+    # Roofline: per decode step, weights once + the batch's KV cache once.
+    weight_bytes = n_params * 2
+    kv_per_token = 2 * QWEN3_1_7B["num_key_value_heads"] * QWEN3_1_7B["head_dim"] * 2
+    kv_per_token *= QWEN3_1_7B["num_hidden_layers"]
+    context = prompt + max_tokens / 2
+    step_s = (weight_bytes + batch_size * context * kv_per_token) / bandwidth
+    roofline = batch_size / step_s
+    measured = out_tokens / gen_wall
+    print(f"items {len(samples)}  batch (max_connections) {batch_size}  max_tokens {max_tokens}")
+    print(f"prompt tokens/item {prompt:.0f}  generated tokens {out_tokens}")
+    print(f"wall {wall:.0f} s incl. loading; generation {gen_wall:.0f} s")
+    print(f"generated tokens/s {measured:,.0f} (end to end {out_tokens / wall:,.0f})")
+    print(
+        f"roofline {roofline:,.0f} tok/s at {bandwidth / 1e12:.1f} TB/s "
+        f"(step {step_s * 1e3:.2f} ms: weights {weight_bytes / 1e9:.2f} GB + KV "
+        f"{batch_size * context * kv_per_token / 1e9:.2f} GB) → {measured / roofline:.1%} of it"
+    )
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("model_dir", nargs="?", type=Path)
-    p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=64)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    mk = sub.add_parser("make-data")
+    mk.add_argument("dest", type=Path)
+    r = sub.add_parser("run")
+    r.add_argument("data", type=Path)
+    r.add_argument("--limit", type=int, default=512)
+    r.add_argument("--batch-size", type=int, default=64)
+    r.add_argument("--max-tokens", type=int, default=256)
+    r.add_argument("--bandwidth", type=float, default=3.0e12)
     args = p.parse_args()
-
-    from posttrainbench.config import load_settings
-    from posttrainbench.embedded import tiny_model
-    from posttrainbench.evaluate.run import evaluate_model
-
-    model = args.model_dir or tiny_model.ensure_built(load_settings().models_dir)
-    with tempfile.TemporaryDirectory() as out:
-        start = time.perf_counter()
-        m = evaluate_model(
-            model, "arith", Path(out), limit=args.limit, template_family="ptb-tiny",
-            batch_size=args.batch_size,
-        )  # fmt: skip
-        wall = time.perf_counter() - start
-    print(f"model {model}")
-    print(f"samples {m.n_samples}  batch {args.batch_size}  accuracy {m.score:.3f}")
-    print(
-        f"wall {wall:.1f}s (inspect-reported {m.duration_s}s)  {m.n_samples / wall:.1f} samples/s"
-    )
+    if args.cmd == "make-data":
+        make_data(args.dest)
+    else:
+        run(args.data, args.limit, args.batch_size, args.max_tokens, args.bandwidth)
 
 
 if __name__ == "__main__":

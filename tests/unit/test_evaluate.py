@@ -62,14 +62,15 @@ def test_backends_apply_the_family_template(tmp_path: Path) -> None:
     req = ModelRequest(
         model_dir=tmp_path, template_file=template_path("qwen3"), stop_tokens=("<|im_end|>",)
     )
-    name, args = BACKENDS.get("hf").model(req)
-    assert name.startswith("ptb-hf/") and args["chat_template"] == read_template("qwen3")
-    assert args["trust_remote_code"] is False and args["use_safetensors"] is True
-    name, args = BACKENDS.get("vllm").model(req.model_copy(update={"tools": True}))
-    assert name == f"vllm/{tmp_path}" and args["chat_template"] == str(template_path("qwen3"))
-    assert args["generation_config"] == "vllm" and args["tool_call_parser"] == "hermes"
-    _, args = BACKENDS.get("vllm").model(req.model_copy(update={"base_url": "http://h:1/v1"}))
-    assert args == {"base_url": "http://h:1/v1"}
+    hf = BACKENDS.get("hf").model(req)
+    assert hf.name.startswith("ptb-hf/") and hf.args["chat_template"] == read_template("qwen3")
+    assert hf.args["trust_remote_code"] is False and hf.args["use_safetensors"] is True
+    vllm = BACKENDS.get("vllm").model(req.model_copy(update={"tools": True}))
+    assert vllm.name == f"vllm/{tmp_path}"
+    assert vllm.args["chat_template"] == str(template_path("qwen3"))
+    assert vllm.args["generation_config"] == "vllm" and vllm.args["tool_call_parser"] == "hermes"
+    running = BACKENDS.get("vllm").model(req.model_copy(update={"base_url": "http://h:1/v1"}))
+    assert running.args == {} and running.base_url == "http://h:1/v1"
 
 
 def test_unloadable_model_fails_loudly(tiny_model_dir: Path, tmp_path: Path) -> None:

@@ -61,7 +61,22 @@ def test_catalog_has_the_official_grid() -> None:
     }  # fmt: skip
 
 
-def test_official_benchmarks_are_not_yet_evaluable() -> None:
+def test_every_benchmark_declares_its_protocol_and_loads_its_implementation() -> None:
+    from posttrainbench.evaluate.benchmarks.base import Benchmark
+
+    for name, b in BENCHMARKS:
+        assert b.evaluable and b.n_items and b.max_tokens and b.allowed_training, name
+        impl = b.implementation()
+        assert isinstance(impl, Benchmark) and impl.info is b
+    assert BENCHMARKS.get("gsm8k").few_shot == 10 and BENCHMARKS.get("gsm8k").dev_limit == 150
+    assert [s.max_tokens for s in BENCHMARKS.get("aime2025").max_tokens] == [16000, 12000, 8000]
+    assert [s.attempts for s in BENCHMARKS.get("aime2025").max_tokens] == [4, 3, 2]
+    assert BENCHMARKS.get("humaneval").executes_model_output
+    assert "IS the test set" in BENCHMARKS.get("bfcl").allowed_training
+
+
+def test_a_benchmark_without_implementation_is_refused() -> None:
+    from posttrainbench.catalog.benchmarks import BenchmarkInfo
+
     with pytest.raises(NotEvaluableError, match="not yet evaluable"):
-        BENCHMARKS.get("gsm8k").task_factory()
-    assert callable(BENCHMARKS.get("arith").task_factory())
+        BenchmarkInfo(id="x", display_name="X").implementation()

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from posttrainbench.evaluate.benchmarks.base import Benchmark, TaskOptions
+from posttrainbench.evaluate.benchmarks.base import Benchmark, TaskOptions, seeded_generate
 
 if TYPE_CHECKING:
     from inspect_ai import Task
@@ -167,12 +167,11 @@ class Arith(Benchmark):
         from inspect_ai import Task
         from inspect_ai.dataset import MemoryDataset
         from inspect_ai.model import GenerateConfig
-        from inspect_ai.solver import generate
 
         return Task(
             name=f"arith_{opts.split}",
             dataset=MemoryDataset(samples, name=f"arith-{opts.split}"),
-            solver=generate(),
+            solver=seeded_generate(opts.seed),
             scorer=first_integer_match(),
             config=GenerateConfig(stop_seqs=["\n"]),
         )

@@ -31,13 +31,21 @@ class ModelRequest(BaseModel):
     base_url: str | None = None
 
 
+class ModelSpec(BaseModel):
+    """How inspect-ai reaches the model: its name, model_args and base URL."""
+
+    name: str
+    args: dict[str, Any]
+    base_url: str | None = None
+
+
 class EvalBackend(ABC):
     name: str
     description: str
 
     @abstractmethod
-    def model(self, req: ModelRequest) -> tuple[str, dict[str, Any]]:
-        """The inspect model name and model_args."""
+    def model(self, req: ModelRequest) -> ModelSpec:
+        """The inspect model name, model_args and base URL."""
 
     def describe(self, req: ModelRequest) -> dict[str, str | int | float | None]:
         """What metrics.json records about how the model was served."""
@@ -48,7 +56,7 @@ class HfBackend(EvalBackend):
     name = "hf"
     description = "transformers in the evaluating process (CPU or GPU)"
 
-    def model(self, req: ModelRequest) -> tuple[str, dict[str, Any]]:
+    def model(self, req: ModelRequest) -> ModelSpec:
         from posttrainbench.evaluate import hf_backend
 
         args: dict[str, Any] = {
@@ -64,7 +72,7 @@ class HfBackend(EvalBackend):
         auto = hf_backend.auto_model_class(req.model_dir)
         if auto:
             args["auto_model_class"] = auto
-        return f"{hf_backend.API_NAME}/{req.model_dir.name}", args
+        return ModelSpec(name=f"{hf_backend.API_NAME}/{req.model_dir.name}", args=args)
 
 
 class VllmBackend(EvalBackend):
@@ -74,12 +82,10 @@ class VllmBackend(EvalBackend):
     def base_url(self, req: ModelRequest) -> str | None:
         return req.base_url or os.environ.get("VLLM_BASE_URL")
 
-    def model(self, req: ModelRequest) -> tuple[str, dict[str, Any]]:
+    def model(self, req: ModelRequest) -> ModelSpec:
         args: dict[str, Any] = {}
         url = self.base_url(req)
-        if url:
-            args["base_url"] = url
-        else:  # vllm serve arguments
+        if not url:  # vllm serve arguments
             args["trust_remote_code"] = False
             args["generation_config"] = "vllm"  # ignore the folder's generation_config.json
             if req.template_file is not None:
@@ -87,7 +93,7 @@ class VllmBackend(EvalBackend):
             if req.tools:
                 args["enable_auto_tool_choice"] = True
                 args["tool_call_parser"] = "hermes"
-        return f"vllm/{req.model_dir}", args
+        return ModelSpec(name=f"vllm/{req.model_dir}", args=args, base_url=url)
 
     def describe(self, req: ModelRequest) -> dict[str, str | int | float | None]:
         url = self.base_url(req)

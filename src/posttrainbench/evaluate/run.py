@@ -31,6 +31,7 @@ _BAD_INPUT_MARKERS = (
     "does not appear to have a file",
     "is not a valid",
     "not a model folder",
+    "requires optional dependencies",
 )
 
 FailureKind = Literal["pathology", "infrastructure", "fatal"]
@@ -119,14 +120,15 @@ def evaluate_model(
         batch_size=batch_size,
         base_url=base_url,
     )
-    model_name, model_args = engine.model(req)
+    served = engine.model(req)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     try:
         log = inspect_eval(
             task,
-            model=model_name,
-            model_args=model_args,
+            model=served.name,
+            model_args=served.args,
+            model_base_url=served.base_url,
             log_dir=str(out_dir),
             display="none",
             max_connections=batch_size,

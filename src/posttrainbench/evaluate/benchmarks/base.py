@@ -152,7 +152,7 @@ def make_task(bench: Benchmark, opts: TaskOptions) -> Task:
     task.config = task.config.merge(
         GenerateConfig(
             max_tokens=opts.max_tokens or info.max_tokens[0].max_tokens,
-            temperature=d.temperature or None,  # greedy: no temperature at all
+            temperature=d.temperature,  # sent even when 0: a server's default samples
             top_p=d.top_p,
             top_k=d.top_k,
         )
