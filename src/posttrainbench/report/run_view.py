@@ -22,6 +22,8 @@ from posttrainbench.records import (
     AgentOutcome,
     CollectOutcome,
     ErrorInfo,
+    EvalMetrics,
+    JudgeUsage,
     LogStats,
     RunRecord,
     format_duration,
@@ -237,7 +239,9 @@ def render_run(record: RunRecord, run_dir: Path) -> RenderableType:
         m = record.metrics
         evaluation += [
             ("score", f"{_pct(m.score)} ({m.metric} on {m.benchmark} {m.split})"),
-            ("samples", str(m.n_samples)),
+            ("samples", f"{m.n_samples}" + (f" ({m.n_failed} failed)" if m.n_failed else "")),
+            ("how", _how(m)),
+            ("judge", _judge(m.judge) if m.judge else None),
             ("duration", _secs(m.duration_s)),
         ]
     if record.eval_error is not None:
@@ -259,3 +263,14 @@ def render_run(record: RunRecord, run_dir: Path) -> RenderableType:
         resume = f" — continue with: ptb run --resume {run_dir}"
         parts += [Text(""), Text(state + resume, style="yellow")]
     return Group(*parts)
+
+
+def _how(m: EvalMetrics) -> str:
+    step = f", ladder step {m.ladder_step} of {len(m.attempts)} attempt(s)" if m.attempts else ""
+    family = m.template_family or "model's own"
+    return f"{m.backend}, template {family}, max_tokens {m.max_tokens}{step}, seed {m.seed}"
+
+
+def _judge(j: JudgeUsage) -> str:
+    cost = f", ${j.cost_usd:.4f}" if j.cost_usd is not None else ""
+    return f"{j.model}: {j.calls} calls ({j.cached} cached, {j.failed} failed){cost}"

@@ -73,6 +73,9 @@ class SweepSpec(BaseModel):
     api_budget_usd: float | None = Field(default=None, gt=0)
     continue_min_s: int = Field(default=600, ge=0, alias="continue_min")
     eval_timeout_s: int | None = Field(default=None, gt=0, alias="eval_timeout")
+    eval_backend: str = "hf"
+    judge_model: str | None = None
+    judge_base_url: str | None = None
     limits: SandboxLimits = Field(default_factory=lambda: SandboxLimits())
     executor: ExecutorConfig = Field(default_factory=lambda: ExecutorConfig())
 
@@ -106,6 +109,9 @@ class SweepSpec(BaseModel):
                 allow_hosts=self.allow_hosts,
                 api_budget_usd=self.api_budget_usd,
                 eval_timeout_s=self.eval_timeout_s,
+                eval_backend=self.eval_backend,
+                judge_model=self.judge_model,
+                judge_base_url=self.judge_base_url,
                 limits=self.limits,
             )
             specs.append(spec.model_copy(update={"run_id": stable_run_id(spec)}))
