@@ -32,8 +32,10 @@ from posttrainbench.errors import PtbError
 from posttrainbench.records import Record
 from posttrainbench.sandbox.gpu import Completed, Runner, query_gpus, run_command
 
-Kind = Literal["sandbox backend", "tool", "gpu", "agent CLI", "python package"]
-KINDS: tuple[Kind, ...] = ("sandbox backend", "tool", "gpu", "agent CLI", "python package")
+Kind = Literal["sandbox backend", "tool", "gpu", "agent CLI", "python package", "benchmark data"]
+KINDS: tuple[Kind, ...] = (
+    "sandbox backend", "tool", "gpu", "agent CLI", "python package", "benchmark data"
+)  # fmt: skip
 TIMEOUT_S = 5.0
 TORCH_TIMEOUT_S = 30.0  # importing torch and initialising CUDA on a GPU machine
 SLACK_S = 2.0  # a probe's time beyond its commands' timeouts before it counts as unanswered
@@ -339,6 +341,36 @@ def _torch_cuda(m: Machine) -> list[DoctorItem]:
     ]
 
 
+def _benchmark_data(m: Machine) -> list[DoctorItem]:
+    """Whether each official benchmark's data is in the local caches (evaluation never
+    downloads); optional: only the benchmarks you run need theirs."""
+    from posttrainbench.catalog.benchmarks import OFFICIAL, HubSource
+    from posttrainbench.evaluate import data
+
+    items = []
+    for info in OFFICIAL:
+        missing = []
+        for src in info.sources:
+            try:
+                if isinstance(src, HubSource):
+                    data.hub_snapshot(src, info.id)
+                else:
+                    data.url_file(src, info.id)
+            except PtbError:
+                missing.append(src.label)
+        items.append(
+            DoctorItem(
+                name=info.id,
+                kind="benchmark data",
+                found=not missing,
+                detail=f"missing {', '.join(missing)}" if missing else "cached",
+                hint=None if not missing else f"ptb data prefetch --benchmarks {info.id}",
+                optional=True,
+            )
+        )
+    return items
+
+
 PROBES: tuple[Probe, ...] = (
     Probe("host", "sandbox backend", _host),
     Probe("bwrap", "sandbox backend", _bwrap, 2 * TIMEOUT_S),
@@ -380,6 +412,7 @@ PROBES: tuple[Probe, ...] = (
     ),
     *(_python(dist, optional) for dist, optional in PYTHON_PACKAGES.items()),
     Probe("torch CUDA", "python package", _torch_cuda, TORCH_TIMEOUT_S),
+    Probe("benchmark data", "benchmark data", _benchmark_data),
 )
 
 

@@ -233,3 +233,15 @@ def test_diagnose_this_machine() -> None:
 def test_pip_hints_follow_the_project_requirements(dist: str) -> None:
     requirement = doctor._requirement(dist).strip("'")
     assert requirement.replace("_", "-").lower().startswith(dist)
+
+
+def test_benchmark_data_is_reported_per_benchmark(tmp_path: Path) -> None:
+    from tests.fixtures.hub import hf_home, write_snapshot
+
+    with hf_home(tmp_path / "hf"):
+        items = {i.name: i for i in doctor._benchmark_data(doctor.Machine())}
+        assert not items["gsm8k"].found and items["gsm8k"].optional
+        assert items["gsm8k"].hint == "ptb data prefetch --benchmarks gsm8k"
+        write_snapshot(tmp_path / "hf", "openai/gsm8k", {"main/test.parquet": [{"q": 1}]})
+        items = {i.name: i for i in doctor._benchmark_data(doctor.Machine())}
+        assert items["gsm8k"].found and items["gsm8k"].detail == "cached"
