@@ -145,7 +145,14 @@ OFFICIAL = [
         id="aime2025",
         display_name="AIME 2025",
         impl=f"{_IMPL}.aime2025:Aime2025",
-        sources=(HubSource(repo="math-ai/aime25", split="test", license="MIT"),),
+        sources=(
+            HubSource(
+                repo="math-ai/aime25",
+                revision="563bb8404243c5f09de6ec262f2db674fe5bce9b",
+                split="test",
+                license="MIT",
+            ),
+        ),
         n_items=30,
         max_tokens=ladder(16000, 12000, 8000),
         description="30 AIME 2025 problems; the final integer answer, exact integer equality.",
@@ -203,7 +210,15 @@ OFFICIAL = [
         id="gsm8k",
         display_name="GSM8K",
         impl=f"{_IMPL}.gsm8k:Gsm8k",
-        sources=(HubSource(repo="openai/gsm8k", config="main", license="MIT"),),
+        sources=(
+            HubSource(
+                repo="openai/gsm8k",
+                revision="cc7b047b6e5bb11b4f1af84efc572db110a51b3c",
+                config="main",
+                files=("main/*",),
+                license="MIT",
+            ),
+        ),
         n_items=1319,
         few_shot=10,
         max_tokens=ladder(4000, 3000, 2000),

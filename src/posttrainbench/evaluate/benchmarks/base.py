@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from inspect_ai.dataset import Sample
     from inspect_ai.solver import Solver
 
-    from posttrainbench.catalog.benchmarks import BenchmarkInfo
+    from posttrainbench.catalog.benchmarks import BenchmarkInfo, HubSource, UrlSource
 
 EVAL_DATA_VAR = "PTB_EVAL_DATA_DIR"
 SHUFFLE_SEED = 20250301  # the fixed seed of `--limit` shuffles, so dev subsets are stable
@@ -63,6 +63,24 @@ class Benchmark(ABC):
 
     def __init__(self, info: BenchmarkInfo) -> None:
         self.info = info
+
+    def hub_source(self, index: int = 0) -> HubSource:
+        """The catalog's `index`-th source, which must be a hub repository."""
+        from posttrainbench.catalog.benchmarks import HubSource
+
+        src = self.info.sources[index]
+        if not isinstance(src, HubSource):
+            raise TypeError(f"{self.info.id}: source {index} is not a hub repository")
+        return src
+
+    def url_source(self, name: str) -> UrlSource:
+        """The catalog's pinned file called `name`."""
+        from posttrainbench.catalog.benchmarks import UrlSource
+
+        for src in self.info.sources:
+            if isinstance(src, UrlSource) and src.name == name:
+                return src
+        raise KeyError(f"{self.info.id}: no pinned file {name!r} in the catalog")
 
     @abstractmethod
     def samples(self, split: str) -> list[Sample]:

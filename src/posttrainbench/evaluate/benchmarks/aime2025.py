@@ -1,0 +1,45 @@
+"""AIME 2025: 30 problems, the final integer answer compared exactly.
+
+Data: HF `math-ai/aime25` (`test.jsonl`: `problem`, `answer`, `id`), at the revision
+inspect_evals pins. Zero-shot, the prompt asks for `ANSWER: n`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from posttrainbench.evaluate.benchmarks.base import Benchmark, TaskOptions, seeded_generate
+from posttrainbench.evaluate.benchmarks.math_common import PROMPT, exact_number
+
+if TYPE_CHECKING:
+    from inspect_ai import Task
+    from inspect_ai.dataset import Sample
+
+
+class Aime2025(Benchmark):
+    def samples(self, split: str) -> list[Sample]:
+        from inspect_ai.dataset import Sample
+
+        from posttrainbench.evaluate.data import hub_rows
+
+        rows = hub_rows(self.hub_source(), (f"{split}.jsonl", f"**/{split}*"), self.info.id)
+        return [
+            Sample(
+                id=f"aime2025-{row.get('id', i)}",
+                input=PROMPT.format(prompt=row["problem"]),
+                target=str(row["answer"]).strip(),
+                metadata={"problem": row["problem"]},
+            )
+            for i, row in enumerate(rows)
+        ]
+
+    def build(self, samples: list[Sample], opts: TaskOptions) -> Task:
+        from inspect_ai import Task
+        from inspect_ai.dataset import MemoryDataset
+
+        return Task(
+            name="aime2025",
+            dataset=MemoryDataset(samples, name="aime2025"),
+            solver=seeded_generate(opts.seed),
+            scorer=exact_number(),
+        )

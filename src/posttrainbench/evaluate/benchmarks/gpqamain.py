@@ -1,0 +1,111 @@
+"""GPQA main: 448 graduate-level multiple-choice questions, chain of thought, letter match.
+
+Data: HF `Idavidrein/gpqa` (gated), config `gpqa_main` (`gpqa_main.csv`: `Question`, `Correct
+Answer`, `Incorrect Answer 1..3`, `Record ID`). The raw file lists the correct answer first; the
+four choices are shuffled with a seed derived from the item's record id, so the exam is the
+same on every build and the right letter is spread over A–D (the reference shuffled unseeded,
+so scores moved between identical runs). Prompt as in OpenAI's simple-evals.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from typing import TYPE_CHECKING, Any
+
+from posttrainbench.evaluate.benchmarks.base import (
+    Benchmark,
+    TaskOptions,
+    sample_seed,
+    seeded_generate,
+)
+
+if TYPE_CHECKING:
+    from inspect_ai import Task
+    from inspect_ai.dataset import Sample
+
+LETTERS = "ABCD"
+PROMPT = (
+    "Answer the following multiple choice question. The last line of your response should be "
+    "of the following format: 'ANSWER: $LETTER' (without quotes) where LETTER is one of ABCD. "
+    "Think step by step before answering.\n\n{question}\n\n{choices}"
+)
+
+
+def shuffled(record_id: str, correct: str, wrong: list[str]) -> tuple[list[str], str]:
+    """The four choices in this item's fixed order, and the letter of the correct one."""
+    choices = [correct, *wrong]
+    order = list(range(4))
+    random.Random(sample_seed(0, f"gpqa:{record_id}")).shuffle(order)
+    return [choices[i] for i in order], LETTERS[order.index(0)]
+
+
+class GpqaMain(Benchmark):
+    def _rows(self) -> list[dict[str, Any]]:
+        from posttrainbench.evaluate.data import hub_snapshot, snapshot_files
+
+        src = self.hub_source()
+        files = snapshot_files(
+            hub_snapshot(src, self.info.id), ("gpqa_main.csv", "**/gpqa_main.csv")
+        )
+        if not files:
+            from posttrainbench.errors import DataUnavailableError
+
+            raise DataUnavailableError(
+                f"{src.label} has no gpqa_main.csv",
+                f"run `ptb data prefetch --benchmarks {self.info.id}`",
+            )
+        with files[0].open(newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f))
+
+    def samples(self, split: str) -> list[Sample]:
+        from inspect_ai.dataset import Sample
+
+        samples = []
+        for i, row in enumerate(self._rows()):
+            rid = row.get("Record ID") or str(i)
+            wrong = [row[f"Incorrect Answer {k}"].strip() for k in (1, 2, 3)]
+            choices, letter = shuffled(rid, row["Correct Answer"].strip(), wrong)
+            listed = "\n".join(f"{LETTERS[k]}) {c}" for k, c in enumerate(choices))
+            samples.append(
+                Sample(
+                    id=f"gpqa-{rid}",
+                    input=PROMPT.format(question=row["Question"].strip(), choices=listed),
+                    choices=choices,
+                    target=letter,
+                    metadata={"question": row["Question"].strip()},
+                )
+            )
+        return samples
+
+    def build(self, samples: list[Sample], opts: TaskOptions) -> Task:
+        from inspect_ai import Task
+        from inspect_ai.dataset import MemoryDataset
+
+        return Task(
+            name="gpqamain",
+            dataset=MemoryDataset(samples, name="gpqamain"),
+            solver=seeded_generate(opts.seed),
+            scorer=letter_match(),
+        )
+
+
+def letter_match() -> Any:
+    from inspect_ai.scorer import CORRECT, INCORRECT, Score, Target, accuracy, scorer, stderr
+    from inspect_ai.solver import TaskState
+
+    from posttrainbench.evaluate.answers import choice_letter
+
+    @scorer(metrics=[accuracy(), stderr()], name="letter_match")
+    def _letter_match() -> Any:
+        async def score(state: TaskState, target: Target) -> Score:
+            letter = choice_letter(state.output.completion, LETTERS)
+            return Score(
+                value=CORRECT if letter == target.text else INCORRECT,
+                answer=letter,
+                explanation=state.output.completion[-2000:],
+            )
+
+        return score
+
+    return _letter_match()

@@ -1,0 +1,85 @@
+"""GSM8K: 1,319 grade-school math problems, 10-shot, the final number compared exactly.
+
+Data: HF `openai/gsm8k`, config `main` (`main/test-*.parquet`, `main/train-*.parquet`), at the
+revision inspect_evals pins. The ten few-shot examples are drawn from the train split with a
+fixed seed (as inspect_evals does) and put in a system message before each problem, worked
+solutions with their `<<…>>` calculator annotations removed, each ending `ANSWER: n`. They are
+part of every sample, so the items exported to the agent's workspace are self-contained.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from typing import TYPE_CHECKING, Any
+
+from posttrainbench.evaluate.benchmarks.base import Benchmark, TaskOptions, seeded_generate
+from posttrainbench.evaluate.benchmarks.math_common import PROMPT, exact_number
+
+if TYPE_CHECKING:
+    from inspect_ai import Task
+    from inspect_ai.dataset import Sample
+
+FEWSHOT_SEED = 42
+_CALC = re.compile(r"<<[^>]*>>")
+
+
+def split_answer(answer: str) -> tuple[str, str]:
+    """(worked solution without calculator annotations, final number) of a GSM8K answer."""
+    reasoning, _, final = answer.rpartition("####")
+    return _CALC.sub("", reasoning).strip(), final.strip().replace(",", "")
+
+
+def fewshot_text(rows: list[dict[str, Any]]) -> str:
+    shots = []
+    for row in rows:
+        reasoning, final = split_answer(row["answer"])
+        shots.append(f"{row['question']}\n\nReasoning:\n{reasoning}\n\nANSWER: {final}")
+    return "\n\n".join(shots)
+
+
+class Gsm8k(Benchmark):
+    def _rows(self, split: str) -> list[dict[str, Any]]:
+        from posttrainbench.evaluate.data import hub_rows
+
+        return hub_rows(self.hub_source(), (f"main/{split}-*.parquet",), self.info.id)
+
+    def fewshot(self) -> list[dict[str, Any]]:
+        train = self._rows("train")
+        k = min(self.info.few_shot, len(train))
+        return random.Random(FEWSHOT_SEED).sample(train, k) if k else []
+
+    def samples(self, split: str) -> list[Sample]:
+        from inspect_ai.dataset import Sample
+        from inspect_ai.model import ChatMessageSystem, ChatMessageUser
+
+        shots = fewshot_text(self.fewshot())
+        samples = []
+        for i, row in enumerate(self._rows(split)):
+            _, final = split_answer(row["answer"])
+            messages: list[Any] = [ChatMessageSystem(content=shots)] if shots else []
+            messages.append(ChatMessageUser(content=PROMPT.format(prompt=row["question"])))
+            samples.append(
+                Sample(
+                    id=f"gsm8k-{split}-{i}",
+                    input=messages,
+                    target=final,
+                    metadata={"question": row["question"]},
+                )
+            )
+        return samples
+
+    def test_texts(self, split: str = "test") -> Any:
+        for i, row in enumerate(self._rows(split)):
+            yield f"gsm8k-{split}-{i}", f"{row['question']}\n{row['answer']}"
+
+    def build(self, samples: list[Sample], opts: TaskOptions) -> Task:
+        from inspect_ai import Task
+        from inspect_ai.dataset import MemoryDataset
+
+        return Task(
+            name="gsm8k",
+            dataset=MemoryDataset(samples, name="gsm8k"),
+            solver=seeded_generate(opts.seed),
+            scorer=exact_number(),
+        )
