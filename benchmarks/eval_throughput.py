@@ -52,7 +52,9 @@ def _problem(rng: random.Random) -> tuple[str, str]:
     )
     total = a + (a + b)
     ans = f"In May she sold {a}+{b} = <<{a}+{b}={a + b}>>{a + b} {thing}.\n"
-    ans += f"Altogether she sold {a}+{a + b} = <<{a}+{a + b}={total}>>{total} {thing}.\n#### {total}"
+    ans += (
+        f"Altogether she sold {a}+{a + b} = <<{a}+{a + b}={total}>>{total} {thing}.\n#### {total}"
+    )
     return q, ans
 
 
@@ -71,6 +73,7 @@ def make_data(dest: Path) -> None:
             Path(hf),
             "openai/gsm8k",
             {"main/test-00000-of-00001.parquet": test, "main/train-00000-of-00001.parquet": train},
+            revision=BENCHMARKS.get("gsm8k").sources[0].revision,
         )
         path = BENCHMARKS.get("gsm8k").implementation().export(dest)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
