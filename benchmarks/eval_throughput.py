@@ -121,9 +121,13 @@ def run(data: Path, limit: int, batch_size: int, max_tokens: int, bandwidth: flo
     samples = log.samples or []
     out_tokens = sum(s.output.usage.output_tokens for s in samples if s.output.usage)
     in_tokens = sum(s.output.usage.input_tokens for s in samples if s.output.usage)
-    starts = [s.started_at for s in samples if getattr(s, "started_at", None)]
-    ends = [s.completed_at for s in samples if getattr(s, "completed_at", None)]
-    gen_wall = (max(ends) - min(starts)).total_seconds() if starts and ends else wall
+    print(
+        f"wall {wall:.0f} s incl. loading: {out_tokens / wall:,.0f} generated tokens/s", flush=True
+    )
+    starts = [_time(getattr(s, "started_at", None)) for s in samples]
+    ends = [_time(getattr(s, "completed_at", None)) for s in samples]
+    known = [t for t in starts if t] and [t for t in ends if t]
+    gen_wall = max(t for t in ends if t) - min(t for t in starts if t) if known else wall
     prompt = in_tokens / max(len(samples), 1)
     # Roofline: per decode step, weights once + the batch's KV cache once.
     weight_bytes = n_params * 2
@@ -142,6 +146,17 @@ def run(data: Path, limit: int, batch_size: int, max_tokens: int, bandwidth: flo
         f"(step {step_s * 1e3:.2f} ms: weights {weight_bytes / 1e9:.2f} GB + KV "
         f"{batch_size * context * kv_per_token / 1e9:.2f} GB) → {measured / roofline:.1%} of it"
     )
+
+
+def _time(value: object) -> float | None:
+    """Seconds since the epoch of a sample timestamp (datetime or ISO text)."""
+    from datetime import datetime
+
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, str):
+        return datetime.fromisoformat(value).timestamp()
+    return None
 
 
 def main() -> None:
