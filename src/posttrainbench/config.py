@@ -48,6 +48,17 @@ class Settings(BaseModel):
         return self.cache_dir / "baselines"
 
 
+def hub_cache() -> Path:
+    """The Hugging Face hub cache as the environment says now (HF_HUB_CACHE, else
+    HF_HOME/hub); huggingface_hub itself reads these once, at import."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "huggingface"
+    )
+    return Path(home) / "hub"
+
+
 def _number(name: str, default: str) -> float:
     raw = os.environ.get(name, default)
     try:

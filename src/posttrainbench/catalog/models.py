@@ -47,8 +47,10 @@ def _hf_cache_path(repo_id: str) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
+    from posttrainbench.config import hub_cache
+
     try:
-        return Path(snapshot_download(repo_id, local_files_only=True))
+        return Path(snapshot_download(repo_id, local_files_only=True, cache_dir=hub_cache()))
     except (LocalEntryNotFoundError, FileNotFoundError, OSError) as exc:
         raise ModelUnavailableError(
             f"base model {repo_id} is not in the local Hugging Face cache",

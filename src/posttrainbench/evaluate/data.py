@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from posttrainbench.catalog.benchmarks import DataSource, HubSource, UrlSource
+from posttrainbench.config import hub_cache
 from posttrainbench.errors import DataUnavailableError
 
 Row = dict[str, Any]
@@ -25,16 +26,6 @@ Row = dict[str, Any]
 def _prefetch_hint(benchmark: str | None, what: str) -> str:
     where = f"ptb data prefetch --benchmarks {benchmark}" if benchmark else "ptb data prefetch"
     return f"run `{where}` where there is network ({what}); HF_HOME and PTB_CACHE select caches"
-
-
-def hub_cache() -> Path:
-    """The hub cache as the environment says now (huggingface_hub reads it once, at import)."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"])
-    home = os.environ.get("HF_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "huggingface"
-    )
-    return Path(home) / "hub"
 
 
 def hub_snapshot(src: HubSource, benchmark: str | None = None) -> Path:

@@ -35,7 +35,7 @@ def prefetch_benchmark(benchmark: str) -> Iterator[Fetched]:
 def prefetch_model(name: str, *, instruct: bool = True) -> Iterator[Fetched]:
     from huggingface_hub import snapshot_download
 
-    from posttrainbench.evaluate.data import hub_cache
+    from posttrainbench.config import hub_cache
 
     repos = [name]
     if name in MODELS:

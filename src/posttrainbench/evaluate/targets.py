@@ -37,7 +37,7 @@ def catalog_entry(name: str) -> tuple[BaseModelInfo, bool] | None:
 def hub_model(repo_id: str) -> Path:
     from huggingface_hub import snapshot_download
 
-    from posttrainbench.evaluate.data import hub_cache
+    from posttrainbench.config import hub_cache
 
     try:
         return Path(snapshot_download(repo_id, local_files_only=True, cache_dir=hub_cache()))
