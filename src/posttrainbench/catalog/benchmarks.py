@@ -248,7 +248,13 @@ OFFICIAL = [
         id="humaneval",
         display_name="HumanEval",
         impl=f"{_IMPL}.humaneval:HumanEval",
-        sources=(HubSource(repo="openai/openai_humaneval", license="MIT"),),
+        sources=(
+            HubSource(
+                repo="openai/openai_humaneval",
+                revision="7dce6050a7d6d172f3cc5c32aa97f52fa1a2e544",
+                license="MIT",
+            ),
+        ),
         n_items=164,
         max_tokens=ladder(4000, 3000, 2000),
         dev_limit=150,
