@@ -50,7 +50,7 @@ class UrlSource(BaseModel):
     kind: Literal["url"] = "url"
     name: str  # file name inside <cache>/data/<benchmark>/
     url: str
-    sha256: str
+    sha256: str  # "": not pinnable yet; the digest of the first fetch is kept and enforced
     license: str = ""
 
     @property
@@ -162,6 +162,23 @@ OFFICIAL = [
         id="arenahardwriting",
         display_name="Arena-Hard Writing",
         impl=f"{_IMPL}.arenahardwriting:ArenaHardWriting",
+        sources=(
+            UrlSource(
+                name="question.jsonl",
+                url="https://raw.githubusercontent.com/lmarena/arena-hard-auto/main/data/"
+                "arena-hard-v2.0/question.jsonl",
+                sha256="a75cef6623db6b27aec810497b059f0659705d7ff48dcbccc5bd5b130728ac73",
+                license="Apache-2.0",
+            ),
+            UrlSource(
+                name="Qwen3-1.7B.jsonl",
+                url="https://raw.githubusercontent.com/aisa-group/PostTrainBench/main/src/eval/"
+                "tasks/arenahardwriting/evaluation_code/data/arena-hard-v2.0/model_answer/"
+                "Qwen3-1.7B.jsonl",
+                sha256="",
+                license="Apache-2.0",
+            ),
+        ),
         n_items=250,
         metric="score",
         metric_label="pairwise score vs Qwen3-1.7B",
@@ -232,6 +249,15 @@ OFFICIAL = [
         id="healthbench",
         display_name="HealthBench",
         impl=f"{_IMPL}.healthbench:HealthBench",
+        sources=(
+            UrlSource(
+                name="healthbench_oss_eval.jsonl",
+                url="https://openaipublic.blob.core.windows.net/simple-evals/healthbench/"
+                "2025-05-07-06-14-12_oss_eval.jsonl",
+                sha256="",
+                license="MIT",
+            ),
+        ),
         n_items=245,
         metric="score",
         metric_label="rubric score",

@@ -76,7 +76,8 @@ def read_rows(path: Path) -> list[Row]:
     else:
         text = path.read_text(encoding="utf-8")
     if name.endswith(".jsonl") or (name.endswith(".json") and not text.lstrip().startswith("[")):
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        # split on newlines only: rows may hold U+2028, which str.splitlines() breaks on
+        return [json.loads(line) for line in text.split("\n") if line.strip()]
     data = json.loads(text)
     if not isinstance(data, list):
         raise DataUnavailableError(f"{path} holds a JSON {type(data).__name__}, not rows")
@@ -114,6 +115,19 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def _expected_digest(src: UrlSource, path: Path) -> str | None:
+    """The catalog's pin; for a file the catalog cannot pin yet (sha256 ""), the digest
+    recorded beside it when it was first fetched (trust on first use)."""
+    if src.sha256:
+        return src.sha256
+    recorded = path.with_name(path.name + ".sha256")
+    return recorded.read_text().strip() if recorded.is_file() else None
+
+
+def _record_digest(path: Path, digest: str) -> None:
+    path.with_name(path.name + ".sha256").write_text(digest + "\n")
+
+
 def url_file(src: UrlSource, benchmark: str) -> Path:
     """The pinned upstream file in the data cache, checked against its sha256."""
     path = data_dir(benchmark) / src.name
@@ -123,9 +137,13 @@ def url_file(src: UrlSource, benchmark: str) -> Path:
             _prefetch_hint(benchmark, "it is fetched from its upstream URL"),
         )
     digest = sha256_file(path)
-    if digest != src.sha256:
+    expected = _expected_digest(src, path)
+    if expected is None:  # placed by hand, never pinned: its digest is the one from now on
+        _record_digest(path, digest)
+        expected = digest
+    if digest != expected:
         raise DataUnavailableError(
-            f"{path} has sha256 {digest[:12]}…, not the pinned {src.sha256[:12]}…",
+            f"{path} has sha256 {digest[:12]}…, not the pinned {expected[:12]}…",
             "delete it and prefetch again; upstream may have changed the file",
         )
     return path
@@ -157,12 +175,14 @@ def prefetch(src: DataSource, benchmark: str) -> Path:
             for chunk in r.iter_bytes():
                 f.write(chunk)
         digest = sha256_file(tmp)
-        if digest != src.sha256:
+        if src.sha256 and digest != src.sha256:
             raise DataUnavailableError(
                 f"{src.url} has sha256 {digest[:12]}…, not the pinned {src.sha256[:12]}…",
                 "upstream changed the file; the catalog's pin must be reviewed",
             )
         tmp.replace(dest)
+        if not src.sha256:
+            _record_digest(dest, digest)
     finally:
         tmp.unlink(missing_ok=True)
     return dest

@@ -134,7 +134,9 @@ def load_samples(bench: Benchmark, split: str) -> list[Sample]:
 
     path = Path(exported) / f"{split}.jsonl"
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8").split(
+            "\n"
+        )  # not splitlines(): rows may hold U+2028
     except OSError as exc:
         raise DataUnavailableError(
             f"cannot read {bench.info.id}'s {split} items from {path}: {exc.strerror}",
