@@ -140,3 +140,21 @@ def test_end_to_end_on_the_tiny_model(benchmark: str, tiny_model_dir: Path, tmp_
     assert m.n_samples == 3 and 0.0 <= m.score <= 1.0 and m.max_tokens == 16
     assert (tmp_path / "eval" / "metrics.json").is_file()
     assert m.datasets and m.datasets[0].startswith("hf:")
+
+
+def test_export_is_byte_identical_and_self_contained(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The integrity check re-derives eval_data/ and compares bytes; inside a sandbox the
+    exported items alone must rebuild the same task."""
+    with hf_home(tmp_path / "hf"):
+        write_gsm8k(tmp_path / "hf", n_test=3)
+        impl = BENCHMARKS.get("gsm8k").implementation()
+        a = impl.export(tmp_path / "a").read_bytes()
+        b = impl.export(tmp_path / "b").read_bytes()
+        assert a == b
+        direct = impl.samples("test")
+    monkeypatch.setenv("PTB_EVAL_DATA_DIR", str(tmp_path / "a"))
+    task = make_task(impl, TaskOptions())
+    assert [s.id for s in task.dataset] == [s.id for s in direct]
+    assert [s.target for s in task.dataset] == [s.target for s in direct]

@@ -14,6 +14,7 @@ metadata kept out of the workspace (e.g. HealthBench's ideal completions).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 from abc import ABC, abstractmethod
@@ -99,7 +100,8 @@ class Benchmark(ABC):
             yield str(s.id), sample_text(s)
 
     def export(self, dest: Path, split: str = "test") -> Path:
-        """Write the split's samples for the agent's evaluate.py (PTB_EVAL_DATA_DIR)."""
+        """Write the split's samples for the agent's evaluate.py (PTB_EVAL_DATA_DIR), byte for
+        byte the same on every call: the integrity check re-derives it to detect tampering."""
         dest.mkdir(parents=True, exist_ok=True)
         path = dest / f"{split}.jsonl"
         tmp = path.with_suffix(".tmp")
@@ -108,7 +110,10 @@ class Benchmark(ABC):
                 if s.metadata and self.private_fields:
                     kept = {k: v for k, v in s.metadata.items() if k not in self.private_fields}
                     s = s.model_copy(update={"metadata": kept})
-                f.write(s.model_dump_json(exclude_none=True) + "\n")
+                row = s.model_dump(mode="json", exclude_none=True)
+                if isinstance(row.get("input"), list):  # messages get random ids: drop them
+                    row["input"] = [{k: v for k, v in m.items() if k != "id"} for m in row["input"]]
+                f.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
         tmp.replace(path)
         return path
 
