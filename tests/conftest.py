@@ -23,6 +23,9 @@ from posttrainbench.embedded import tiny_model
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("ptb-cache")
     os.environ["PTB_CACHE"] = str(path)
+    # Never the user's hub cache: benchmark data and models come from fixtures only.
+    os.environ["HF_HOME"] = str(path / "hf")
+    os.environ["HF_HUB_CACHE"] = str(path / "hf" / "hub")
     return path
 
 
@@ -62,6 +65,8 @@ def ptb_env(cache_dir: Path) -> dict[str, str]:
     return os.environ | {
         "PTB_SANDBOX": "host",
         "PTB_CACHE": str(cache_dir),
+        "HF_HOME": str(cache_dir / "hf"),
+        "HF_HUB_CACHE": str(cache_dir / "hf" / "hub"),
         "COLUMNS": "200",
         "PTB_GRACE_S": "3",
         "PTB_MONITOR_S": "2",

@@ -344,7 +344,7 @@ def _torch_cuda(m: Machine) -> list[DoctorItem]:
 def _benchmark_data(m: Machine) -> list[DoctorItem]:
     """Whether each official benchmark's data is in the local caches (evaluation never
     downloads); optional: only the benchmarks you run need theirs."""
-    from posttrainbench.catalog.benchmarks import OFFICIAL, HubSource
+    from posttrainbench.catalog.benchmarks import OFFICIAL
     from posttrainbench.evaluate import data
 
     items = []
@@ -352,10 +352,7 @@ def _benchmark_data(m: Machine) -> list[DoctorItem]:
         missing = []
         for src in info.sources:
             try:
-                if isinstance(src, HubSource):
-                    data.hub_snapshot(src, info.id)
-                else:
-                    data.url_file(src, info.id)
+                data.check_cached((src,), info.id)
             except PtbError:
                 missing.append(src.label)
         items.append(

@@ -42,6 +42,7 @@ from posttrainbench.errors import (
     PtbError,
     ResultsDirError,
 )
+from posttrainbench.evaluate import data
 from posttrainbench.evaluate.chat_templates import template_path
 from posttrainbench.evaluate.launch import EvalOptions, run_evaluation
 from posttrainbench.integrity import manifest, policy
@@ -109,7 +110,9 @@ def validate(spec: RunSpec) -> RunSpec:
     a network policy the sandbox cannot enforce. Returns the spec with its defaults fixed."""
     check_sweep_name(spec.sweep)
     template_path(MODELS.get(spec.base_model).template_family)
-    BENCHMARKS.get(spec.benchmark).implementation()
+    bench = BENCHMARKS.get(spec.benchmark)
+    bench.implementation()
+    data.check_cached(bench.sources, bench.id)  # before the budget starts, not at evaluation
     if BENCHMARKS.get(spec.benchmark).judged and not spec.judge_model:
         raise ConfigError(
             f"{spec.benchmark} is scored by an LLM judge and no --judge-model was given",

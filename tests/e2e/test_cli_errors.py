@@ -20,7 +20,7 @@ RUN = ["run", "--base-model", "ptb-tiny", "--benchmark", "arith", "--budget", "1
         (["run", "--agent", "noop", "--base-model", "ptb-tiny", "--benchmark", "gsm9k"],
          "did you mean 'gsm8k'"),
         (["run", "--agent", "noop", "--base-model", "ptb-tiny", "--benchmark", "gsm8k"],
-         "not yet evaluable"),
+         "not in the local Hugging Face cache"),
         ([*RUN[:-1], "ten hours", "--agent", "noop"], "malformed duration"),
         ([*RUN, "--agent", "command"], "needs a command"),
         ([*RUN, "--agent", "noop", "--sandbox", "dockr"], "unknown sandbox 'dockr'"),

@@ -236,12 +236,13 @@ def test_pip_hints_follow_the_project_requirements(dist: str) -> None:
 
 
 def test_benchmark_data_is_reported_per_benchmark(tmp_path: Path) -> None:
-    from tests.fixtures.hub import hf_home, write_snapshot
+    from tests.fixtures.hub import hf_home
+    from tests.fixtures.math_data import write_gsm8k
 
     with hf_home(tmp_path / "hf"):
         items = {i.name: i for i in doctor._benchmark_data(doctor.Machine())}
         assert not items["gsm8k"].found and items["gsm8k"].optional
         assert items["gsm8k"].hint == "ptb data prefetch --benchmarks gsm8k"
-        write_snapshot(tmp_path / "hf", "openai/gsm8k", {"main/test.parquet": [{"q": 1}]})
+        write_gsm8k(tmp_path / "hf")
         items = {i.name: i for i in doctor._benchmark_data(doctor.Machine())}
         assert items["gsm8k"].found and items["gsm8k"].detail == "cached"

@@ -149,6 +149,15 @@ def url_file(src: UrlSource, benchmark: str) -> Path:
     return path
 
 
+def check_cached(sources: tuple[DataSource, ...], benchmark: str) -> None:
+    """Raise DataUnavailableError (with the prefetch hint) unless every source is cached."""
+    for src in sources:
+        if isinstance(src, HubSource):
+            hub_snapshot(src, benchmark)
+        else:
+            url_file(src, benchmark)
+
+
 def prefetch(src: DataSource, benchmark: str) -> Path:
     """Download one source into its cache (hub cache or data cache); network required."""
     if isinstance(src, HubSource):
