@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from posttrainbench.errors import ConfigError
+from posttrainbench.records import JudgeUsage, Usage
 
 T = TypeVar("T")
 ATTEMPTS = 3
@@ -35,20 +36,11 @@ def require_judge(model: str | None, benchmark: str) -> str:
     return model
 
 
-@dataclass
-class Tally:
-    """What judging one sample cost."""
-
-    model: str
-    calls: int = 0
-    cached: int = 0
-    failed: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float | None = None
+class Tally(JudgeUsage):
+    """What judging one sample cost (summed over samples into metrics.json's `judge`)."""
 
     def as_metadata(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return self.model_dump(mode="json")
 
 
 @dataclass
@@ -148,7 +140,6 @@ class Judge:
             return
         tally.input_tokens += usage.input_tokens or 0
         tally.output_tokens += usage.output_tokens or 0
-        from posttrainbench.records import Usage
         from posttrainbench.sandbox.relay.prices import load_prices
 
         price = load_prices().lookup(self.model.rsplit("/", 1)[-1])
