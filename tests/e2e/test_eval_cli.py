@@ -51,5 +51,5 @@ def test_prefetch_offline_reports_each_failure(ptb: PtbRunner, tmp_path: Path) -
     r = ptb("data", "prefetch", "--benchmarks", "gsm8k", "--models", "Qwen/Qwen3-1.7B-Base",
             "--no-instruct", env=offline)  # fmt: skip
     assert r.returncode == 1
-    assert "gsm8k: hf:openai/gsm8k: FAILED" in r.stdout
+    assert "gsm8k: hf:openai/gsm8k@cc7b047b6e5b: FAILED" in r.stdout
     assert "model: Qwen/Qwen3-1.7B-Base: FAILED" in r.stdout
