@@ -89,7 +89,13 @@ def test_killed_driver_then_rerun_completes_every_run_once(
     sweep_dir = results / "kill"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
-        solving = [r for r in records(sweep_dir) if r.stages["solve"].state == "running"]
+        # an agent attempt on record, not only the stage: a kill between the two leaves no
+        # attempt to mark interrupted (the run is still resumed correctly)
+        solving = [
+            r
+            for r in records(sweep_dir)
+            if r.stages["solve"].state == "running" and r.agent and r.agent.attempts
+        ]
         if solving:
             break
         time.sleep(1)
