@@ -26,7 +26,7 @@ from rich.logging import RichHandler
 from rich.markup import escape
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
-from posttrainbench import __version__, cli_eval, runner
+from posttrainbench import __version__, cli_eval, cli_integrity, runner
 from posttrainbench.catalog import AGENTS, BENCHMARKS, MODELS
 from posttrainbench.config import Settings, load_settings
 from posttrainbench.errors import ConfigError, HarnessInterrupted, PtbError
@@ -693,6 +693,8 @@ def agents_list() -> None:
 
 
 app.command("eval")(cli_eval.eval_cmd)
+app.command("judge")(cli_integrity.judge_cmd)
+app.command("review")(cli_integrity.review_cmd)
 app.command("baseline")(cli_eval.baseline_cmd)
 data_app = typer.Typer(
     help="Fill the caches the evaluation reads offline (where there is network)."

@@ -37,7 +37,8 @@ BaseUrlOpt = Annotated[
 JudgeOpt = Annotated[
     str | None,
     typer.Option(
-        metavar="MODEL", help="Judge of judged benchmarks, e.g. openai/gpt-5-mini (inspect name)."
+        metavar="MODEL",
+        help="LLM judge of judged benchmarks and of integrity, e.g. openai/gpt-5-mini.",
     ),
 ]
 JudgeUrlOpt = Annotated[

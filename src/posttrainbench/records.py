@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MAX_BUDGET_S = 7 * 24 * 3600  # longer budgets need --allow-long
 
 StageName = Literal["prepare", "solve", "collect", "integrity", "evaluate", "score"]
@@ -496,13 +496,69 @@ class BaselineRef(Record):
     detail: str | None = None
 
 
+CheckStatus = Literal["passed", "failed", "error", "skipped"]
+EvidenceKind = Literal["file", "line", "test_item", "tensor", "request", "step", "score", "note"]
+
+
+class Evidence(Record):
+    """One observation behind a check's result, precise enough to be looked up."""
+
+    kind: EvidenceKind
+    summary: str = Field(description="One line for humans.")
+    decisive: bool = Field(default=True, description="False: context only; did not fail it.")
+    path: str | None = Field(default=None, description="File, relative to the frozen workspace.")
+    line: int | None = Field(default=None, description="1-based line or record in `path`.")
+    item: str | None = Field(default=None, description="Benchmark test item id.")
+    tensor: str | None = None
+    step: int | None = Field(default=None, description="Trajectory step id.")
+    score: float | None = None
+    excerpt: str | None = Field(default=None, description="A short, redacted excerpt.")
+
+
 class CheckResult(Versioned):
-    """One integrity check; written to integrity/<name>.json."""
+    """One integrity check; written to integrity/<name>.json.
+
+    An `error` is not a pass: the policy fails it closed. `skipped` says why it could not apply
+    (e.g. no judge configured) and decides nothing."""
 
     name: str
-    passed: bool
+    status: CheckStatus
     reasons: list[str] = Field(default_factory=list)
-    evidence: dict[str, list[str]] = Field(default_factory=dict)
+    evidence: list[Evidence] = Field(default_factory=list)
+    figures: dict[str, float] = Field(
+        default_factory=dict, description="What the check measured (bytes scanned, cosines …)."
+    )
+    duration_s: float | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+
+@migration("CheckResult", 2)
+def _check_result_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """v2 had `passed` and evidence as lists of file names by category."""
+    passed = data.pop("passed", True)
+    data.setdefault("status", "passed" if passed else "failed")
+    old = data.get("evidence") or {}
+    if isinstance(old, dict):
+        data["evidence"] = [
+            {"kind": "file", "path": path, "summary": f"{what}: {path}"}
+            for what, paths in old.items()
+            for path in paths
+        ]
+    return data
+
+
+class Review(Versioned):
+    """integrity/review.json: a person's decision over the verdict, signed; never edits it."""
+
+    decision: Decision
+    why: str
+    who: str
+    at: datetime
+    verdict_sha256: str = Field(description="The verdict.json this review read.")
+    signature: str = Field(description="HMAC-SHA256 of the fields above, by the reviewer's key.")
 
 
 class Verdict(Versioned):
@@ -511,6 +567,10 @@ class Verdict(Versioned):
     decision: Decision
     reasons: list[str] = Field(default_factory=list)
     checks: list[str] = Field(default_factory=list)
+    errored: list[str] = Field(
+        default_factory=list, description="Checks that could not decide: failed closed."
+    )
+    skipped: list[str] = Field(default_factory=list)
 
 
 EvalAttemptOutcome = Literal["ok", "pathology", "infrastructure", "fatal", "timeout"]
@@ -572,6 +632,9 @@ class Outcome(Record):
     source: ScoreSource
     base_score: float | None = None
     reason: str | None = None
+    reviewed: str | None = Field(
+        default=None, description="Who overrode the integrity verdict, to what, and why."
+    )
 
 
 class HarnessInfo(Record):
@@ -645,6 +708,7 @@ class RunRecord(Versioned):
     agent: AgentOutcome | None = None
     collect: CollectOutcome | None = None
     verdict: Verdict | None = None
+    review: Review | None = Field(default=None, description="A signed human override.")
     metrics: EvalMetrics | None = None
     eval_error: ErrorInfo | None = None
     outcome: Outcome | None = None

@@ -17,7 +17,6 @@ import platform
 import shutil
 import socket
 import sys
-import tempfile
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,12 +44,14 @@ from posttrainbench.errors import (
 from posttrainbench.evaluate import data
 from posttrainbench.evaluate.chat_templates import template_path
 from posttrainbench.evaluate.launch import EvalOptions, run_evaluation
-from posttrainbench.integrity import manifest, policy
+from posttrainbench.integrity import frozen, manifest, policy, review
+from posttrainbench.integrity.base import CheckContext, run_checks
 from posttrainbench.records import (
     STAGES,
     AgentAttempt,
     AgentOutcome,
     BaselineRef,
+    Decision,
     ErrorInfo,
     GpuPreflight,
     HarnessInfo,
@@ -58,6 +59,7 @@ from posttrainbench.records import (
     RunRecord,
     RunSpec,
     StageName,
+    StageStatus,
     now,
 )
 from posttrainbench.results import baselines
@@ -81,6 +83,8 @@ class RunContext:
     paths: RunPaths
     record: RunRecord
     settings: Settings
+    judge_model: str | None = None  # `ptb judge --judge-model`: overrides the spec's
+    judge_base_url: str | None = None
 
     @property
     def spec(self) -> RunSpec:
@@ -538,23 +542,29 @@ def stage_collect(ctx: RunContext) -> None:
         max_bytes=ctx.settings.collect_max_bytes,
         max_files=ctx.settings.collect_max_files,
     )
+    frozen.freeze(ctx.paths.workspace, ctx.paths.frozen_workspace)
 
 
 def stage_integrity(ctx: RunContext) -> None:
-    model = MODELS.get(ctx.spec.base_model)
-    bench = BENCHMARKS.get(ctx.spec.benchmark)
-    # The expected evaluator files are re-derived from the harness's own code, not read back
-    # from a manifest on disk that an agent without isolation could have rewritten.
-    with tempfile.TemporaryDirectory(prefix="ptb-evaluator-") as tmp:
-        builder.write_evaluator(Path(tmp), model, bench)
-        expected = manifest.snapshot(Path(tmp), builder.EVALUATOR_PATHS)
-    after = manifest.snapshot(ctx.paths.workspace, builder.EVALUATOR_PATHS)
-    checks = [manifest.compare(expected, after)]
-    for check in checks:
-        write_json(ctx.paths.check_file(check.name), check)
+    if not frozen.manifest_path(ctx.paths.frozen_workspace).is_file():  # collected by an older ptb
+        frozen.freeze(ctx.paths.workspace, ctx.paths.frozen_workspace)
+    check_ctx = CheckContext(
+        paths=ctx.paths,
+        record=ctx.record,
+        model=MODELS.get(ctx.spec.base_model),
+        bench=BENCHMARKS.get(ctx.spec.benchmark),
+        settings=ctx.settings,
+        judge_model=ctx.judge_model or ctx.spec.judge_model,
+        judge_base_url=ctx.judge_base_url or ctx.spec.judge_base_url,
+    )
+    checks = run_checks(check_ctx, lambda c: write_json(ctx.paths.check_file(c.name), c))
     verdict = policy.decide(checks)
     write_json(ctx.paths.verdict, verdict)
     ctx.record.verdict = verdict
+    if ctx.record.review is not None and ctx.record.review.verdict_sha256 != review.digest(
+        ctx.paths.verdict
+    ):
+        ctx.record.review = None  # it judged another verdict; the file stays as history
 
 
 def stage_evaluate(ctx: RunContext) -> None:
@@ -584,13 +594,15 @@ def stage_score(ctx: RunContext) -> None:
     if rec.baseline is None:  # a run prepared by an older ptb
         rec.baseline = resolve_baseline(ctx.settings, ctx.spec)
     base = rec.baseline.score
+    if rec.review is not None and not review.verifies(rec.review, ctx.settings.cache_dir):
+        rec.review = None  # signed elsewhere or edited: the verdict stands
     if rec.collect is None or rec.collect.status != "collected":
         reason = rec.collect.reason if rec.collect else "nothing collected"
         rec.outcome = Outcome(
             score=base, source="fallback_no_model", base_score=base, reason=reason
         )
-    elif rec.verdict is not None and rec.verdict.decision == "flagged":
-        reason = "; ".join(rec.verdict.reasons)
+    elif policy.effective(rec.verdict, rec.review) == "flagged":
+        reason = "; ".join(rec.verdict.reasons if rec.verdict else []) or "flagged on review"
         rec.outcome = Outcome(score=base, source="fallback_flagged", base_score=base, reason=reason)
     elif rec.metrics is None:
         reason = rec.eval_error.message if rec.eval_error else "no metrics"
@@ -599,6 +611,8 @@ def stage_score(ctx: RunContext) -> None:
         )
     else:
         rec.outcome = Outcome(score=rec.metrics.score, source="evaluated", base_score=base)
+    if rec.review is not None:
+        rec.outcome.reviewed = review.describe(rec.review)
 
 
 STAGE_FUNCS: dict[StageName, Callable[[RunContext], None]] = {
@@ -646,6 +660,50 @@ def execute(
     with RunLock(paths.lock):
         ctx = RunContext(paths=paths, record=load(run_dir), settings=settings)
         return _execute_stages(ctx, on_stage, until)
+
+
+def rejudge(
+    run_dir: Path,
+    settings: Settings,
+    judge_model: str | None = None,
+    judge_base_url: str | None = None,
+    on_stage: StageHook | None = None,
+) -> RunRecord:
+    """Re-run integrity (and the score it decides) on a finished run, never the agent."""
+    paths = RunPaths(run_dir)
+    record = load(run_dir)
+    if record.stages["collect"].state != "done":
+        raise ConfigError(
+            f"run {record.spec.run_id} has not been collected yet",
+            f"finish it first: ptb run --resume {run_dir}",
+        )
+    with RunLock(paths.lock):
+        ctx = RunContext(paths, load(run_dir), settings, judge_model, judge_base_url)
+        for name in ("integrity", "score"):
+            ctx.record.stages[name] = StageStatus()
+        ctx.save()
+        return _execute_stages(ctx, on_stage, None)
+
+
+def record_review(
+    run_dir: Path, settings: Settings, decision: Decision, why: str, who: str | None = None
+) -> RunRecord:
+    """Sign a person's decision over the run's verdict and re-score the run with it."""
+    paths = RunPaths(run_dir)
+    load(run_dir)
+    with RunLock(paths.lock):
+        ctx = RunContext(paths, load(run_dir), settings)
+        if ctx.record.stages["integrity"].state != "done":
+            raise ConfigError(
+                f"run {ctx.spec.run_id} has no integrity verdict to review yet",
+                f"finish it first: ptb run --resume {run_dir}",
+            )
+        signed = review.sign(paths.verdict, decision, why, settings.cache_dir, who)
+        write_json(paths.review, signed)
+        ctx.record.review = signed
+        ctx.record.stages["score"] = StageStatus()
+        ctx.save()
+        return _execute_stages(ctx, None, None)
 
 
 def _execute_stages(

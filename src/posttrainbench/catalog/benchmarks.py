@@ -110,6 +110,8 @@ class BenchmarkInfo(BaseModel):
     judged: bool = False
     tools: bool = False  # items carry tool definitions (the template's tool variant is used)
     allowed_training: str = "anything that does not overlap the test set"
+    # Splits of its hub sources an agent may use; empty: every split is the test set.
+    public_splits: tuple[str, ...] = ()
     eval_timeout_s: int = 4 * 3600  # the harness's evaluation of final_model on the test split
     description: str = ""
 
@@ -244,6 +246,7 @@ OFFICIAL = [
         "equality.",
         allowed_training="the GSM8K train split (explicitly allowed) and any data that does not "
         "overlap the test split",
+        public_splits=("train",),
     ),
     BenchmarkInfo(
         id="healthbench",

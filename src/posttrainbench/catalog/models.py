@@ -40,10 +40,10 @@ class BaseModelInfo(BaseModel):
             module, _, func = self.builder.partition(":")
             path: Path = getattr(importlib.import_module(module), func)(models_root)
             return path
-        return _hf_cache_path(self.hf_id or self.name)
+        return hf_cache_path(self.hf_id or self.name)
 
 
-def _hf_cache_path(repo_id: str) -> Path:
+def hf_cache_path(repo_id: str) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 

@@ -2,7 +2,9 @@
 
 Threat model: detects an agent editing, deleting or adding files under evaluate.py/templates/
 (rule 4). It does not protect the score — the harness never uses the workspace's copy — it records
-the attempt as evidence. Reads files only; never runs agent code.
+the attempt as evidence. The expected files are re-derived from the harness's own code, not read
+back from a manifest an agent without isolation could have rewritten; the files compared are the
+frozen copy taken at collect. Reads files only; never runs agent code.
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import tempfile
 from pathlib import Path
 
-from posttrainbench.records import CheckResult, Versioned
+from posttrainbench.integrity.base import Check, CheckContext, result
+from posttrainbench.records import CheckResult, Evidence, Versioned
 
 
 class Manifest(Versioned):
@@ -62,14 +66,21 @@ def compare(before: Manifest, after: Manifest) -> CheckResult:
     )
     removed = sorted(set(before.files) - set(after.files))
     added = sorted(set(after.files) - set(before.files))
-    reasons = [
-        f"{what} evaluator file(s): {', '.join(names)}"
+    evidence = [
+        Evidence(kind="file", path=path, summary=f"{what} evaluator file {path}")
         for what, names in (("modified", changed), ("deleted", removed), ("added", added))
-        if names
+        for path in names
     ]
-    return CheckResult(
-        name="tamper",
-        passed=not reasons,
-        reasons=reasons,
-        evidence={"modified": changed, "deleted": removed, "added": added},
-    )
+    return result("tamper", evidence)
+
+
+class TamperCheck(Check):
+    name = "tamper"
+
+    def run(self, ctx: CheckContext) -> CheckResult:
+        from posttrainbench.workspace import builder
+
+        with tempfile.TemporaryDirectory(prefix="ptb-evaluator-") as tmp:
+            builder.write_evaluator(Path(tmp), ctx.model, ctx.bench)
+            expected = snapshot(Path(tmp), builder.EVALUATOR_PATHS)
+        return compare(expected, snapshot(ctx.frozen, builder.EVALUATOR_PATHS))

@@ -16,6 +16,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from posttrainbench.integrity.review import describe as review_line
 from posttrainbench.records import (
     STAGES,
     AgentAttempt,
@@ -229,6 +230,12 @@ def render_run(record: RunRecord, run_dir: Path) -> RenderableType:
         rows: list[Row] = [("decision", Text(verdict.decision, style=style))]
         rows += [("reason", reason) for reason in verdict.reasons]
         rows.append(("checks", ", ".join(verdict.checks) or None))
+        if verdict.errored:
+            rows.append(("errored", ", ".join(verdict.errored) + " (failed closed)"))
+        if verdict.skipped:
+            rows.append(("skipped", ", ".join(verdict.skipped)))
+        if record.review is not None:
+            rows.append(("review", review_line(record.review)))
         parts += [Text(""), _section("integrity", rows)]
     evaluation: list[Row] = []
     if record.baseline is not None:

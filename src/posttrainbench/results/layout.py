@@ -16,7 +16,9 @@
     home/               the agent's HOME, kept across its launches (bound into the sandbox)
   monitor.csv           timestamped CPU/memory/disk (and GPU where present) samples
   egress.jsonl          every request through the egress proxy: host, bytes, allowed/denied
-  integrity/            evaluator_manifest.json (at prepare), <check>.json, verdict.json
+  frozen/               what the agent left, copied at collect: workspace/, frozen.json
+  integrity/            evaluator_manifest.json (at prepare), <check>.json, verdict.json,
+                        review.json (a signed human override)
   eval/                 inspect-ai logs, evaluate.log, metrics.json (EvalPaths)
 """
 
@@ -30,7 +32,9 @@ from posttrainbench.errors import ConfigError
 
 _SWEEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 # Folder names inside a run directory: a sweep named like one would confuse scans of results.
-RESERVED_NAMES = frozenset({"workspace", "final_model", "agent", "integrity", "eval", "home"})
+RESERVED_NAMES = frozenset(
+    {"workspace", "final_model", "agent", "integrity", "eval", "home", "frozen"}
+)
 
 
 def check_sweep_name(name: str) -> str:
@@ -129,6 +133,14 @@ class RunPaths:
 
     def check_file(self, name: str) -> Path:
         return self.integrity_dir / f"{name}.json"
+
+    @property
+    def frozen_workspace(self) -> Path:
+        return self.root / "frozen" / "workspace"
+
+    @property
+    def review(self) -> Path:
+        return self.integrity_dir / "review.json"
 
     @property
     def verdict(self) -> Path:

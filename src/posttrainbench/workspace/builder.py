@@ -26,6 +26,8 @@ PROMPT_FILE = "prompt.md"
 # What the agent must not modify (rule 4): hashed at prepare, compared at integrity.
 EVAL_DATA = "eval_data"
 EVALUATOR_PATHS = ("evaluate.py", "templates", EVAL_DATA)
+# Written by the harness, not the agent: the integrity scans of what the agent wrote skip them.
+HARNESS_PATHS = (*EVALUATOR_PATHS, PROMPT_FILE, DEADLINE_FILE, "timer.sh")
 
 
 def hardware_summary(preflight: GpuPreflight | None = None) -> str:

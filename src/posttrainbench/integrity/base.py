@@ -1,0 +1,102 @@
+"""The integrity check contract, its registry, and running every check of a run.
+
+A check reads what the run directory holds after collect — the frozen workspace, the collected
+final_model, the harness's own logs (trajectory, egress, relay calls) — and returns a
+`CheckResult` with typed evidence. It never runs agent code. A check that raises is recorded as
+`error` (the policy fails it closed), never as a pass.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+from posttrainbench.catalog.benchmarks import BenchmarkInfo
+from posttrainbench.catalog.models import BaseModelInfo
+from posttrainbench.config import Settings
+from posttrainbench.errors import PtbError
+from posttrainbench.records import CheckResult, CheckStatus, Evidence, RunRecord
+from posttrainbench.registry import Registry
+from posttrainbench.results.layout import RunPaths
+
+
+@dataclass
+class CheckContext:
+    paths: RunPaths
+    record: RunRecord
+    model: BaseModelInfo
+    bench: BenchmarkInfo
+    settings: Settings
+    judge_model: str | None = None
+    judge_base_url: str | None = None
+    earlier: list[CheckResult] = field(default_factory=list)
+
+    @property
+    def frozen(self) -> Path:
+        return self.paths.frozen_workspace
+
+
+class Check(ABC):
+    name: ClassVar[str]
+    order: ClassVar[int] = 0  # the judge runs last: it reads the others' evidence
+
+    @abstractmethod
+    def run(self, ctx: CheckContext) -> CheckResult: ...
+
+
+CHECKS: Registry[type[Check]] = Registry("integrity check")
+CHECKS.register("tamper", "posttrainbench.integrity.manifest:TamperCheck")
+CHECKS.register("model_files", "posttrainbench.integrity.model_files:ModelFilesCheck")
+CHECKS.register("provenance", "posttrainbench.integrity.provenance:ProvenanceCheck")
+CHECKS.register("decontamination", "posttrainbench.integrity.decontamination:DecontaminationCheck")
+CHECKS.register("reviewer_notes", "posttrainbench.integrity.model_files:ReviewerNotesCheck")
+CHECKS.register("egress", "posttrainbench.integrity.egress_review:EgressCheck")
+CHECKS.register("judge", "posttrainbench.integrity.llm_judge:JudgeCheck")
+
+
+def result(
+    name: str,
+    evidence: list[Evidence],
+    *,
+    reasons: list[str] | None = None,
+    figures: dict[str, float] | None = None,
+    status: CheckStatus | None = None,
+) -> CheckResult:
+    """Failed when any evidence is decisive; the reasons default to the decisive summaries."""
+    decisive = [e.summary for e in evidence if e.decisive]
+    return CheckResult(
+        name=name,
+        status=status or ("failed" if decisive else "passed"),
+        reasons=reasons if reasons is not None else decisive,
+        evidence=evidence,
+        figures=figures or {},
+    )
+
+
+def harness_file(path: str) -> bool:
+    """Whether a workspace path was written by the harness (prompt, evaluator), not the agent."""
+    from posttrainbench.workspace.builder import HARNESS_PATHS
+
+    return any(path == p or path.startswith(f"{p}/") for p in HARNESS_PATHS)
+
+
+def run_checks(
+    ctx: CheckContext, on_result: Callable[[CheckResult], None] | None = None
+) -> list[CheckResult]:
+    checks = sorted((cls() for _, cls in CHECKS), key=lambda c: (c.order, c.name))
+    for check in checks:
+        start = time.monotonic()
+        try:
+            outcome = check.run(ctx)
+        except Exception as exc:  # a check that cannot decide fails closed, and says why
+            message = exc.message if isinstance(exc, PtbError) else f"{type(exc).__name__}: {exc}"
+            outcome = CheckResult(name=check.name, status="error", reasons=[message[:500]])
+        outcome.duration_s = round(time.monotonic() - start, 3)
+        ctx.earlier.append(outcome)
+        if on_result:
+            on_result(outcome)
+    return ctx.earlier

@@ -1,0 +1,150 @@
+"""Decontamination: every text the agent trained on or produced, scanned for test items.
+
+The benchmark's test items (`Benchmark.test_texts()`: question and answer) are indexed whole and
+line by line, so a training record holding only an item's answer, or only its question, still
+covers one entry. Scanned: the frozen workspace's data and code files (jsonl, json, csv, parquet,
+arrow — datasets saved with `datasets` — txt, py …; the harness's own files excepted) and what the
+agent's tools returned in its trajectory. A record (line) whose IDF-weighted n-gram coverage of an
+entry reaches the threshold is contamination; the evidence names the file, the line and the item.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from posttrainbench.integrity.base import Check, CheckContext, result
+from posttrainbench.integrity.frozen import load_manifest
+from posttrainbench.integrity.ngrams import DEFAULT_THRESHOLD, NgramIndex
+from posttrainbench.integrity.texts import Skipped, TextChunk, iter_texts
+from posttrainbench.records import CheckResult, Evidence
+
+MAX_EVIDENCE = 40
+TRAJECTORY = "agent/trajectory.json"
+_INDEXES: dict[str, NgramIndex] = {}
+
+
+def item_entries(texts: Iterator[tuple[str, str]]) -> Iterator[tuple[str, str]]:
+    for item, text in texts:
+        yield item, text
+        lines = [line for line in text.splitlines() if line.strip()]
+        if len(lines) > 1:
+            for k, line in enumerate(lines):
+                yield f"{item}#{k}", line
+
+
+def test_index(ctx: CheckContext) -> NgramIndex:
+    if ctx.bench.id not in _INDEXES:
+        texts = ctx.bench.implementation().test_texts()
+        _INDEXES[ctx.bench.id] = NgramIndex.build(item_entries(texts))
+    return _INDEXES[ctx.bench.id]
+
+
+def _evidence(index: NgramIndex, chunk: TextChunk, kind: str, threshold: float) -> list[Evidence]:
+    best: dict[tuple[int, str], float] = {}
+    for hit in index.scan(chunk.data, min_coverage=threshold):
+        item = hit.key.split("#", 1)[0]
+        key = (hit.line, item)
+        best[key] = max(best.get(key, 0.0), hit.coverage)
+    lines = chunk.data.split(b"\n") if best else []
+    found = []
+    for (line, item), coverage in sorted(best.items()):
+        excerpt = lines[line][:200].decode(errors="replace")
+        number = chunk.first_line + line
+        where = f"step {number}" if kind == "step" else f"{chunk.path}:{number}"
+        found.append(
+            Evidence(
+                kind="step" if kind == "step" else "test_item",
+                path=chunk.path,
+                line=number if kind != "step" else None,
+                step=number if kind == "step" else None,
+                item=item,
+                score=round(coverage, 3),
+                summary=f"test item {item} in {where} (coverage {coverage:.2f})",
+                excerpt=" ".join(excerpt.split()),
+            )
+        )
+    return found
+
+
+def _trajectory_chunks(path: Path) -> Iterator[tuple[TextChunk, bool]]:
+    """Per step, what the agent wrote (its message and tool-call arguments: decisive) and what its
+    tools returned (context: reading the dev items through evaluate.py is allowed)."""
+    if not path.is_file():
+        return
+    data = json.loads(path.read_text(errors="replace"))
+    for step in data.get("steps", []):
+        number = int(step.get("step_id") or 0)
+        wrote = [step.get("message") or ""] if step.get("source") == "agent" else []
+        wrote += [json.dumps(c.get("arguments", {})) for c in step.get("tool_calls") or []]
+        saw = [r.get("content") or "" for r in (step.get("observation") or {}).get("results", [])]
+        for parts, decisive in ((wrote, True), (saw, False)):
+            line = " ".join(" ".join(parts).split()).encode()
+            if line:
+                yield TextChunk(path=TRAJECTORY, first_line=number, data=line), decisive
+
+
+def scan_files(
+    ctx: CheckContext, files: list[Path], threshold: float | None = None
+) -> list[Evidence]:
+    """Contamination evidence for some files of the frozen workspace (model_files uses it)."""
+    index = test_index(ctx)
+    found: list[Evidence] = []
+    for path in files:
+        rel = path.relative_to(ctx.frozen).as_posix()
+        chunk = TextChunk(path=rel, first_line=1, data=path.read_bytes().replace(b"\r", b""))
+        found += _evidence(index, chunk, "file", threshold or DEFAULT_THRESHOLD)
+    return found
+
+
+class DecontaminationCheck(Check):
+    name = "decontamination"
+
+    def run(self, ctx: CheckContext) -> CheckResult:
+        index = test_index(ctx)
+        threshold = DEFAULT_THRESHOLD
+        from posttrainbench.workspace.builder import HARNESS_PATHS
+
+        skipped: list[Skipped] = []
+        evidence: list[Evidence] = []
+        scanned = 0
+        start = time.perf_counter()
+        for chunk in iter_texts(ctx.frozen, exclude=HARNESS_PATHS, skipped=skipped):
+            scanned += len(chunk.data)
+            evidence += _evidence(index, chunk, "file", threshold)
+        for chunk, authored in _trajectory_chunks(ctx.paths.trajectory):
+            scanned += len(chunk.data)
+            found = _evidence(index, chunk, "step", threshold)
+            for e in found:
+                e.decisive = authored
+                if not authored:
+                    e.summary += " (a tool's output)"
+            evidence += found
+        seconds = time.perf_counter() - start
+        evidence.sort(key=lambda e: not e.decisive)
+        decisive = [e for e in evidence if e.decisive]
+        items = sorted({e.item for e in decisive if e.item})
+        notes = [
+            Evidence(kind="file", path=f.path, decisive=False, summary=f"not scanned: {f.reason}")
+            for f in load_manifest(ctx.frozen).files
+            if f.kind == "listed" and f.reason != "weights or pickle"
+        ]
+        reasons = (
+            [f"{len(items)} test item(s) found in {len({e.path for e in decisive})} file(s)"]
+            if decisive
+            else []
+        )
+        return result(
+            self.name,
+            evidence[:MAX_EVIDENCE] + notes,
+            reasons=reasons + [e.summary for e in decisive[:5]],
+            figures={
+                "bytes_scanned": scanned,
+                "seconds": round(seconds, 3),
+                "entries_indexed": len(index),
+                "items_found": len(items),
+                "threshold": threshold,
+            },
+        )

@@ -1,0 +1,340 @@
+"""Provenance check: do final_model's weights derive from the given base, or from another model?
+
+Streams the checkpoints tensor by tensor (row chunks, float32) and accumulates, per tensor, the Gram
+matrix of [base, final - base, alt_1 - base, ...]; every statistic follows from those dot products,
+so one pass over the data suffices. The decision is relative: "derived" means the cosine to the base
+is far outside what two unrelated tensors give (cos ~ N(0, 1/sqrt(n))), and a known alternative (the
+instruct twin, another checkpoint) is blamed when final moved along its delta or sits closer to it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel
+from safetensors import safe_open
+
+# A per-tensor z = cos * sqrt(n) above 6 has probability ~1e-9 for unrelated tensors, while honest
+# fine-tunes of the base give z in the tens (toy model, cos 0.2 over >= 8k elements) to thousands.
+Z_DERIVED = 6.0
+# Honest runs keep every matrix derived (1.0 in all cases measured); below 0.9 a sizeable part of
+# the model (a few layers, the MLPs, the embeddings) came from somewhere else.
+MIN_DERIVED_FRACTION = 0.9
+# Projection of final's move onto an alternative's move (both orthogonalised to the base, so that
+# shrinking the base does not count as a shared direction): ~1 substitution, ~0.5 a 50/50 merge,
+# ~0 an independent fine-tune. 0.25 lies halfway between independent and merged.
+MAX_PROJECTION = 0.25
+# A smaller move that is still mostly along the alternative's direction (cosine of the moves >= 0.5,
+# an independent fine-tune shares a small part at most) is a weighted merge with it.
+MAX_DELTA_COS = 0.5
+MIN_PROJECTION_FOR_DELTA_COS = 0.1
+# Elements per streamed chunk: small enough that the float32 buffers stay cache-friendly and the
+# peak memory does not depend on the largest tensor.
+CHUNK_ELEMENTS = 1 << 20
+MAX_LISTED = 10
+
+
+class TensorStat(BaseModel):
+    name: str
+    shape: list[int]
+    numel: int
+    cos_base: float
+    z_base: float
+    rel_change: float
+    cos_alt: dict[str, float] = {}
+
+
+class AltSummary(BaseModel):
+    name: str
+    mean_cos: float  # mean cosine(final, alt) over the >= 2-D tensors
+    projection: float  # <d_f, d_a> / |d_a|^2, deltas from the base, orthogonalised to it
+    delta_cos: float  # cosine(d_f, d_a), same deltas
+
+
+class WeightComparison(BaseModel):
+    tensors: list[TensorStat]
+    missing: list[str]
+    unexpected: list[str]
+    shape_mismatch: list[str]
+    mean_cos_base: float
+    derived_fraction: float
+    alternatives: list[AltSummary]
+    bytes_read: int
+    seconds: float
+
+
+class Finding(BaseModel):
+    code: str
+    message: str
+    tensors: list[str] = []
+
+
+class _Checkpoint:
+    """Tensor name -> shard of a folder of safetensors files; handles stay open until close()."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        shards = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+        if not shards:
+            raise ValueError(f"no *.safetensors file in {folder}")
+        self._handles: dict[Path, Any] = {}
+        self.where: dict[str, Path] = {}
+        index = folder / "model.safetensors.index.json"
+        weight_map: dict[str, str] = {}
+        if index.is_file():
+            try:
+                weight_map = json.loads(index.read_text()).get("weight_map", {})
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"unreadable {index}: {exc}") from exc
+        if weight_map and all((folder / s).is_file() for s in set(weight_map.values())):
+            self.where = {name: folder / shard for name, shard in weight_map.items()}
+        else:
+            for shard in shards:
+                for name in self._handle(shard).keys():  # noqa: SIM118 (a safe_open, not a dict)
+                    self.where[name] = shard
+
+    def _handle(self, shard: Path) -> Any:
+        if shard not in self._handles:
+            try:
+                self._handles[shard] = safe_open(str(shard), framework="pt")
+            except Exception as exc:
+                raise ValueError(f"unreadable safetensors file {shard}: {exc}") from exc
+        return self._handles[shard]
+
+    def shape(self, name: str) -> list[int]:
+        return list(self._handle(self.where[name]).get_slice(name).get_shape())
+
+    def rows(self, name: str, start: int, stop: int, ndim: int) -> torch.Tensor:
+        """Rows [start, stop) (the whole tensor for 0/1-D ones), flattened."""
+        handle = self._handle(self.where[name])
+        if ndim <= 1:
+            return handle.get_tensor(name).reshape(-1)
+        return handle.get_slice(name)[start:stop].reshape(-1)
+
+    def close(self) -> None:
+        self._handles.clear()
+
+
+@dataclass
+class _AltAcc:
+    cos: list[float] = field(default_factory=list)
+    fa_perp: float = 0.0
+    aa_perp: float = 0.0
+    ff_perp: float = 0.0
+
+
+def _cos(xy: float, xx: float, yy: float) -> float:
+    if xx <= 0.0 or yy <= 0.0:
+        return 1.0 if xx <= 0.0 and yy <= 0.0 else 0.0
+    return max(-1.0, min(1.0, xy / math.sqrt(xx * yy)))
+
+
+def _overlap(fs: list[int], bs: list[int]) -> int | None:
+    """Rows to compare when shapes agree except for extra rows (added vocabulary), else None."""
+    if fs == bs:
+        return fs[0] if fs else 1
+    if len(fs) == len(bs) >= 2 and fs[1:] == bs[1:]:
+        return min(fs[0], bs[0])
+    return None
+
+
+def _gram(
+    cks: list[_Checkpoint], name: str, rows: int, ndim: int, shape: list[int]
+) -> torch.Tensor:
+    """Gram matrix (float64) of [b, f - b, a_i - b ...] over the first `rows` rows.
+
+    cks = [base, final, alternatives...]."""
+    k = len(cks)
+    row_elems = math.prod(shape[1:]) if ndim >= 2 else 1
+    step = max(1, CHUNK_ELEMENTS // max(1, row_elems)) if ndim >= 2 else rows
+    total = torch.zeros((k, k), dtype=torch.float64)
+    buf: torch.Tensor | None = None
+    for start in range(0, rows if ndim >= 2 else 1, step):
+        stop = min(rows, start + step)
+        parts = [ck.rows(name, start, stop, ndim) for ck in cks]
+        n = parts[0].numel()
+        if buf is None or buf.shape[1] < n:
+            buf = torch.empty((k, n), dtype=torch.float32)
+        m = buf[:, :n]
+        m[0].copy_(parts[0])
+        for i in range(1, k):
+            m[i].copy_(parts[i])
+            m[i].sub_(m[0])
+        total += (m @ m.T).double()
+    return total
+
+
+def compare_weights(
+    final: Path, base: Path, alternatives: Mapping[str, Path] | None = None
+) -> WeightComparison:
+    """Stream final, base and each alternative once; per-tensor and per-alternative statistics."""
+    t0 = time.monotonic()
+    alternatives = dict(alternatives or {})
+    fck, bck = _Checkpoint(Path(final)), _Checkpoint(Path(base))
+    alts = {name: _Checkpoint(Path(p)) for name, p in alternatives.items()}
+    try:
+        missing = sorted(set(bck.where) - set(fck.where))
+        unexpected = sorted(set(fck.where) - set(bck.where))
+        shape_mismatch: list[str] = []
+        stats: list[TensorStat] = []
+        acc = {name: _AltAcc() for name in alts}
+        bytes_read = 0
+        for name in sorted(set(bck.where) & set(fck.where)):
+            bshape, fshape = bck.shape(name), fck.shape(name)
+            rows = _overlap(fshape, bshape)
+            if rows is None:
+                shape_mismatch.append(name)
+                continue
+            ndim = len(bshape)
+            used = [
+                (an, ck)
+                for an, ck in alts.items()
+                if name in ck.where
+                and (ash := ck.shape(name))[1:] == bshape[1:]
+                and len(ash) == ndim
+                and (ndim == 0 or ash[0] >= rows)
+            ]
+            g = _gram([bck, fck, *(ck for _, ck in used)], name, rows, ndim, bshape)
+            numel = rows * math.prod(bshape[1:]) if ndim >= 1 else 1
+            bytes_read += sum(
+                numel * _itemsize(ck, name) for ck in [bck, fck, *(c for _, c in used)]
+            )
+            bb, bd, dd = g[0, 0].item(), g[0, 1].item(), g[1, 1].item()
+            ff, fb = bb + 2 * bd + dd, bb + bd
+            cos_b = _cos(fb, ff, bb)
+            cos_alt: dict[str, float] = {}
+            d_perp2 = dd - (bd * bd / bb if bb > 0 else 0.0)
+            for i, (an, _) in enumerate(used, start=2):
+                ba, da, aa_d = g[0, i].item(), g[1, i].item(), g[i, i].item()
+                aa, fa = bb + 2 * ba + aa_d, bb + ba + bd + da
+                cos_alt[an] = _cos(fa, ff, aa)
+                a_acc = acc[an]
+                if ndim >= 2:
+                    a_acc.cos.append(cos_alt[an])
+                a_acc.fa_perp += da - (bd * ba / bb if bb > 0 else 0.0)
+                a_acc.aa_perp += aa_d - (ba * ba / bb if bb > 0 else 0.0)
+                a_acc.ff_perp += d_perp2
+            stats.append(
+                TensorStat(
+                    name=name,
+                    shape=bshape,
+                    numel=numel,
+                    cos_base=cos_b,
+                    z_base=cos_b * math.sqrt(numel),
+                    rel_change=math.sqrt(max(dd, 0.0) / bb) if bb > 0 else math.sqrt(max(dd, 0.0)),
+                    cos_alt=cos_alt,
+                )
+            )
+    finally:
+        for ck in [fck, bck, *alts.values()]:
+            ck.close()
+    mats = [s for s in stats if len(s.shape) >= 2]
+    mat_numel = sum(s.numel for s in mats)
+    summaries = [
+        AltSummary(
+            name=an,
+            mean_cos=sum(a.cos) / len(a.cos) if a.cos else 0.0,
+            projection=a.fa_perp / a.aa_perp if a.aa_perp > 0 else 0.0,
+            delta_cos=_cos(a.fa_perp, max(a.ff_perp, 0.0), max(a.aa_perp, 0.0))
+            if a.ff_perp > 0 and a.aa_perp > 0
+            else 0.0,
+        )
+        for an, a in acc.items()
+    ]
+    return WeightComparison(
+        tensors=stats,
+        missing=missing,
+        unexpected=unexpected,
+        shape_mismatch=shape_mismatch,
+        mean_cos_base=sum(s.cos_base for s in mats) / len(mats) if mats else 0.0,
+        derived_fraction=(
+            sum(s.numel for s in mats if s.z_base > Z_DERIVED) / mat_numel if mat_numel else 0.0
+        ),
+        alternatives=summaries,
+        bytes_read=bytes_read,
+        seconds=time.monotonic() - t0,
+    )
+
+
+def _itemsize(ck: _Checkpoint, name: str) -> int:
+    dtype = ck._handle(ck.where[name]).get_slice(name).get_dtype()
+    return {"F64": 8, "F32": 4, "I32": 4, "U32": 4, "I64": 8, "U64": 8}.get(
+        dtype, 1 if dtype in ("I8", "U8", "BOOL", "F8_E4M3", "F8_E5M2") else 2
+    )
+
+
+def _listed(names: list[str]) -> list[str]:
+    return names[:MAX_LISTED]
+
+
+def judge(cmp: WeightComparison) -> list[Finding]:
+    """Findings that say final_model does not derive from the base alone; empty when it passes."""
+    out: list[Finding] = []
+    if cmp.missing:
+        code = "renamed" if cmp.unexpected else "missing_tensors"
+        out.append(
+            Finding(
+                code=code,
+                message=f"{len(cmp.missing)} tensors of the base are absent from final_model"
+                + (f" and {len(cmp.unexpected)} unknown ones appear" if cmp.unexpected else ""),
+                tensors=_listed(cmp.missing),
+            )
+        )
+    if cmp.shape_mismatch:
+        out.append(
+            Finding(
+                code="shape_mismatch",
+                message=f"{len(cmp.shape_mismatch)} tensors have shapes incompatible with the base",
+                tensors=_listed(cmp.shape_mismatch),
+            )
+        )
+    mats = [s for s in cmp.tensors if len(s.shape) >= 2]
+    if not mats or cmp.derived_fraction < MIN_DERIVED_FRACTION:
+        foreign = sorted((s for s in mats if s.z_base <= Z_DERIVED), key=lambda s: -s.numel)
+        out.append(
+            Finding(
+                code="not_derived",
+                message=(
+                    f"only {cmp.derived_fraction:.0%} of the weights (by size) are correlated with"
+                    f" the base beyond chance (z > {Z_DERIVED:g}); mean cosine"
+                    f" {cmp.mean_cos_base:.3f}"
+                ),
+                tensors=_listed([s.name for s in foreign]),
+            )
+        )
+    for alt in cmp.alternatives:
+        if alt.mean_cos > cmp.mean_cos_base:
+            closer = [
+                s.name for s in mats if alt.name in s.cos_alt and s.cos_alt[alt.name] > s.cos_base
+            ]
+            out.append(
+                Finding(
+                    code="closer_to_alternative",
+                    message=(
+                        f"final_model is closer to {alt.name} (mean cosine {alt.mean_cos:.3f})"
+                        f" than to the base ({cmp.mean_cos_base:.3f})"
+                    ),
+                    tensors=_listed(closer),
+                )
+            )
+        if alt.projection >= MAX_PROJECTION or (
+            alt.delta_cos >= MAX_DELTA_COS and alt.projection >= MIN_PROJECTION_FOR_DELTA_COS
+        ):
+            out.append(
+                Finding(
+                    code="toward_alternative",
+                    message=(
+                        f"final_model moved from the base toward {alt.name}: projection"
+                        f" {alt.projection:.2f} of its delta, cosine of the deltas"
+                        f" {alt.delta_cos:.2f}"
+                    ),
+                )
+            )
+    return out
