@@ -679,10 +679,8 @@ def rejudge(
         )
     with RunLock(paths.lock):
         ctx = RunContext(paths, load(run_dir), settings, judge_model, judge_base_url)
-        for name in ("integrity", "score"):
-            ctx.record.stages[name] = StageStatus()
-        ctx.save()
-        return _execute_stages(ctx, on_stage, None)
+        ctx.record.stages["integrity"] = StageStatus()
+        return _rescore(ctx, on_stage, "integrity")
 
 
 def record_review(
@@ -701,9 +699,17 @@ def record_review(
         signed = review.sign(paths.verdict, decision, why, settings.cache_dir, who)
         write_json(paths.review, signed)
         ctx.record.review = signed
+        return _rescore(ctx, None, None)
+
+
+def _rescore(ctx: RunContext, on_stage: StageHook | None, until: StageName | None) -> RunRecord:
+    """Run what is pending up to `until`, and score again when the run was evaluated (a run
+    stopped early with --until stays stopped)."""
+    if ctx.record.stages["evaluate"].state == "done":
         ctx.record.stages["score"] = StageStatus()
-        ctx.save()
-        return _execute_stages(ctx, None, None)
+        until = "score"
+    ctx.save()
+    return _execute_stages(ctx, on_stage, until) if until else ctx.record
 
 
 def _execute_stages(

@@ -19,7 +19,7 @@ from posttrainbench.evaluate.benchmarks.arenahardwriting import (
 from posttrainbench.evaluate.benchmarks.healthbench import criteria_met, example_score, selected
 from posttrainbench.evaluate.judge import Judge, Tally
 from posttrainbench.evaluate.run import evaluate_model
-from posttrainbench.sandbox.relay.fake import FakeUpstream, Reply, Seen, chat_json, responses_json
+from tests.fixtures.judge import FakeJudge
 from tests.fixtures.judged_data import HEALTH, _package_file, write_arena, write_healthbench
 
 
@@ -64,31 +64,6 @@ def test_rubric_arithmetic() -> None:
 def test_subset_selection_on_the_real_rows() -> None:
     rows = [json.loads(x) for x in _package_file(HEALTH).read_text().split("\n") if x]
     assert len(rows) == 500 and sum(selected(r) for r in rows) == 39
-
-
-class FakeJudge(FakeUpstream):
-    """An OpenAI-compatible judge (Responses and Chat Completions): `answer(request body)`
-    decides each reply. inspect's first request is a capability probe ("Please say 'hello,
-    world'"); it is answered and not counted."""
-
-    def __init__(self, answer) -> None:  # type: ignore[no-untyped-def]
-        super().__init__()
-        self.answer = answer
-        self.handler = self._reply
-
-    def _reply(self, seen: Seen) -> Reply:
-        text = seen.body.decode()
-        content = "hello, world" if self._probe(seen) else self.answer(text)
-        wire = responses_json if seen.path.endswith("/responses") else chat_json
-        return Reply(chunks=[wire(content, input_tokens=100, output_tokens=10)])
-
-    @staticmethod
-    def _probe(seen: Seen) -> bool:
-        return "hello, world" in seen.body.decode()
-
-    def calls(self) -> int:
-        paths = ("/chat/completions", "/responses")
-        return sum(1 for s in self.seen if s.path.endswith(paths) and not self._probe(s))
 
 
 async def _ask(judge: Judge, prompt: str, tally: Tally):  # type: ignore[no-untyped-def]

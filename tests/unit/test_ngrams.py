@@ -13,20 +13,8 @@ from posttrainbench.integrity.ngrams import (
     content_tokens,
     tokens,
 )
-from tests.fixtures.wordproblems import TEST_ITEMS, TRAIN_ITEMS
+from tests.fixtures.wordproblems import PARAPHRASES, TEST_ITEMS, TRAIN_ITEMS
 
-# Human paraphrases of TEST_ITEMS questions: clauses reordered, some synonyms, same names and
-# numbers. (Rewriting every verb in another tense as well drops trigram coverage to ~0.02.)
-PARAPHRASES = {
-    0: "For the school fair, Marisol bakes 48 cupcakes. In the morning she sells 3/4 of them, "
-    "and she gives 5 to her neighbours. How many cupcakes are left over?",
-    2: "Odalys paid with a $50 bill for 7 notebooks costing $3 each plus a fountain pen that "
-    "costs $11. What change did she get?",
-    6: "Rabbits eat 6 of the tomato seedlings Gerald planted in 9 rows of 14, after a late frost "
-    "killed one seventh of them. How many seedlings are still alive?",
-    10: "A pump fills a 2,400 litre water tank at 80 litres per minute, but a leak drains 20 "
-    "litres per minute. If the tank starts empty, after how many minutes is it full?",
-}
 BOILERPLATE = (
     "Let's think step by step. How many are there in total? First we add the numbers, then we "
     "subtract. The answer is 12. #### 12"

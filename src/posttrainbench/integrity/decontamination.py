@@ -13,12 +13,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
-from posttrainbench.integrity.base import Check, CheckContext, result
+from posttrainbench.integrity.base import Check, CheckContext, harness_file, result
 from posttrainbench.integrity.frozen import load_manifest
 from posttrainbench.integrity.ngrams import DEFAULT_THRESHOLD, NgramIndex
-from posttrainbench.integrity.texts import Skipped, TextChunk, iter_texts
+from posttrainbench.integrity.texts import Skipped, TextChunk, iter_texts, read_file
 from posttrainbench.records import CheckResult, Evidence
 
 MAX_EVIDENCE = 40
@@ -86,6 +87,27 @@ def _trajectory_chunks(path: Path) -> Iterator[tuple[TextChunk, bool]]:
                 yield TextChunk(path=TRAJECTORY, first_line=number, data=line), decisive
 
 
+def _linked_texts(ctx: CheckContext, skipped: list[Skipped]) -> Iterator[TextChunk]:
+    """What the workspace's links out of it point at (read where they point, never run): data
+    behind a link is data the agent could train on."""
+    workspace = ctx.paths.workspace.resolve()
+    for f in load_manifest(ctx.frozen).files:
+        if f.kind != "symlink" or f.target is None or harness_file(f.path):
+            continue
+        target = (workspace / f.path).parent / f.target
+        try:
+            real = target.resolve(strict=True)
+        except (OSError, RuntimeError):
+            continue
+        if real.is_relative_to(workspace):
+            continue  # its target is in the frozen copy already
+        if real.is_file():
+            yield from read_file(real, f.path, skipped=skipped)
+        elif real.is_dir():
+            for chunk in iter_texts(real, skipped=skipped):
+                yield replace(chunk, path=f"{f.path}/{chunk.path}")
+
+
 def scan_files(
     ctx: CheckContext, files: list[Path], threshold: float | None = None
 ) -> list[Evidence]:
@@ -112,6 +134,9 @@ class DecontaminationCheck(Check):
         scanned = 0
         start = time.perf_counter()
         for chunk in iter_texts(ctx.frozen, exclude=HARNESS_PATHS, skipped=skipped):
+            scanned += len(chunk.data)
+            evidence += _evidence(index, chunk, "file", threshold)
+        for chunk in _linked_texts(ctx, skipped):
             scanned += len(chunk.data)
             evidence += _evidence(index, chunk, "file", threshold)
         for chunk, authored in _trajectory_chunks(ctx.paths.trajectory):

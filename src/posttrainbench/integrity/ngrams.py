@@ -274,7 +274,7 @@ class NgramIndex:
         return index
 
     def _make_bitmap(self) -> None:
-        bits = min(24, max(16, math.ceil(math.log2(max(len(self.hashes), 1))) + 6))
+        bits = min(24, max(16, math.ceil(math.log2(max(len(self.hashes), 1))) + 5))
         self._shift = 64 - bits
         self._bitmap = np.zeros(1 << bits, dtype=bool)
         self._bitmap[self.hashes >> np.uint64(self._shift)] = True

@@ -51,8 +51,7 @@ class ProvenanceCheck(Check):
         for f in weights.judge(cmp):
             tensors: list[str | None] = [*f.tensors[:3]] or [None]
             evidence += [
-                Evidence(kind="tensor", tensor=t, summary=f"{f.code}: {f.message}")
-                for t in tensors
+                Evidence(kind="tensor", tensor=t, summary=f"{f.code}: {f.message}") for t in tensors
             ]
         figures = {
             "mean_cos_base": round(cmp.mean_cos_base, 4),

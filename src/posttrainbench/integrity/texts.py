@@ -254,20 +254,27 @@ def iter_texts(
     skipped = skipped if skipped is not None else []
     exclude = [e.strip("/") for e in exclude]
     for path in _walk(root, exclude, skipped):
-        rel = path.relative_to(root).as_posix()
-        suffix = path.suffix.lower()
-        if suffix in BINARY_SUFFIXES:
-            skipped.append(Skipped(rel, "binary"))
-            continue
-        reader = READERS.get(suffix, _read_text_if_utf8)
-        line = 1
-        try:
-            for data in reader(path, chunk_bytes):
-                yield TextChunk(rel, line, data)
-                line += data.count(b"\n")
-        except _NotText:
-            skipped.append(Skipped(rel, "binary"))
-        except OSError as exc:
-            skipped.append(Skipped(rel, str(exc)))
-        except Exception as exc:  # a malformed parquet/arrow file is evidence, not a crash
-            skipped.append(Skipped(rel, f"unreadable: {type(exc).__name__}: {exc}"))
+        yield from read_file(path, path.relative_to(root).as_posix(), chunk_bytes, skipped)
+
+
+def read_file(
+    path: Path, rel: str, chunk_bytes: int = 16 << 20, skipped: list[Skipped] | None = None
+) -> Iterator[TextChunk]:
+    """Chunks of text of one file, named `rel` in them; a file left out goes to `skipped`."""
+    skipped = skipped if skipped is not None else []
+    suffix = path.suffix.lower()
+    if suffix in BINARY_SUFFIXES:
+        skipped.append(Skipped(rel, "binary"))
+        return
+    reader = READERS.get(suffix, _read_text_if_utf8)
+    line = 1
+    try:
+        for data in reader(path, chunk_bytes):
+            yield TextChunk(rel, line, data)
+            line += data.count(b"\n")
+    except _NotText:
+        skipped.append(Skipped(rel, "binary"))
+    except OSError as exc:
+        skipped.append(Skipped(rel, str(exc)))
+    except Exception as exc:  # a malformed parquet/arrow file is evidence, not a crash
+        skipped.append(Skipped(rel, f"unreadable: {type(exc).__name__}: {exc}"))

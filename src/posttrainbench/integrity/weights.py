@@ -111,12 +111,10 @@ class _Checkpoint:
     def shape(self, name: str) -> list[int]:
         return list(self._handle(self.where[name]).get_slice(name).get_shape())
 
-    def rows(self, name: str, start: int, stop: int, ndim: int) -> torch.Tensor:
-        """Rows [start, stop) (the whole tensor for 0/1-D ones), flattened."""
-        handle = self._handle(self.where[name])
-        if ndim <= 1:
-            return handle.get_tensor(name).reshape(-1)
-        return handle.get_slice(name)[start:stop].reshape(-1)
+    def flat(self, name: str, numel: int) -> torch.Tensor:
+        """The first `numel` elements (whole leading rows), flattened: a view of the mapped file,
+        read only as it is touched."""
+        return self._handle(self.where[name]).get_tensor(name).reshape(-1)[:numel]
 
     def close(self) -> None:
         self._handles.clear()
@@ -145,28 +143,20 @@ def _overlap(fs: list[int], bs: list[int]) -> int | None:
     return None
 
 
-def _gram(
-    cks: list[_Checkpoint], name: str, rows: int, ndim: int, shape: list[int]
-) -> torch.Tensor:
-    """Gram matrix (float64) of [b, f - b, a_i - b ...] over the first `rows` rows.
+def _gram(cks: list[_Checkpoint], name: str, numel: int) -> torch.Tensor:
+    """Gram matrix (float64) of [b, f - b, a_i - b ...] over the first `numel` elements.
 
     cks = [base, final, alternatives...]."""
     k = len(cks)
-    row_elems = math.prod(shape[1:]) if ndim >= 2 else 1
-    step = max(1, CHUNK_ELEMENTS // max(1, row_elems)) if ndim >= 2 else rows
+    views = [ck.flat(name, numel) for ck in cks]
+    buf = torch.empty((k, min(numel, CHUNK_ELEMENTS)), dtype=torch.float32)
     total = torch.zeros((k, k), dtype=torch.float64)
-    buf: torch.Tensor | None = None
-    for start in range(0, rows if ndim >= 2 else 1, step):
-        stop = min(rows, start + step)
-        parts = [ck.rows(name, start, stop, ndim) for ck in cks]
-        n = parts[0].numel()
-        if buf is None or buf.shape[1] < n:
-            buf = torch.empty((k, n), dtype=torch.float32)
-        m = buf[:, :n]
-        m[0].copy_(parts[0])
+    for start in range(0, numel, CHUNK_ELEMENTS):
+        stop = min(numel, start + CHUNK_ELEMENTS)
+        m = buf[:, : stop - start]
+        m[0].copy_(views[0][start:stop])
         for i in range(1, k):
-            m[i].copy_(parts[i])
-            m[i].sub_(m[0])
+            torch.sub(views[i][start:stop], m[0], out=m[i])
         total += (m @ m.T).double()
     return total
 
@@ -186,7 +176,16 @@ def compare_weights(
         stats: list[TensorStat] = []
         acc = {name: _AltAcc() for name in alts}
         bytes_read = 0
-        for name in sorted(set(bck.where) & set(fck.where)):
+        # Shard by shard, dropping the open handles in between: mapped pages of finished shards
+        # then leave the process (they count in its RSS while mapped).
+        shared = set(bck.where) & set(fck.where)
+        order = sorted(shared, key=lambda n: (str(bck.where[n]), str(fck.where[n]), n))
+        current: tuple[Path, Path] | None = None
+        for name in order:
+            if current is not None and current != (bck.where[name], fck.where[name]):
+                for ck in [fck, bck, *alts.values()]:
+                    ck.close()
+            current = (bck.where[name], fck.where[name])
             bshape, fshape = bck.shape(name), fck.shape(name)
             rows = _overlap(fshape, bshape)
             if rows is None:
@@ -201,8 +200,8 @@ def compare_weights(
                 and len(ash) == ndim
                 and (ndim == 0 or ash[0] >= rows)
             ]
-            g = _gram([bck, fck, *(ck for _, ck in used)], name, rows, ndim, bshape)
             numel = rows * math.prod(bshape[1:]) if ndim >= 1 else 1
+            g = _gram([bck, fck, *(ck for _, ck in used)], name, numel)
             bytes_read += sum(
                 numel * _itemsize(ck, name) for ck in [bck, fck, *(c for _, c in used)]
             )
