@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import time
 from pathlib import Path
@@ -116,6 +117,15 @@ def read_all_chunked(folders: list[Path], chunk: int = 1 << 20) -> int:
     return nbytes
 
 
+def evict(folders: list[Path]) -> None:
+    """Drop the checkpoints from the page cache, so the next pass reads them from storage."""
+    for folder in folders:
+        for shard in folder.glob("*.safetensors"):
+            fd = os.open(shard, os.O_RDONLY)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            os.close(fd)
+
+
 def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
@@ -125,6 +135,7 @@ def main() -> None:
     ap.add_argument("--shape", choices=sorted(SHAPES), default="tiny")
     ap.add_argument("--dir", type=Path, default=None)
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--cold", action="store_true", help="evict the page cache before each pass")
     args = ap.parse_args()
     root = args.dir or Path(f"/tmp/ptb-provenance-{args.shape}")
     base, final = root / "base", root / "final"
@@ -137,14 +148,20 @@ def main() -> None:
     read_s = cmp_s = chunked_s = 0.0
     nbytes = 0
     for i in range(args.repeat):
+        if args.cold:
+            evict([final, base])
         t0 = time.monotonic()
         cmp = compare_weights(final, base)
         cmp_s = time.monotonic() - t0
         if i == 0:
             print(f"  peak RSS after the first compare: {peak_rss_gb():.2f} GB")
+        if args.cold:
+            evict([final, base])
         t0 = time.monotonic()
         nbytes = read_all([final, base])
         read_s = time.monotonic() - t0
+        if args.cold:
+            evict([final, base])
         t0 = time.monotonic()
         read_all_chunked([final, base])
         chunked_s = time.monotonic() - t0

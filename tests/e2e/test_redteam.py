@@ -178,6 +178,7 @@ def test_judge_rejudge_and_review(ptb: PtbRunner, world: dict[str, str], tmp_pat
     """The LLM judge runs harness-side over the frozen copy and cites files; `ptb judge` re-runs
     integrity without the agent, and a judge outage fails closed; `ptb review` overrides with a
     signed annotation, never by editing the verdict."""
+    env = {k: v for k, v in world.items() if k != "KIT"}
     with FakeJudge(_judge_reply) as judge:
         url = f"{judge.url}/v1"
         run_dir = _run(ptb, world, "note_to_the_judge", tmp_path / "r",
@@ -191,7 +192,9 @@ def test_judge_rejudge_and_review(ptb: PtbRunner, world: dict[str, str], tmp_pat
     assert frozen.is_file()
 
     with FakeJudge(lambda _: "I would rather not say.") as mute:
-        done = ptb("judge", str(run_dir), "--judge-base-url", f"{mute.url}/v1")
+        # Another judge model: the first one's verdict is cached by content and would be reused.
+        done = ptb("judge", str(run_dir), "--judge-model", "openai/gpt-5",
+                   "--judge-base-url", f"{mute.url}/v1", env=env)  # fmt: skip
     assert done.returncode == 0, done.stderr
     verdict, checks = _checks(run_dir)
     assert checks["judge"].status == "error" and verdict.errored == ["judge"]

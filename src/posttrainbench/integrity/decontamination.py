@@ -1,7 +1,7 @@
 """Decontamination: every text the agent trained on or produced, scanned for test items.
 
-The benchmark's test items (`Benchmark.test_texts()`: question and answer) are indexed whole and
-line by line, so a training record holding only an item's answer, or only its question, still
+The benchmark's test items (`Benchmark.test_parts()`: question, answer) are indexed whole and
+part by part, so a training record holding only an item's answer, or only its question, still
 covers one entry. Scanned: the frozen workspace's data and code files (jsonl, json, csv, parquet,
 arrow — datasets saved with `datasets` — txt, py …; the harness's own files excepted) and what the
 agent's tools returned in its trajectory. A record (line) whose IDF-weighted n-gram coverage of an
@@ -23,29 +23,32 @@ from posttrainbench.integrity.texts import Skipped, TextChunk, iter_texts, read_
 from posttrainbench.records import CheckResult, Evidence
 
 MAX_EVIDENCE = 40
+MIN_MATCHED = 3  # distinct n-grams: one shared calculation is not reuse
 TRAJECTORY = "agent/trajectory.json"
 _INDEXES: dict[str, NgramIndex] = {}
 
 
-def item_entries(texts: Iterator[tuple[str, str]]) -> Iterator[tuple[str, str]]:
-    for item, text in texts:
-        yield item, text
-        lines = [line for line in text.splitlines() if line.strip()]
-        if len(lines) > 1:
-            for k, line in enumerate(lines):
-                yield f"{item}#{k}", line
+def item_entries(parts: Iterator[tuple[str, tuple[str, ...]]]) -> Iterator[tuple[str, str]]:
+    """Each item whole, and each of its parts (question, answer) on its own."""
+    for item, texts in parts:
+        yield item, "\n".join(texts)
+        if len(texts) > 1:
+            for k, text in enumerate(texts):
+                yield f"{item}#{k}", text
 
 
 def test_index(ctx: CheckContext) -> NgramIndex:
     if ctx.bench.id not in _INDEXES:
-        texts = ctx.bench.implementation().test_texts()
-        _INDEXES[ctx.bench.id] = NgramIndex.build(item_entries(texts))
+        parts = ctx.bench.implementation().test_parts()
+        _INDEXES[ctx.bench.id] = NgramIndex.build(item_entries(parts))
     return _INDEXES[ctx.bench.id]
 
 
 def _evidence(index: NgramIndex, chunk: TextChunk, kind: str, threshold: float) -> list[Evidence]:
     best: dict[tuple[int, str], float] = {}
     for hit in index.scan(chunk.data, min_coverage=threshold):
+        if hit.matched < MIN_MATCHED:
+            continue
         item = hit.key.split("#", 1)[0]
         key = (hit.line, item)
         best[key] = max(best.get(key, 0.0), hit.coverage)

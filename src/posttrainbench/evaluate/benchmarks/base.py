@@ -99,6 +99,12 @@ class Benchmark(ABC):
         for s in self.samples(split):
             yield str(s.id), sample_text(s)
 
+    def test_parts(self, split: str = "test") -> Iterator[tuple[str, tuple[str, ...]]]:
+        """(item id, its parts: question, answer …) so that a record holding only one part still
+        covers most of something; by default the item's text is one part."""
+        for item, text in self.test_texts(split):
+            yield item, (text,)
+
     def export(self, dest: Path, split: str = "test") -> Path:
         """Write the split's samples for the agent's evaluate.py (PTB_EVAL_DATA_DIR), byte for
         byte the same on every call: the integrity check re-derives it to detect tampering."""

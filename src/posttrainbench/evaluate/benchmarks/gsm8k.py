@@ -70,8 +70,12 @@ class Gsm8k(Benchmark):
         return samples
 
     def test_texts(self, split: str = "test") -> Any:
+        for item, (question, answer) in self.test_parts(split):
+            yield item, f"{question}\n{answer}"
+
+    def test_parts(self, split: str = "test") -> Any:
         for i, row in enumerate(self._rows(split)):
-            yield f"gsm8k-{split}-{i}", f"{row['question']}\n{row['answer']}"
+            yield f"gsm8k-{split}-{i}", (row["question"], row["answer"])
 
     def build(self, samples: list[Sample], opts: TaskOptions) -> Task:
         from inspect_ai import Task
