@@ -764,6 +764,7 @@ class LeaderboardCell(CellKey):
     score: float = Field(description="Percent; a fallback cell holds the base model's score.")
     source: ScoreSource = Field(description="`Outcome.source`: evaluated, or why it fell back.")
     reason: str | None = Field(None, description="`Outcome.reason`: why it fell back, if known.")
+    reviewed: str | None = Field(None, description="`Outcome.reviewed`: a human override.")
     llm: ApiUsage | None = Field(None, description="The run's LLM calls through the relay.")
 
 

@@ -96,6 +96,12 @@ def _section_notes(section: LeaderboardSection) -> list[tuple[str, list[str]]]:
         for row in section.rows
         for c in row.fallback_cells
     ]
+    reviewed = [
+        f"{row.label}, {c.benchmark}, {c.base_model}, seed {c.seed}: {_one_line(c.reviewed)}"
+        for row in section.rows
+        for c in row.cells
+        if c.reviewed
+    ]
     notes = []
     if missing:
         notes.append(("Missing cells (a seed missing any cell gets no average):", missing))
@@ -103,6 +109,8 @@ def _section_notes(section: LeaderboardSection) -> list[tuple[str, list[str]]]:
         notes.append(
             (f"Fallback cells ({FALLBACK_MARK}: the base model's score was used):", fallbacks)
         )
+    if reviewed:
+        notes.append(("Cells whose integrity verdict a person overrode (ptb review):", reviewed))
     return notes
 
 

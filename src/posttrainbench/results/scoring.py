@@ -164,6 +164,7 @@ def _cell(record: RunRecord, outcome: Outcome) -> LeaderboardCell:
         score=100 * outcome.score,
         source=outcome.source,
         reason=outcome.reason,
+        reviewed=outcome.reviewed,
         llm=record.agent.api_usage if record.agent else None,
     )
 
