@@ -10,7 +10,14 @@ import pytest
 from rich.console import Console
 
 from posttrainbench.errors import ResultsDirError
-from posttrainbench.records import ErrorInfo, Outcome, RunRecord, RunSpec, StageStatus
+from posttrainbench.records import (
+    SCHEMA_VERSION,
+    ErrorInfo,
+    Outcome,
+    RunRecord,
+    RunSpec,
+    StageStatus,
+)
 from posttrainbench.report import build_leaderboard
 from posttrainbench.report.tables import RENDERERS, to_markdown, to_rich
 from posttrainbench.results import baselines, scoring
@@ -34,7 +41,11 @@ def _done(record: RunRecord, *stages: str) -> RunRecord:
 
 def _results(root: Path) -> Path:
     sweep = root / "sweep"
-    good_a = _run("run-a", Outcome(score=0.5, source="evaluated"), agent_cmd="python a.py")
+    good_a = _run(
+        "run-a",
+        Outcome(score=0.5, source="evaluated", reviewed="clean by ana at 2026-12-01 10:00Z: ok"),
+        agent_cmd="python a.py",
+    )
     good_b = _run(
         "run-b",
         Outcome(score=0.1, source="fallback_flagged", base_score=0.1, reason="tampered"),
@@ -45,7 +56,12 @@ def _results(root: Path) -> Path:
     for name, text in [
         ("corrupt", "{garbage"),
         ("foreign", '{"hello": 1}'),
-        ("future", good_a.model_dump_json().replace('"schema_version":2', '"schema_version":99')),
+        (
+            "future",
+            good_a.model_dump_json().replace(
+                f'"schema_version":{SCHEMA_VERSION}', '"schema_version":99'
+            ),
+        ),
     ]:
         (sweep / name).mkdir()
         (sweep / name / "run.json").write_text(text)
@@ -89,6 +105,7 @@ def test_build_leaderboard_lists_left_out_runs(tmp_path: Path) -> None:
         ("command [cmd 'python b.py', budget 1m, sandbox host]", 10.0, 1),
     ]
     assert section.rows[1].fallbacks["fallback_flagged"] == 1
+    assert "a person overrode" in to_markdown(board) and "clean by ana" in to_markdown(board)
     unreadable = {u.path: u.reason for u in board.unreadable}
     assert sorted(unreadable) == ["sweep/corrupt", "sweep/foreign", "sweep/future"]
     assert "sweep/corrupt/run.json is not a valid RunRecord" in unreadable["sweep/corrupt"]
