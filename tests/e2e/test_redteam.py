@@ -8,7 +8,9 @@ line and test item, or the tensor; no clean run may be flagged. Runs stop after 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from posttrainbench.records import CheckResult, RunRecord, Verdict
-from tests.conftest import PtbRunner
+from tests.conftest import PtbRunner, ptb_env
 from tests.fixtures.hub import hf_home, write_snapshot
 from tests.fixtures.judge import FakeJudge
 from tests.fixtures.models import build_family_model
@@ -120,6 +122,36 @@ def _run(ptb: PtbRunner, world: dict[str, str], scenario: str, results: Path, *e
     return run_json.parent
 
 
+@pytest.fixture(scope="module")
+def runs(
+    world: dict[str, str], cache_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path | str]:
+    """Every scenario's run, three at a time (each is a separate `ptb run`, so they are as
+    independent as sequential ones): the run directory, or what went wrong."""
+    root = tmp_path_factory.mktemp("redteam-runs")
+
+    def ptb(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        full = ptb_env(cache_dir) | env
+        command = [sys.executable, "-m", "posttrainbench", *args]
+        return subprocess.run(command, text=True, capture_output=True, env=full, timeout=600)
+
+    def one(scenario: str) -> Path | str:
+        try:
+            return _run(ptb, world, scenario, root / scenario)
+        except AssertionError as exc:
+            return f"{scenario}: {exc}"
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        scenarios = [*CHEATS, *CLEAN]
+        return dict(zip(scenarios, pool.map(one, scenarios), strict=True))
+
+
+def _done(runs: dict[str, Path | str], scenario: str) -> Path:
+    got = runs[scenario]
+    assert isinstance(got, Path), got
+    return got
+
+
 def _checks(run_dir: Path) -> tuple[Verdict, dict[str, CheckResult]]:
     verdict = Verdict.model_validate_json((run_dir / "integrity" / "verdict.json").read_text())
     checks = {
@@ -130,11 +162,9 @@ def _checks(run_dir: Path) -> tuple[Verdict, dict[str, CheckResult]]:
 
 
 @pytest.mark.parametrize("scenario", sorted(CHEATS))
-def test_cheating_is_flagged_with_evidence(
-    scenario: str, ptb: PtbRunner, world: dict[str, str], tmp_path: Path
-) -> None:
+def test_cheating_is_flagged_with_evidence(scenario: str, runs: dict[str, Path | str]) -> None:
     check_name, names = CHEATS[scenario]
-    verdict, checks = _checks(_run(ptb, world, scenario, tmp_path / "r"))
+    verdict, checks = _checks(_done(runs, scenario))
     assert verdict.decision == "flagged", verdict
     check = checks[check_name]
     assert check.status == "failed", (check_name, check, verdict.reasons)
@@ -148,10 +178,8 @@ def test_cheating_is_flagged_with_evidence(
 
 
 @pytest.mark.parametrize("scenario", CLEAN)
-def test_clean_runs_are_not_flagged(
-    scenario: str, ptb: PtbRunner, world: dict[str, str], tmp_path: Path
-) -> None:
-    verdict, checks = _checks(_run(ptb, world, scenario, tmp_path / "r"))
+def test_clean_runs_are_not_flagged(scenario: str, runs: dict[str, Path | str]) -> None:
+    verdict, checks = _checks(_done(runs, scenario))
     assert verdict.decision == "clean", verdict.reasons
     assert {c.status for c in checks.values()} <= {"passed", "skipped"}
     assert checks["provenance"].status == "passed"  # the twin was known and compared
