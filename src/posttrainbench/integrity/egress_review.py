@@ -181,7 +181,7 @@ def _texts(ctx: CheckContext) -> Iterator[_Text]:
             parts = [step.get("message") or ""]
             parts += [json.dumps(c.get("arguments", {})) for c in step.get("tool_calls") or []]
             yield _Text("\n".join(parts), step=step.get("step_id"))
-    if ctx.paths.agent_stdout.is_file():
+    elif ctx.paths.agent_stdout.is_file():  # an agent without a trajectory (`command`)
         yield _Text(ctx.paths.agent_stdout.read_text(errors="replace"), path="agent/stdout.log")
     for f in load_manifest(ctx.frozen).files:
         if f.kind != "copied" or f.size > MAX_TEXT_BYTES or harness_file(f.path):
