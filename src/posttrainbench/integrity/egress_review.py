@@ -92,56 +92,38 @@ class _Rules:
 
     def scan(self, piece: _Text) -> Iterator[Evidence]:
         for line_no, line in _lines(piece.text):
-            line_at = line_no if piece.path else None
-            low = line.lower()
-            for repo in self.repos:
-                i = low.find(repo.lower())
-                if i < 0:
-                    continue
-                if self.bench.public_splits and not TEST_MARKER.search(line):
-                    continue
+            for start, end, summary in self._matches(line):
                 yield _hit(
                     piece,
-                    line_at,
-                    summary=f"uses the {self.bench.display_name} test set ({repo})",
-                    excerpt=_excerpt(line, i, i + len(repo)),
+                    line_no if piece.path else None,
+                    summary=summary,
+                    excerpt=_excerpt(line, start, end),
                 )
-            for url in self.urls:
-                name = url.rsplit("/", 1)[-1]
-                i = line.find(name)
-                if i >= 0:
-                    yield _hit(
-                        piece,
-                        line_at,
-                        summary=f"fetches the {self.bench.display_name} test data ({name})",
-                        excerpt=_excerpt(line, i, i + len(name)),
-                    )
-            for repo in self.instruct:
-                m = re.search(rf"{re.escape(repo)}(?![\w.-])", line, re.I)
-                if m:
-                    yield _hit(
-                        piece,
-                        line_at,
-                        summary=f"refers to the instruct checkpoint {repo}",
-                        excerpt=_excerpt(line, m.start(), m.end()),
-                    )
-            m = PUBLISHED.search(line)
+
+    def _matches(self, line: str) -> Iterator[tuple[int, int, str]]:
+        """(start, end, what it is) of every forbidden reference in one line."""
+        low = line.lower()
+        name = self.bench.display_name
+        for repo in self.repos:
+            i = low.find(repo.lower())
+            if i >= 0 and (not self.bench.public_splits or TEST_MARKER.search(line)):
+                yield i, i + len(repo), f"uses the {name} test set ({repo})"
+        for url in self.urls:
+            file = url.rsplit("/", 1)[-1]
+            i = line.find(file)
+            if i >= 0:
+                yield i, i + len(file), f"fetches the {name} test data ({file})"
+        for repo in self.instruct:
+            m = re.search(rf"{re.escape(repo)}(?![\w.-])", line, re.I)
             if m:
-                yield _hit(
-                    piece,
-                    line_at,
-                    summary="refers to PostTrainBench's published results or code",
-                    excerpt=_excerpt(line, m.start(), m.end()),
-                )
-            for host in LLM_API_HOSTS:
-                i = low.find(host)
-                if i >= 0:
-                    yield _hit(
-                        piece,
-                        line_at,
-                        summary=f"addresses the LLM API {host} (not the run's relay)",
-                        excerpt=_excerpt(line, i, i + len(host)),
-                    )
+                yield m.start(), m.end(), f"refers to the instruct checkpoint {repo}"
+        m = PUBLISHED.search(line)
+        if m:
+            yield m.start(), m.end(), "refers to PostTrainBench's published results or code"
+        for host in LLM_API_HOSTS:
+            i = low.find(host)
+            if i >= 0:
+                yield i, i + len(host), f"addresses the LLM API {host} (not the run's relay)"
 
 
 def _egress(path: Path) -> Iterator[Evidence]:
