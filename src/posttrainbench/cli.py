@@ -26,7 +26,7 @@ from rich.logging import RichHandler
 from rich.markup import escape
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
-from posttrainbench import __version__, cli_eval, cli_integrity, runner
+from posttrainbench import __version__, cli_eval, cli_integrity, cli_published, runner
 from posttrainbench.catalog import AGENTS, BENCHMARKS, MODELS
 from posttrainbench.config import Settings, load_settings
 from posttrainbench.errors import ConfigError, HarnessInterrupted, PtbError
@@ -90,6 +90,9 @@ REPORT_EPILOG = """\
 Examples:
   ptb report results/                       # every run below results/, as markdown
   ptb report results/my-sweep --format csv > leaderboard.csv
+  ptb report results/ --ci                  # 95% bootstrap intervals over seeds and items
+  ptb report results/ --compare claude codex  # paired difference on the cells both ran
+  ptb report results/ --with-published      # the published agents next to yours
 """
 
 SHOW_EPILOG = """\
@@ -519,13 +522,54 @@ def report(
     format: Annotated[
         ReportFormat, typer.Option("--format", "-f", help="Output format.")
     ] = ReportFormat.md,
+    compare: Annotated[
+        tuple[str, str] | None,
+        typer.Option(
+            "--compare",
+            metavar="A B",
+            help="Paired comparison of two agents (row labels, or unique parts of them) on the "
+            "cells both ran: difference with its bootstrap interval.",
+        ),
+    ] = None,
+    ci: Annotated[
+        bool,
+        typer.Option("--ci", help="Bootstrap 95% intervals of each average (seeds and items)."),
+    ] = False,
+    with_published: Annotated[
+        bool,
+        typer.Option(
+            "--with-published",
+            help="Add the published PostTrainBench agents (imported with `ptb import reference`, "
+            "else the copy shipped with ptb) as rows next to yours.",
+        ),
+    ] = False,
 ) -> None:
     """Aggregate the runs under DIRECTORY into the weighted leaderboard.
 
     Benchmarks are weighted as in the paper; a run without a usable model, with a failed
     evaluation or flagged by integrity counts with its base model's score.
     """
-    out.print(RENDERERS[format.value](build_leaderboard(directory)), end="", markup=False)
+    board = build_leaderboard(directory)
+    if with_published:
+        from posttrainbench.results.published import (
+            load_imported,
+            load_published,
+            with_published_rows,
+        )
+
+        for published in load_imported(directory) or [load_published()]:
+            board = with_published_rows(board, published)
+    if compare:
+        from posttrainbench.report.compare import compare_agents, render_comparison
+
+        text = render_comparison(compare_agents(board, compare[0], compare[1], directory))
+    elif ci:
+        from posttrainbench.report.compare import render_intervals
+
+        text = render_intervals(board, directory)
+    else:
+        text = RENDERERS[format.value](board)
+    out.print(text, end="" if text.endswith("\n") else "\n", markup=False)
 
 
 @app.command(epilog=SHOW_EPILOG)
@@ -694,6 +738,11 @@ def agents_list() -> None:
 
 app.command("eval")(cli_eval.eval_cmd)
 app.command("judge")(cli_integrity.judge_cmd)
+app.command("bundle")(cli_published.bundle_cmd)
+app.command("verify")(cli_published.verify_cmd)
+import_app = typer.Typer(help="Bring results from elsewhere into your results folder.")
+import_app.command("reference")(cli_published.import_reference_cmd)
+app.add_typer(import_app, name="import")
 app.command("review")(cli_integrity.review_cmd)
 app.command("baseline")(cli_eval.baseline_cmd)
 data_app = typer.Typer(

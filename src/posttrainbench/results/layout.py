@@ -33,7 +33,7 @@ from posttrainbench.errors import ConfigError
 _SWEEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 # Folder names inside a run directory: a sweep named like one would confuse scans of results.
 RESERVED_NAMES = frozenset(
-    {"workspace", "final_model", "agent", "integrity", "eval", "home", "frozen"}
+    {"workspace", "final_model", "agent", "integrity", "eval", "home", "frozen", "imported"}
 )
 
 

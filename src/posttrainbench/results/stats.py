@@ -178,19 +178,19 @@ def _seed_terms(
     return terms
 
 
-def _item_deltas(items: np.ndarray, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """Bootstrap means of `items` minus their mean, drawn exactly through the counts of each
-    distinct value (binomial for 0/1 items), so the cost does not grow with the item count."""
-    values, counts = np.unique(items, return_counts=True)
-    n = len(items)
-    mean = float(np.dot(values, counts)) / n
+def _item_deltas(
+    values: np.ndarray, freq: np.ndarray, n: int, rng: np.random.Generator, size: int
+) -> np.ndarray:
+    """`size` bootstrap means of n items (distinct `values` at frequencies `freq`) minus their
+    mean, drawn exactly through the counts of each value (binomial for two values), so the cost
+    does not grow with the number of items."""
+    mean = float(np.dot(values, freq))
     if len(values) == 1:
-        return np.zeros(shape)
+        return np.zeros(size)
     if len(values) == 2:
-        k = rng.binomial(n, counts[1] / n, size=shape)
+        k = rng.binomial(n, freq[1], size=size)
         return values[0] + (values[1] - values[0]) * k / n - mean
-    draws = rng.multinomial(n, counts / n, size=shape)
-    return np.asarray(draws @ values / n - mean)
+    return np.asarray(rng.multinomial(n, freq, size=size) @ values / n - mean)
 
 
 def _bootstrap(
@@ -205,23 +205,28 @@ def _bootstrap(
     point = np.array([math.fsum(c * v for c, v, _ in terms) for terms in seeds])
     idx = rng.integers(0, k, size=(n_boot, k))
     draws = point[idx].mean(axis=1)
-    # Item perturbations per seed, per draw and per slot of the seed resample: a seed drawn twice
-    # in one bootstrap sample gets two independent item resamples.
     used = 0
     if items:
-        shift = np.zeros((k, n_boot, k))
-        cache: dict[str, np.ndarray] = {}
+        # Each slot of each seed resample gets its own item resample of the seed it drew (a seed
+        # drawn twice in one bootstrap sample is two independent copies).
+        shift = np.zeros((n_boot, k))
+        dist: dict[str, tuple[np.ndarray, np.ndarray, int]] = {}
         for s, terms in enumerate(seeds):
+            slots = idx == s
+            n_slots = int(slots.sum())
+            total = np.zeros(n_slots)
             for coef, _, run_id in terms:
                 its = items.get(run_id)
                 if not its:
                     continue
-                if run_id not in cache:
-                    cache[run_id] = np.asarray(its, dtype=float)
-                shift[s] += 100 * coef * _item_deltas(cache[run_id], rng, (n_boot, k))
+                if run_id not in dist:
+                    values, counts = np.unique(np.asarray(its, dtype=float), return_counts=True)
+                    dist[run_id] = (values, counts / len(its), len(its))
+                total += 100 * coef * _item_deltas(*dist[run_id], rng, n_slots)
                 used += 1
+            shift[slots] = total
         if used:
-            draws = draws + shift[idx, np.arange(n_boot)[:, None], np.arange(k)].mean(axis=1)
+            draws = draws + shift.mean(axis=1)
     return float(point.mean()), draws, used
 
 
