@@ -42,7 +42,7 @@ from posttrainbench.records import (
 )
 from posttrainbench.report.tables import RENDERERS
 from posttrainbench.results import baselines, scoring
-from posttrainbench.results.store import save_run, scan_runs
+from posttrainbench.results.store import save_run, scan_all
 from posttrainbench.runner import harness_info
 
 BENCHMARKS = ["aime2025", "arenahardwriting", "bfcl", "gpqamain", "gsm8k", "healthbench",
@@ -115,7 +115,7 @@ def generate(root: Path, runs: int) -> None:
 
 def in_process(root: Path) -> tuple[float, float, float, str]:
     t0 = time.perf_counter()
-    loaded = list(scan_runs(root))
+    loaded = scan_all(root)
     t1 = time.perf_counter()
     records = [r for _, r in loaded if not isinstance(r, ResultsDirError)]
     table, measured = baselines.table(load_settings().baselines_dir)

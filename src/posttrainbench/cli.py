@@ -26,7 +26,14 @@ from rich.logging import RichHandler
 from rich.markup import escape
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
-from posttrainbench import __version__, cli_eval, cli_integrity, cli_published, runner
+from posttrainbench import (
+    __version__,
+    cli_eval,
+    cli_integrity,
+    cli_published,
+    cli_site,
+    runner,
+)
 from posttrainbench.catalog import AGENTS, BENCHMARKS, MODELS
 from posttrainbench.config import Settings, load_settings
 from posttrainbench.errors import ConfigError, HarnessInterrupted, PtbError
@@ -738,6 +745,8 @@ def agents_list() -> None:
 
 app.command("eval")(cli_eval.eval_cmd)
 app.command("judge")(cli_integrity.judge_cmd)
+app.command("site")(cli_site.site_cmd)
+app.command("view")(cli_site.view_cmd)
 app.command("bundle")(cli_published.bundle_cmd)
 app.command("verify")(cli_published.verify_cmd)
 import_app = typer.Typer(help="Bring results from elsewhere into your results folder.")

@@ -221,7 +221,7 @@ def _exercise(browser: Any, index_url: str, shots: Path, prefix: str) -> None:
     runs_tiny = _visible(page, "#runs tr[data-model]")
     assert runs_tiny == 2
     assert _visible(page, "table.board td.score") < cells_all  # the gsm8k section is gone
-    assert "filtered" in page.inner_text("table.board")
+    assert "(filtered)" in page.inner_text("body")
     _shot(page, shots / f"{prefix}-index-ptb-tiny.png")
 
     page.select_option("#f-model", "")
@@ -278,7 +278,9 @@ def test_static_site_from_file_url(
     assert len(list((out / "runs").glob("*.html"))) == 5
     assert (out / "plots" / "average.png").stat().st_size > 1000
     html = (out / "index.html").read_text()
-    assert not re.search(r"(src|href)=[\"']?(https?:)?//|@import|url\(", html)  # fetches nothing
+    assert not re.search(
+        r"(src|href)=[\"']?(https?:)?//|@import|url\((?!#)", html
+    )  # fetches nothing
     _exercise(browser, (out / "index.html").as_uri(), artifacts, "file")
 
 
@@ -302,7 +304,7 @@ def test_viewer_over_http(results: Path, browser: Any, artifacts: Path) -> None:
             assert b"root:" not in resp.read()
         conn.close()
         with urllib.request.urlopen(url + "plots/average.svg", timeout=30) as resp:
-            assert resp.read().lstrip().startswith(b"<svg")
+            assert b"<svg" in resp.read()[:500]
     finally:
         server.shutdown()
         server.server_close()

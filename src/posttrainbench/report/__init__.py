@@ -11,7 +11,7 @@ from pathlib import Path
 from posttrainbench.errors import ResultsDirError
 from posttrainbench.records import Leaderboard, RunRecord, UnreadableRun
 from posttrainbench.results import baselines, scoring
-from posttrainbench.results.store import scan_runs
+from posttrainbench.results.store import scan_all
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -22,7 +22,7 @@ def build_leaderboard(results: Path) -> Leaderboard:
     """The leaderboard over every run below `results` (raises only if it is no directory)."""
     records: list[RunRecord] = []
     unreadable: list[UnreadableRun] = []
-    for path, loaded in scan_runs(results):
+    for path, loaded in scan_all(results):
         if isinstance(loaded, ResultsDirError):
             unreadable.append(UnreadableRun(path=_relative(path, results), reason=loaded.message))
         else:

@@ -44,7 +44,8 @@ def _figure(width: float, height: float) -> Figure:
     return Figure(figsize=(width, height), layout="constrained")
 
 
-def _render(fig: Figure, fmt: str = "svg") -> bytes:
+def figure_bytes(fig: Figure, fmt: str = "svg") -> bytes:
+    """The figure rendered as svg or png."""
     import matplotlib
 
     buf = io.BytesIO()
@@ -54,7 +55,7 @@ def _render(fig: Figure, fmt: str = "svg") -> bytes:
 
 
 def _svg(fig: Figure) -> str:
-    text = _PROLOG.sub("", _render(fig).decode("utf-8"), count=1)
+    text = _PROLOG.sub("", figure_bytes(fig).decode("utf-8"), count=1)
     return _METADATA.sub("", text, count=1)
 
 
@@ -123,7 +124,7 @@ def _heatmap_figure(section: LeaderboardSection, row: LeaderboardRow) -> Figure:
     grid = [[math.nan] * len(models) for _ in benches]
     for (i, j), scores in sums.items():
         grid[i][j] = sum(scores) / len(scores)
-    fig = _figure(1.8 + 1.1 * len(models), 1.0 + 0.4 * len(benches))
+    fig = _figure(1.8 + 1.1 * len(models), 1.8 + 0.4 * len(benches))
     ax = fig.add_subplot()
     image = ax.imshow(grid, cmap="viridis", vmin=0, vmax=100, aspect="auto")
     ax.set_xticks(range(len(models)), [m.rsplit("/", 1)[-1] for m in models], rotation=20)
@@ -266,7 +267,8 @@ def monitor_chart(monitor_csv: Path) -> str | None:
         return None
 
 
-def _board_figures(board: Leaderboard, records: list[RunRecord]) -> dict[str, Figure]:
+def board_figures(board: Leaderboard, records: list[RunRecord]) -> dict[str, Figure]:
+    """The leaderboard's figures by file name: average, heatmap-<section>-<row>, score-vs-*."""
     figures: dict[str, Figure] = {"average": _draw(lambda: _average_figure(board, None))}
     for s_index, section in enumerate(board.sections):
         for r_index, row in enumerate(section.rows):
@@ -288,9 +290,9 @@ def save_plots(board: Leaderboard, results: Path, out_dir: Path) -> list[Path]:
     """Write the leaderboard's figures to out_dir as <name>.svg and <name>.png; returns them."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    for name, fig in _board_figures(board, board_records(results)).items():
+    for name, fig in board_figures(board, board_records(results)).items():
         for fmt in ("svg", "png"):
             path = out_dir / f"{name}.{fmt}"
-            path.write_bytes(_render(fig, fmt))
+            path.write_bytes(figure_bytes(fig, fmt))
             written.append(path)
     return written

@@ -86,10 +86,12 @@ def section(anchor: str, title: str, body: str) -> str:
 
 
 def document(title: str, body: str, css: str = CSS, js: str = "") -> str:
+    """A complete page; `body` must already be escaped. The data: icon stops a favicon fetch."""
     script = f"<script>{js}</script>" if js else ""
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        "<meta name='viewport' content='width=device-width,initial-scale=1'><link rel='icon' href='data:,'>"
+        "<meta name='viewport' content='width=device-width,initial-scale=1'>"
+        "<link rel='icon' href='data:,'>"
         f"<title>{esc(title)}</title><style>{css}</style></head>"
         f"<body>{body}{script}</body></html>"
     )

@@ -50,9 +50,9 @@ def check_loopback(host: str) -> str:
 
 def _plot(results: Path, name: str, fmt: str) -> bytes | None:
     board = build_leaderboard(results)
-    figures = plots._board_figures(board, plots.board_records(results))
+    figures = plots.board_figures(board, plots.board_records(results))
     fig = figures.get(name)
-    return None if fig is None else plots._render(fig, fmt)
+    return None if fig is None else plots.figure_bytes(fig, fmt)
 
 
 class _Handler(BaseHTTPRequestHandler):

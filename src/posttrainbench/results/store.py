@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import tempfile
 from collections.abc import Iterator
@@ -42,7 +43,8 @@ def describe_error(exc: ValidationError) -> str:
 def read_json(path: Path, model: type[M]) -> M:
     """Load a stored record; any problem is one ResultsDirError naming the file and the field."""
     try:
-        text = path.read_text()
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
     except FileNotFoundError as exc:
         raise ResultsDirError(f"{path} does not exist", "is this a run directory?") from exc
     except (OSError, UnicodeDecodeError) as exc:
@@ -87,11 +89,27 @@ def scan_runs(root: Path) -> Iterator[tuple[Path, RunRecord | ResultsDirError]]:
             dirnames.sort()
             continue
         dirnames.clear()  # prune: nothing below a run directory is a run of ours
+        run_dir = Path(dirpath)
         try:
-            yield Path(dirpath), load_run(Path(dirpath))
+            yield run_dir, read_json(run_dir / "run.json", RunRecord)
         except ResultsDirError as exc:
-            yield Path(dirpath), exc
+            yield run_dir, exc
     yield from unlistable()
+
+
+def scan_all(root: Path) -> list[tuple[Path, RunRecord | ResultsDirError]]:
+    """`scan_runs` collected into a list, with the cyclic garbage collector kept off the records:
+    they are acyclic (reference counting frees them), and collections over a heap of thousands
+    of them cost as much as parsing them."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        found = list(scan_runs(root))
+        gc.freeze()  # later collections skip what exists now
+        return found
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def ensure_writable(directory: Path) -> None:
