@@ -281,9 +281,9 @@ def board_figures(board: Leaderboard, records: list[RunRecord]) -> dict[str, Fig
 
 def board_records(results: Path) -> list[RunRecord]:
     """Every readable run record below `results`."""
-    from posttrainbench.results.store import scan_runs
+    from posttrainbench.results.store import scan_all
 
-    return [rec for _, rec in scan_runs(results) if isinstance(rec, RunRecord)]
+    return [rec for _, rec in scan_all(results) if isinstance(rec, RunRecord)]
 
 
 def save_plots(board: Leaderboard, results: Path, out_dir: Path) -> list[Path]:

@@ -21,7 +21,7 @@ from posttrainbench.errors import ResultsDirError
 from posttrainbench.records import Leaderboard, LeaderboardRow, LeaderboardSection, RunRecord
 from posttrainbench.report import build_leaderboard, plots
 from posttrainbench.report.run_page import CSS, document, esc, note, render_run_page
-from posttrainbench.results.store import scan_runs
+from posttrainbench.results.store import scan_all
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -107,7 +107,7 @@ def page_key(sweep: str, run_id: str) -> str:
 def scan_entries(results: Path) -> dict[str, RunEntry]:
     """Every readable run below `results`, by page key (the first one wins on a clash)."""
     entries: dict[str, RunEntry] = {}
-    for path, loaded in scan_runs(results):
+    for path, loaded in scan_all(results):
         if isinstance(loaded, RunRecord):
             key = page_key(loaded.spec.sweep, loaded.spec.run_id)
             entries.setdefault(key, RunEntry(key, path, loaded))
