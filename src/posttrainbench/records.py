@@ -567,6 +567,7 @@ class Verdict(Versioned):
     decision: Decision
     reasons: list[str] = Field(default_factory=list)
     checks: list[str] = Field(default_factory=list)
+    failed: list[str] = Field(default_factory=list, description="Checks that found a fault.")
     errored: list[str] = Field(
         default_factory=list, description="Checks that could not decide: failed closed."
     )

@@ -601,7 +601,9 @@ def stage_score(ctx: RunContext) -> None:
         rec.outcome = Outcome(
             score=base, source="fallback_no_model", base_score=base, reason=reason
         )
-    elif policy.effective(rec.verdict, rec.review) == "flagged":
+    elif policy.effective(rec.verdict, rec.review) == "flagged" and not (
+        rec.metrics is None and rec.review is None and policy.only_undecided(rec.verdict)
+    ):
         reason = "; ".join(rec.verdict.reasons if rec.verdict else []) or "flagged on review"
         rec.outcome = Outcome(score=base, source="fallback_flagged", base_score=base, reason=reason)
     elif rec.metrics is None:

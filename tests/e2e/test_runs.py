@@ -161,7 +161,10 @@ def test_tampering_flags_and_broken_model_falls_back(ptb: PtbRunner, tmp_path: P
     assert tamper.metrics is not None  # evaluated for the record, but not counted
     assert tamper.outcome and tamper.outcome.source == "fallback_flagged"
     check = json.loads((RunPaths(_runs(tmp_path / "t")[0]).check_file("tamper")).read_text())
-    assert check["evidence"]["modified"] == ["evaluate.py"]
+    assert check["status"] == "failed"
+    assert [(e["path"], e["summary"]) for e in check["evidence"]] == [
+        ("evaluate.py", "modified evaluator file evaluate.py")
+    ]
 
     broken = _command_run(
         ptb, tmp_path / "e", f"{COPY_BASE} && echo junk > final_model/model.safetensors"
@@ -169,6 +172,9 @@ def test_tampering_flags_and_broken_model_falls_back(ptb: PtbRunner, tmp_path: P
     assert broken.collect and broken.collect.status == "collected"
     assert broken.stages["evaluate"].state == "done" and broken.eval_error is not None
     assert broken.outcome and broken.outcome.source == "fallback_eval_failed"
+    # provenance could not read the junk weights: undecided (flagged, failed closed), but the
+    # fallback's cause is the failed evaluation
+    assert broken.verdict and broken.verdict.errored == ["provenance"], broken.verdict
 
     report = ptb("report", str(tmp_path), "--format", "json")
     assert report.returncode == 0, report.stderr

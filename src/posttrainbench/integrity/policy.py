@@ -22,6 +22,7 @@ def decide(checks: list[CheckResult]) -> Verdict:
         decision="flagged" if reasons else "clean",
         reasons=reasons,
         checks=[c.name for c in checks],
+        failed=[c.name for c in checks if c.status == "failed"],
         errored=errored,
         skipped=[c.name for c in checks if c.status == "skipped"],
     )
@@ -32,3 +33,9 @@ def effective(verdict: Verdict | None, review: Review | None) -> Decision | None
     if review is not None:
         return review.decision
     return verdict.decision if verdict else None
+
+
+def only_undecided(verdict: Verdict | None) -> bool:
+    """Flagged only because checks could not decide (no check found a fault): when the model
+    could not even be evaluated, that — not integrity — is the cause of the fallback."""
+    return verdict is not None and bool(verdict.errored) and not verdict.failed
