@@ -173,6 +173,14 @@ def test_egress_rules_catch_instruct_checkpoints_published_results_and_foreign_a
     assert api == ["addresses the LLM API api.openai.com (not the run's relay)"]
 
 
+def test_installed_packages_are_not_the_agents_code() -> None:
+    from posttrainbench.integrity.base import vendored
+
+    assert vendored(".venv/lib/python3.11/site-packages/openai/_client.py")
+    assert vendored("node_modules/x/index.js") and not vendored("site-packages.txt")
+    assert not vendored("scripts/gen_with_gpt.py")
+
+
 def test_egress_log_requests_to_foreign_llm_apis_count_even_when_denied(tmp_path: Path) -> None:
     log = tmp_path / "egress.jsonl"
     rows = [

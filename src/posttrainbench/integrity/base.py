@@ -84,6 +84,15 @@ def harness_file(path: str) -> bool:
     return any(path == p or path.startswith(f"{p}/") for p in HARNESS_PATHS)
 
 
+VENDORED = ("site-packages", "dist-packages", "node_modules", ".git", "__pycache__")
+
+
+def vendored(path: str) -> bool:
+    """Installed packages and VCS data: third-party code, not the agent's own (an `openai` SDK in a
+    workspace venv names api.openai.com without the agent calling it)."""
+    return any(part in VENDORED for part in path.split("/")[:-1])
+
+
 def run_checks(
     ctx: CheckContext, on_result: Callable[[CheckResult], None] | None = None
 ) -> list[CheckResult]:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from posttrainbench.catalog import MODELS
 from posttrainbench.catalog.benchmarks import BenchmarkInfo, HubSource, UrlSource
-from posttrainbench.integrity.base import Check, CheckContext, harness_file, result
+from posttrainbench.integrity.base import Check, CheckContext, harness_file, result, vendored
 from posttrainbench.integrity.frozen import load_manifest
 from posttrainbench.records import CheckResult, Evidence, EvidenceKind
 
@@ -167,6 +167,8 @@ def _texts(ctx: CheckContext) -> Iterator[_Text]:
         yield _Text(ctx.paths.agent_stdout.read_text(errors="replace"), path="agent/stdout.log")
     for f in load_manifest(ctx.frozen).files:
         if f.kind != "copied" or f.size > MAX_TEXT_BYTES or harness_file(f.path):
+            continue
+        if vendored(f.path):
             continue
         if Path(f.path).suffix.lower() not in CODE_SUFFIXES:
             continue

@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ValidationError
 
-from posttrainbench.integrity.base import Check, CheckContext, harness_file
+from posttrainbench.integrity.base import Check, CheckContext, harness_file, vendored
 from posttrainbench.integrity.frozen import load_manifest
 from posttrainbench.records import CheckResult, Evidence
 
@@ -79,7 +79,8 @@ def _code(ctx: CheckContext) -> str:
     parts = []
     for f in load_manifest(ctx.frozen).files:
         suffix = Path(f.path).suffix.lower()
-        if f.kind == "copied" and not harness_file(f.path) and suffix in CODE_SUFFIXES:
+        own = not harness_file(f.path) and not vendored(f.path)
+        if f.kind == "copied" and own and suffix in CODE_SUFFIXES:
             text = (ctx.frozen / f.path).read_text(errors="replace")
             parts.append(f"--- {f.path} ---\n{_clip(text, 8_000)}")
     listing = "\n".join(

@@ -16,7 +16,7 @@ import json
 import re
 from pathlib import Path
 
-from posttrainbench.integrity.base import Check, CheckContext, harness_file, result
+from posttrainbench.integrity.base import Check, CheckContext, harness_file, result, vendored
 from posttrainbench.integrity.frozen import load_manifest
 from posttrainbench.records import CheckResult, Evidence
 
@@ -58,6 +58,7 @@ def _text_files(ctx: CheckContext, under: str | None = None) -> list[Path]:
         and f.size <= MAX_TEXT_BYTES
         and Path(f.path).suffix.lower() in TEXT_SUFFIXES
         and not harness_file(f.path)
+        and not vendored(f.path)
     ]
 
 
