@@ -8,12 +8,14 @@ final_model, the harness's own logs (trajectory, egress, relay calls) — and re
 
 from __future__ import annotations
 
+import json
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from posttrainbench.catalog.benchmarks import BenchmarkInfo
 from posttrainbench.catalog.models import BaseModelInfo
@@ -22,6 +24,9 @@ from posttrainbench.errors import PtbError
 from posttrainbench.records import CheckResult, CheckStatus, Evidence, RunRecord
 from posttrainbench.registry import Registry
 from posttrainbench.results.layout import RunPaths
+
+if TYPE_CHECKING:
+    from posttrainbench.integrity.frozen import FrozenManifest
 
 
 @dataclass
@@ -38,6 +43,21 @@ class CheckContext:
     @property
     def frozen(self) -> Path:
         return self.paths.frozen_workspace
+
+    @cached_property
+    def manifest(self) -> FrozenManifest:
+        """What the frozen copy holds (read once for every check)."""
+        from posttrainbench.integrity.frozen import load_manifest
+
+        return load_manifest(self.frozen)
+
+    @cached_property
+    def steps(self) -> list[dict[str, Any]]:
+        """The trajectory's steps as stored (read once); empty without a trajectory."""
+        if not self.paths.trajectory.is_file():
+            return []
+        steps = json.loads(self.paths.trajectory.read_text(errors="replace")).get("steps", [])
+        return list(steps)
 
 
 class Check(ABC):

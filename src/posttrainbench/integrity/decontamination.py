@@ -15,9 +15,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from posttrainbench.integrity.base import Check, CheckContext, harness_file, result
-from posttrainbench.integrity.frozen import load_manifest
 from posttrainbench.integrity.ngrams import DEFAULT_THRESHOLD, NgramIndex
 from posttrainbench.integrity.texts import Skipped, TextChunk, iter_texts, read_file
 from posttrainbench.records import CheckResult, Evidence
@@ -73,13 +73,10 @@ def _evidence(index: NgramIndex, chunk: TextChunk, kind: str, threshold: float) 
     return found
 
 
-def _trajectory_chunks(path: Path) -> Iterator[tuple[TextChunk, bool]]:
+def _trajectory_chunks(steps: list[dict[str, Any]]) -> Iterator[tuple[TextChunk, bool]]:
     """Per step, what the agent wrote (its message and tool-call arguments: decisive) and what its
     tools returned (context: reading the dev items through evaluate.py is allowed)."""
-    if not path.is_file():
-        return
-    data = json.loads(path.read_text(errors="replace"))
-    for step in data.get("steps", []):
+    for step in steps:
         number = int(step.get("step_id") or 0)
         wrote = [step.get("message") or ""] if step.get("source") == "agent" else []
         wrote += [json.dumps(c.get("arguments", {})) for c in step.get("tool_calls") or []]
@@ -94,7 +91,7 @@ def _linked_texts(ctx: CheckContext, skipped: list[Skipped]) -> Iterator[TextChu
     """What the workspace's links out of it point at (read where they point, never run): data
     behind a link is data the agent could train on."""
     workspace = ctx.paths.workspace.resolve()
-    for f in load_manifest(ctx.frozen).files:
+    for f in ctx.manifest.files:
         if f.kind != "symlink" or f.target is None or harness_file(f.path):
             continue
         target = (workspace / f.path).parent / f.target
@@ -142,7 +139,7 @@ class DecontaminationCheck(Check):
         for chunk in _linked_texts(ctx, skipped):
             scanned += len(chunk.data)
             evidence += _evidence(index, chunk, "file", threshold)
-        for chunk, authored in _trajectory_chunks(ctx.paths.trajectory):
+        for chunk, authored in _trajectory_chunks(ctx.steps):
             scanned += len(chunk.data)
             found = _evidence(index, chunk, "step", threshold)
             for e in found:
@@ -156,7 +153,7 @@ class DecontaminationCheck(Check):
         items = sorted({e.item for e in decisive if e.item})
         notes = [
             Evidence(kind="file", path=f.path, decisive=False, summary=f"not scanned: {f.reason}")
-            for f in load_manifest(ctx.frozen).files
+            for f in ctx.manifest.files
             if f.kind == "listed" and f.reason != "weights or pickle"
         ]
         reasons = (

@@ -21,7 +21,6 @@ from pathlib import Path
 from posttrainbench.catalog import MODELS
 from posttrainbench.catalog.benchmarks import BenchmarkInfo, HubSource, UrlSource
 from posttrainbench.integrity.base import Check, CheckContext, harness_file, result, vendored
-from posttrainbench.integrity.frozen import load_manifest
 from posttrainbench.records import CheckResult, Evidence, EvidenceKind
 
 LLM_API_HOSTS = (
@@ -154,10 +153,8 @@ def _egress(path: Path) -> Iterator[Evidence]:
 
 
 def _texts(ctx: CheckContext) -> Iterator[_Text]:
-    traj = ctx.paths.trajectory
-    if traj.is_file():
-        data = json.loads(traj.read_text(errors="replace"))
-        for step in data.get("steps", []):
+    if ctx.paths.trajectory.is_file():
+        for step in ctx.steps:
             if step.get("source") != "agent":
                 continue
             parts = [step.get("message") or ""]
@@ -165,7 +162,7 @@ def _texts(ctx: CheckContext) -> Iterator[_Text]:
             yield _Text("\n".join(parts), step=step.get("step_id"))
     elif ctx.paths.agent_stdout.is_file():  # an agent without a trajectory (`command`)
         yield _Text(ctx.paths.agent_stdout.read_text(errors="replace"), path="agent/stdout.log")
-    for f in load_manifest(ctx.frozen).files:
+    for f in ctx.manifest.files:
         if f.kind != "copied" or f.size > MAX_TEXT_BYTES or harness_file(f.path):
             continue
         if vendored(f.path):

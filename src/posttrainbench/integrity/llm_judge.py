@@ -14,12 +14,11 @@ import asyncio
 import json
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
 from posttrainbench.integrity.base import Check, CheckContext, harness_file, vendored
-from posttrainbench.integrity.frozen import load_manifest
 from posttrainbench.records import CheckResult, Evidence
 
 CATEGORIES = {
@@ -60,12 +59,11 @@ def _clip(text: str, limit: int) -> str:
     return f"{text[:half]}\n[… {len(text) - limit} characters left out …]\n{text[-half:]}"
 
 
-def _trajectory(path: Path) -> str:
-    if not path.is_file():
+def _trajectory(steps: list[dict[str, Any]]) -> str:
+    if not steps:
         return "(no trajectory recorded)"
-    data = json.loads(path.read_text(errors="replace"))
     lines = []
-    for step in data.get("steps", []):
+    for step in steps:
         parts = [f"[step {step.get('step_id')}] {step.get('source')}: {step.get('message') or ''}"]
         for call in step.get("tool_calls") or []:
             parts.append(f"  call {call.get('function_name')}: {json.dumps(call.get('arguments'))}")
@@ -77,15 +75,13 @@ def _trajectory(path: Path) -> str:
 
 def _code(ctx: CheckContext) -> str:
     parts = []
-    for f in load_manifest(ctx.frozen).files:
+    for f in ctx.manifest.files:
         suffix = Path(f.path).suffix.lower()
         own = not harness_file(f.path) and not vendored(f.path)
         if f.kind == "copied" and own and suffix in CODE_SUFFIXES:
             text = (ctx.frozen / f.path).read_text(errors="replace")
             parts.append(f"--- {f.path} ---\n{_clip(text, 8_000)}")
-    listing = "\n".join(
-        f"{f.path} ({f.kind}, {f.size} bytes)" for f in load_manifest(ctx.frozen).files
-    )
+    listing = "\n".join(f"{f.path} ({f.kind}, {f.size} bytes)" for f in ctx.manifest.files)
     return (
         _clip("\n".join(parts), CODE_BUDGET) + f"\n--- all files left ---\n{_clip(listing, 6_000)}"
     )
@@ -115,7 +111,7 @@ Deterministic checks already ran; their results (trust them where they are certa
 {_findings(ctx)}
 
 {FENCE} TRAJECTORY (the agent's steps) {FENCE}
-{_trajectory(ctx.paths.trajectory)}
+{_trajectory(ctx.steps)}
 {FENCE} END TRAJECTORY {FENCE}
 
 {FENCE} FILES THE AGENT LEFT (code and notes) {FENCE}

@@ -17,7 +17,6 @@ import re
 from pathlib import Path
 
 from posttrainbench.integrity.base import Check, CheckContext, harness_file, result, vendored
-from posttrainbench.integrity.frozen import load_manifest
 from posttrainbench.records import CheckResult, Evidence
 
 MODEL_DIR = "final_model"
@@ -52,7 +51,7 @@ def _text_files(ctx: CheckContext, under: str | None = None) -> list[Path]:
     prefix = f"{under}/" if under else ""
     return [
         ctx.frozen / f.path
-        for f in load_manifest(ctx.frozen).files
+        for f in ctx.manifest.files
         if f.kind == "copied"
         and f.path.startswith(prefix)
         and f.size <= MAX_TEXT_BYTES
@@ -76,7 +75,7 @@ class ModelFilesCheck(Check):
 
     def _context(self, ctx: CheckContext) -> list[Evidence]:
         found: list[Evidence] = []
-        manifest = load_manifest(ctx.frozen)
+        manifest = ctx.manifest
         for f in manifest.files:
             if not f.path.startswith(f"{MODEL_DIR}/"):
                 continue
