@@ -7,21 +7,25 @@ truth about a run. Scores are fractions in [0, 1]; reports multiply by 100.
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from functools import cache
+from types import UnionType
+from typing import Annotated, Any, Literal, Self, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     PlainSerializer,
-    ValidationInfo,
-    model_validator,
+    ValidationError,
+    field_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 SCHEMA_VERSION = 3
 MAX_BUDGET_S = 7 * 24 * 3600  # longer budgets need --allow-long
@@ -127,33 +131,130 @@ class Versioned(Record):
     """A record stored on its own: checks `schema_version` and migrates old input.
 
     Read from disk (validation context `STORED`), a record without `schema_version` is foreign;
-    built in code, it takes the current version."""
+    built in code, it takes the current version. Current records validate from JSON entirely in
+    pydantic-core (no model-level Python hook, which would force JSON through Python objects);
+    an older one fails that pass with `schema_upgrade` and is parsed again, migrated by
+    `upgrade` (with every record nested in it), then validated."""
 
-    schema_version: int = SCHEMA_VERSION
+    schema_version: int = Field(default=SCHEMA_VERSION, strict=True)
 
-    @model_validator(mode="before")
+    @field_validator("schema_version")
     @classmethod
-    def _check_version(cls, data: Any, info: ValidationInfo) -> Any:
-        if not isinstance(data, dict):
-            return data
-        version = data.get("schema_version")
-        if version is None:
-            if not (info.context or {}).get("stored"):
-                return data
-            raise ValueError("no schema_version: not a posttrainbench record")
-        if not isinstance(version, int) or version < 1:
+    def _check_version(cls, version: int) -> int:
+        if version < 1:
             raise ValueError(f"schema_version {version!r} is not a positive integer")
         if version > SCHEMA_VERSION:
             raise ValueError(
                 f"schema_version {version} is newer than this ptb understands ({SCHEMA_VERSION});"
                 " upgrade posttrainbench"
             )
-        steps = MIGRATIONS.get(cls.__name__, {})
-        while version < SCHEMA_VERSION:
-            data = steps[version](dict(data)) if version in steps else dict(data)
-            version += 1
+        if version < SCHEMA_VERSION:
+            raise PydanticCustomError(
+                UPGRADE_ERROR,
+                "schema_version {version} needs upgrading: validate with"
+                " model_validate/model_validate_json, which migrate it",
+                {"version": version},
+            )
+        return version
+
+    @classmethod
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Self:
+        if isinstance(obj, dict):
+            if "schema_version" not in obj and (kwargs.get("context") or {}).get("stored"):
+                raise _foreign(cls, obj)
+            obj = upgrade(cls, obj)
+        return super().model_validate(obj, *args, **kwargs)
+
+    @classmethod
+    def model_validate_json(
+        cls, json_data: str | bytes | bytearray, *args: Any, **kwargs: Any
+    ) -> Self:
+        """Current records: one pass in pydantic-core. Anything else (an older version, an
+        error) is read again through `model_validate`, which migrates it or names the problem
+        the way it would for a dict: a stored file without `schema_version` is foreign first."""
+        try:
+            record = super().model_validate_json(json_data, *args, **kwargs)
+        except ValidationError as exc:
+            try:
+                data = json.loads(json_data)
+            except ValueError:
+                raise exc from None
+            return cls.model_validate(data, *args, **kwargs)
+        if "schema_version" not in record.model_fields_set and (kwargs.get("context") or {}).get(
+            "stored"
+        ):
+            raise _foreign(cls, json_data)
+        return record
+
+
+def _foreign(cls: type[BaseModel], data: Any) -> ValidationError:
+    reason = PydanticCustomError("foreign_record", "no schema_version: not a posttrainbench record")
+    return ValidationError.from_exception_data(
+        cls.__name__, [InitErrorDetails(type=reason, loc=("schema_version",), input=data)]
+    )
+
+
+UPGRADE_ERROR = "schema_upgrade"
+
+
+def upgrade(model: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:
+    """A stored dict of `model` brought to SCHEMA_VERSION, with the records nested in it.
+
+    Steps come from MIGRATIONS; a version without a step only gets its number bumped. The input
+    is never mutated. Anything not a dict (or a version that is not an int) is left for the
+    validator to reject."""
+    if issubclass(model, Versioned):
+        version = data.get("schema_version")
+        if type(version) is int and 1 <= version < SCHEMA_VERSION:
+            steps = MIGRATIONS.get(model.__name__, {})
+            data = dict(data)
+            while version < SCHEMA_VERSION:
+                data = steps[version](data) if version in steps else data
+                version += 1
             data["schema_version"] = version
-        return data
+    for name, (shape, sub) in _nested_records(model).items():
+        value = data.get(name)
+        if shape == "one" and isinstance(value, dict):
+            new: Any = upgrade(sub, value)
+            changed = new is not value
+        elif shape == "list" and isinstance(value, list):
+            new = [upgrade(sub, v) if isinstance(v, dict) else v for v in value]
+            changed = any(a is not b for a, b in zip(new, value, strict=True))
+        elif shape == "dict" and isinstance(value, dict):
+            new = {k: upgrade(sub, v) if isinstance(v, dict) else v for k, v in value.items()}
+            changed = any(new[k] is not v for k, v in value.items())
+        else:
+            continue
+        if changed:
+            data = {**data, name: new}
+    return data
+
+
+@cache
+def _nested_records(model: type[BaseModel]) -> dict[str, tuple[str, type[BaseModel]]]:
+    """Fields of `model` holding records: name → (one | list | dict, record class)."""
+    found = {}
+    for name, field in model.model_fields.items():
+        shape, sub = _record_shape(field.annotation)
+        if sub is not None:
+            found[name] = (shape, sub)
+    return found
+
+
+def _record_shape(annotation: Any) -> tuple[str, type[BaseModel] | None]:
+    if isinstance(annotation, type) and issubclass(annotation, Record):
+        return "one", annotation
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin in (Union, UnionType):
+        inner = [_record_shape(a) for a in args if a is not type(None)]
+        return next(((s, m) for s, m in inner if m is not None and s == "one"), ("", None))
+    if origin is list and args:
+        shape, sub = _record_shape(args[0])
+        return ("list", sub) if shape == "one" else ("", None)
+    if origin is dict and len(args) == 2:
+        shape, sub = _record_shape(args[1])
+        return ("dict", sub) if shape == "one" else ("", None)
+    return "", None
 
 
 class AgentConfig(Record):

@@ -18,6 +18,7 @@ import statistics
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from decimal import Decimal
+from typing import NamedTuple
 
 from posttrainbench.catalog import MODELS
 from posttrainbench.records import (
@@ -231,19 +232,22 @@ def _row(
     )
 
 
+class _Scored(NamedTuple):
+    record: RunRecord
+    outcome: Outcome
+    config: AgentConfig
+    key: str
+
+
 def _section(
-    kind: Weighting,
-    w: dict[str, float],
-    runs: list[tuple[RunRecord, Outcome]],
-    labels: dict[str, str],
+    kind: Weighting, w: dict[str, float], runs: list[_Scored], labels: dict[str, str]
 ) -> LeaderboardSection:
     configs: dict[str, AgentConfig] = {}
     cells: dict[str, list[LeaderboardCell]] = defaultdict(list)
-    for record, outcome in runs:
-        key = config_key(record.spec.agent_config)
-        configs[key] = record.spec.agent_config
-        cells[key].append(_cell(record, outcome))
-    models = sorted({r.spec.base_model for r, _ in runs})
+    for run in runs:
+        configs[run.key] = run.config
+        cells[run.key].append(_cell(run.record, run.outcome))
+    models = sorted({run.record.spec.base_model for run in runs})
     rows = [_row(labels[k], configs[k], cells[k], w, models) for k in configs]
     rows.sort(key=lambda r: (r.average is None, -(r.average or 0.0), r.label))
     return LeaderboardSection(weighting=kind, weights=w, base_models=models, rows=rows)
@@ -253,19 +257,25 @@ def leaderboard(
     records: Iterable[RunRecord], table: BaselineTable, unreadable: Iterable[UnreadableRun] = ()
 ) -> Leaderboard:
     """Sections per benchmark set, rows per agent configuration, and every run left out."""
-    scored: list[tuple[RunRecord, Outcome]] = []
+    scored: list[_Scored] = []
     failed: list[LeftOutRun] = []
     in_progress: list[LeftOutRun] = []
+    keys: dict[tuple[object, ...], tuple[AgentConfig, str]] = {}
     for r in records:
-        if r.outcome is not None:
-            scored.append((r, r.outcome))
-        else:
+        if r.outcome is None:
             (failed if r.failed_stage else in_progress).append(left_out(r))
-    labels = row_labels(r.spec.agent_config for r, _ in scored)
-    sets = benchmark_sets(table, {r.spec.benchmark for r, _ in scored})
+            continue
+        spec = r.spec  # thousands of runs share a few configurations: build each once
+        fields = tuple(getattr(spec, f) for f in AgentConfig.model_fields)
+        if fields not in keys:
+            config = spec.agent_config
+            keys[fields] = (config, config_key(config))
+        scored.append(_Scored(r, r.outcome, *keys[fields]))
+    labels = row_labels(config for config, _ in keys.values())
+    sets = benchmark_sets(table, {run.record.spec.benchmark for run in scored})
     sections = []
     for kind, bs in sets.items():
-        runs = [(r, o) for r, o in scored if r.spec.benchmark in bs]
+        runs = [run for run in scored if run.record.spec.benchmark in bs]
         sections.append(_section(kind, WEIGHTINGS[kind](table, bs), runs, labels))
     return Leaderboard(
         sections=sections, unreadable=list(unreadable), failed=failed, in_progress=in_progress

@@ -40,7 +40,7 @@ def describe_error(exc: ValidationError) -> str:
     return f"{where}: {err['msg']}"
 
 
-def read_json(path: Path, model: type[M]) -> M:
+def read_json(path: Path | str, model: type[M]) -> M:
     """Load a stored record; any problem is one ResultsDirError naming the file and the field."""
     try:
         with open(path, encoding="utf-8") as f:
@@ -91,7 +91,7 @@ def scan_runs(root: Path) -> Iterator[tuple[Path, RunRecord | ResultsDirError]]:
         dirnames.clear()  # prune: nothing below a run directory is a run of ours
         run_dir = Path(dirpath)
         try:
-            yield run_dir, read_json(run_dir / "run.json", RunRecord)
+            yield run_dir, read_json(os.path.join(dirpath, "run.json"), RunRecord)
         except ResultsDirError as exc:
             yield run_dir, exc
     yield from unlistable()

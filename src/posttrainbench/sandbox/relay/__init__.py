@@ -11,11 +11,23 @@ the sandbox, every call metered, priced and logged, and an optional dollar budge
 from __future__ import annotations
 
 import secrets
+from typing import TYPE_CHECKING, Any
 
 from posttrainbench.sandbox.relay.calls import ApiUsage, LlmCall
 from posttrainbench.sandbox.relay.prices import PRICES_VAR, PriceTable, load_prices
 from posttrainbench.sandbox.relay.providers import PROVIDERS, agent_env
-from posttrainbench.sandbox.relay.server import Relay
+
+if TYPE_CHECKING:
+    from posttrainbench.sandbox.relay.server import Relay
+
+
+def __getattr__(name: str) -> Any:
+    """The server (and its HTTP stack) loads on first use: reading call logs needs neither."""
+    if name == "Relay":
+        from posttrainbench.sandbox.relay.server import Relay
+
+        return Relay
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def new_dummy_token() -> str:
