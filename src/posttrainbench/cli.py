@@ -644,6 +644,13 @@ def sweep_run(
     retry_delay: Annotated[
         str, typer.Option(metavar="DURATION", help="Pause before retrying failed runs.")
     ] = "30s",
+    until: Annotated[
+        StageOpt | None,
+        typer.Option(
+            help="Stop each run after this stage (e.g. collect, to run the agents on GPU nodes "
+            "and evaluate later); running the sweep again without it carries on."
+        ),
+    ] = None,
 ) -> None:
     """Run every run of the sweep that is not done yet; run it again to resume.
 
@@ -660,7 +667,8 @@ def sweep_run(
         0 if retry_delay.strip() in ("0", "0s") else _duration("--retry-delay", retry_delay, "30s")
     )
     console.print(f"sweep {spec.name}: {settings.results_dir / spec.name}", highlight=False)
-    states = run_sweep(spec, settings, lambda msg: console.print(escape(msg)), delay)
+    stop: StageName | None = until.value if until else None  # type: ignore[assignment]
+    states = run_sweep(spec, settings, lambda msg: console.print(escape(msg)), delay, stop)
     out.print(render(sweep_status(settings.results_dir / spec.name)))
     if any(state != "done" for state, _ in states.values()):
         sys.exit(1)

@@ -104,6 +104,18 @@ def test_killed_driver_then_rerun_completes_every_run_once(
     driver.wait(10)
     time.sleep(8)
     assert _harnesses(sweep_dir) == [], "harnesses outlived their driver"
+    # Carry on up to collect only (agents on GPU nodes, evaluation later), then to the end.
+    again = ptb("sweep", "run", str(path), "--results", str(results), "--retry-delay", "0",
+                "--until", "collect", timeout=900)  # fmt: skip
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert all(
+        r.stages["collect"].state == "done" and r.stages["integrity"].state == "pending"
+        for r in records(sweep_dir)
+    )
+    status = json.loads(ptb("sweep", "status", str(sweep_dir), "--json").stdout)
+    assert {(r["status"], r["detail"]) for r in status["runs"]} == {
+        ("interrupted", "stopped after collect")
+    }
     again = ptb("sweep", "run", str(path), "--results", str(results), "--retry-delay", "0",
                 timeout=900)  # fmt: skip
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]

@@ -65,6 +65,12 @@ def test_registered() -> None:
     assert EXECUTORS.get("local") is LocalExecutor
 
 
+def test_a_job_resumes_its_run_and_stops_where_the_sweep_says() -> None:
+    job = Job("r1", Path("/results/s/r1"), 1, 60)
+    assert job.argv[-3:] == ["run", "--resume", "/results/s/r1"]
+    assert Job("r1", Path("/r"), 1, 60, until="collect").argv[-2:] == ["--until", "collect"]
+
+
 def test_slot_limit_is_respected_and_used(tmp_path: Path) -> None:
     jobs = [_job(tmp_path, f"r{i}", "sleep 0.3") for i in range(6)]
     done = list(_executor(tmp_path, slots=2).run(jobs))
@@ -95,6 +101,29 @@ def test_gpus_are_pinned_without_overlap(tmp_path: Path) -> None:
         (sa, ea, _), (sb, eb, _) = recs[a.run_id], recs[b.run_id]
         if sa < eb and sb < ea:  # ran at the same time
             assert not sets[a.run_id] & sets[b.run_id], (a.run_id, b.run_id)
+
+
+def test_a_gpu_the_preflight_refused_gets_no_more_jobs_while_others_can_take_them(
+    tmp_path: Path,
+) -> None:
+    jobs = [_job(tmp_path, f"j{i}", "sleep 0.1", gpus=1) for i in range(5)]
+    executor = _executor(tmp_path, slots=1, gpus=[0, 1], options={"refused_cooldown_s": 600})
+    placed = []
+    for f in executor.run(jobs):
+        placed.append(f.extra["gpus"])
+        if f.job.run_id == "j0":  # as the driver does when run.json says GPU 0 was refused
+            executor.avoid_gpus([0, 7], "GPU 0: pid 4242 holds 30 GiB")
+    assert placed == [[0], [1], [1], [1], [1]]
+
+
+def test_when_only_refused_gpus_are_left_the_pool_waits_out_the_cooldown(tmp_path: Path) -> None:
+    executor = _executor(tmp_path, slots=1, gpus=[0], options={"refused_cooldown_s": 0.5})
+    executor.avoid_gpus([0], "busy")
+    start = time.time()
+    done = list(executor.run([_job(tmp_path, "late", "true", gpus=1)]))
+    assert [f.returncode for f in done] == [0]
+    began, _, gpus = _record(tmp_path, "late")
+    assert gpus == "0" and began - start >= 0.45
 
 
 def test_jobs_are_reported_as_they_finish(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -251,3 +252,51 @@ def test_real_probe_without_cuda_fails_cleanly() -> None:
     result = gpu.probe_gpu(info, timeout_s=60)
     assert result.device is None
     assert result.error is not None and "CUDA not available" in result.error
+
+
+class BusRunner:
+    """Answers `nvidia-smi --query-gpu=index,pci.bus_id` with canned rows."""
+
+    def __init__(self, rows: str) -> None:
+        self.rows = rows
+
+    def __call__(
+        self, argv: list[str], *, timeout: float, env: Mapping[str, str] | None = None
+    ) -> Completed:
+        assert argv[1] == "--query-gpu=index,pci.bus_id"
+        return Completed(returncode=0, stdout=self.rows)
+
+
+def _driver(tmp_path: Path, minors: dict[str, int]) -> tuple[Path, Path]:
+    """A fake /proc/driver/nvidia/gpus and /dev with one node per minor."""
+    proc, dev = tmp_path / "proc", tmp_path / "dev"
+    dev.mkdir()
+    for bus, minor in minors.items():
+        (proc / bus).mkdir(parents=True)
+        (proc / bus / "information").write_text(
+            f"Model: \t\t NVIDIA H200\nBus Location: \t {bus}\nDevice Minor: \t {minor}\n"
+        )
+        (dev / f"nvidia{minor}").touch()
+    return proc, dev
+
+
+def test_device_nodes_follow_the_driver_minor_not_the_index(tmp_path: Path) -> None:
+    # A container given GPUs 2 and 5 of a host: nvidia-smi numbers them 0 and 1.
+    proc, dev = _driver(tmp_path, {"0000:3b:00.0": 2, "0000:db:00.0": 5})
+    run = BusRunner("0, 00000000:3B:00.0\n1, 00000000:DB:00.0\n")
+    nodes = gpu.device_nodes([1, 0], run=run, proc=proc, dev=dev)
+    assert nodes == [dev / "nvidia5", dev / "nvidia2"]
+    assert gpu.device_nodes([], run=run, proc=proc, dev=dev) == []
+
+
+def test_device_nodes_refuse_rather_than_hand_out_no_gpu(tmp_path: Path) -> None:
+    proc, dev = _driver(tmp_path, {"0000:3b:00.0": 2})
+    run = BusRunner("0, 00000000:3B:00.0\n1, 00000000:DB:00.0\n")
+    with pytest.raises(InfrastructureError, match="GPU 3 is not present"):
+        gpu.device_nodes([3], run=run, proc=proc, dev=dev)
+    with pytest.raises(InfrastructureError, match="cannot find the device node of GPU 1") as err:
+        gpu.device_nodes([1], run=run, proc=proc, dev=dev)
+    assert "0000:db:00.0/information" in err.value.message
+    (dev / "nvidia2").unlink()
+    with pytest.raises(InfrastructureError, match=r"device node .*nvidia2 does not exist"):
+        gpu.device_nodes([0], run=run, proc=proc, dev=dev)

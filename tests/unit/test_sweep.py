@@ -8,11 +8,11 @@ import pytest
 
 from posttrainbench.config import Settings
 from posttrainbench.errors import ConfigError
-from posttrainbench.records import ErrorInfo, RunRecord
+from posttrainbench.records import ErrorInfo, GpuCheck, GpuPreflight, RunRecord
 from posttrainbench.results.layout import RunPaths
 from posttrainbench.results.lock import RunLock
-from posttrainbench.results.store import save_run
-from posttrainbench.scale.driver import materialize, read_tries, run_state
+from posttrainbench.results.store import load_run, save_run
+from posttrainbench.scale.driver import materialize, read_tries, refused_gpus, run_state
 from posttrainbench.scale.sweep import load_sweep_file
 
 TOML = """
@@ -110,8 +110,39 @@ def test_run_state_reads_the_record_and_the_lock(tmp_path: Path, settings: Setti
     assert run_state(run_dir)[0] == "failed"
     record.stages["prepare"].state, record.stages["prepare"].error = "done", None
     save_run(run_dir, record)
+    assert run_state(run_dir) == ("interrupted", "stopped after prepare")
+    assert run_state(run_dir, until="prepare") == ("done", None)  # `sweep run --until prepare`
+    assert run_state(run_dir, until="solve") == ("interrupted", "stopped after prepare")
+    record.stages["solve"].state = "running"  # a harness killed mid-stage
+    save_run(run_dir, record)
     assert run_state(run_dir) == ("interrupted", "stopped mid-run")
     # A second materialize keeps what exists and writes the same plan.
     again_dir, _ = materialize(load_sweep_file(tmp_path / "g.toml"), settings)
     assert again_dir == sweep_dir and run_state(run_dir)[0] == "interrupted"
     assert read_tries(sweep_dir) == []
+
+
+def test_the_gpus_a_preflight_refused_are_read_from_the_record(
+    tmp_path: Path, settings: Settings
+) -> None:
+    (tmp_path / "g.toml").write_text(TOML)
+    sweep_dir, runs = materialize(load_sweep_file(tmp_path / "g.toml"), settings)
+    run_dir = sweep_dir / runs[0].run_id
+    assert refused_gpus(run_dir) == []
+    record = load_run(run_dir)
+    checks = [
+        GpuCheck(index=2, present=True, passed=True),
+        GpuCheck(index=3, present=True, passed=False, reason="pid 4242 holds 30 GiB"),
+    ]
+    record.gpu_preflight = GpuPreflight(
+        requested=[2, 3], accepted_classes=["H100"], max_used_mib=1024, max_util_pct=10,
+        probed=True, passed=False, checks=checks,
+    )  # fmt: skip
+    save_run(run_dir, record)
+    assert refused_gpus(run_dir) == []  # an old preflight of a run that failed elsewhere
+    record.stages["prepare"].state = "failed"
+    record.stages["prepare"].error = ErrorInfo(
+        type="GpuPreflightError", message="GPU 3 is busy", retryable=True
+    )
+    save_run(run_dir, record)
+    assert refused_gpus(run_dir) == [3]

@@ -30,7 +30,7 @@ import tempfile
 from pathlib import Path, PurePosixPath
 
 from posttrainbench.errors import ConfigError, MissingDependencyError
-from posttrainbench.sandbox import bridge, guest, limits
+from posttrainbench.sandbox import bridge, gpu, guest, limits
 from posttrainbench.sandbox.base import (
     GUEST,
     GUEST_SOCKETS,
@@ -173,10 +173,11 @@ class BwrapSandbox(Sandbox):
     @staticmethod
     def _gpu_args(gpus: list[int]) -> list[str]:
         args: list[str] = []
-        nodes = [f"/dev/nvidia{i}" for i in gpus] + [f"/dev/{n}" for n in GPU_CONTROL]
-        for node in nodes:
-            if os.path.exists(node):
-                args += ["--dev-bind", node, node]
+        for node in gpu.device_nodes(gpus):
+            args += ["--dev-bind", str(node), str(node)]
+        for name in GPU_CONTROL:
+            if os.path.exists(f"/dev/{name}"):
+                args += ["--dev-bind", f"/dev/{name}", f"/dev/{name}"]
         if os.path.isdir("/dev/nvidia-caps"):
             args += ["--dev-bind", "/dev/nvidia-caps", "/dev/nvidia-caps"]
         # NVML and CUDA read PCI topology and driver parameters from /sys.

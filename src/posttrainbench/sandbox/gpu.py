@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from pydantic import Field
@@ -238,6 +239,66 @@ def gpu_processes(nvidia_smi: str = "nvidia-smi", *, run: Runner = run_command) 
         uuid, pid, used = parts
         procs.append(GpuProcess(gpu_uuid=uuid, pid=int(pid), used_memory_mib=_number(used, line)))
     return procs
+
+
+PROC_GPUS = Path("/proc/driver/nvidia/gpus")
+_MINOR = re.compile(r"^Device Minor:\s*(\d+)\s*$", re.MULTILINE)
+
+
+def device_nodes(
+    gpus: Sequence[int],
+    *,
+    nvidia_smi: str = "nvidia-smi",
+    run: Runner = run_command,
+    proc: Path = PROC_GPUS,
+    dev: Path = Path("/dev"),
+) -> list[Path]:
+    """The /dev/nvidiaN node of each GPU, by nvidia-smi index.
+
+    N is the driver's minor number, which need not equal the index: a container given GPUs 2 and
+    5 of a host sees them as indices 0 and 1 behind /dev/nvidia2 and /dev/nvidia5. The index is
+    mapped through the GPU's PCI bus id to the driver's own record of its minor. Raises
+    InfrastructureError rather than hand out a node that is missing or not the GPU asked for."""
+    if not gpus:
+        return []
+    buses: dict[int, str] = {}
+    for line in _smi(nvidia_smi, "--query-gpu=index,pci.bus_id", run):
+        number, _, bus = (p.strip() for p in line.partition(","))
+        if not number.isdigit() or not bus:
+            raise InfrastructureError(
+                f"unexpected nvidia-smi output: {line.strip()!r}",
+                "check that `nvidia-smi` works on this machine",
+            )
+        buses[int(number)] = bus
+    nodes = []
+    for index in gpus:
+        if index not in buses:
+            listed = ", ".join(map(str, sorted(buses))) or "none"
+            raise InfrastructureError(
+                f"GPU {index} is not present (nvidia-smi lists GPUs: {listed})",
+                "give the sandbox GPUs this machine has",
+            )
+        # nvidia-smi writes an 8-digit PCI domain (00000000:3B:00.0); the driver's folder, 4.
+        info = proc / buses[index][-12:].lower() / "information"
+        try:
+            found = _MINOR.search(info.read_text())
+        except OSError as exc:
+            raise InfrastructureError(
+                f"cannot find the device node of GPU {index}: {info}: {exc.strerror or exc}",
+                "the NVIDIA kernel driver's /proc entries are needed; or use a container sandbox",
+            ) from None
+        if found is None:
+            raise InfrastructureError(
+                f"cannot find the device node of GPU {index}: no 'Device Minor' in {info}",
+                "check the NVIDIA driver",
+            )
+        node = dev / f"nvidia{found[1]}"
+        if not node.exists():
+            raise InfrastructureError(
+                f"GPU {index}'s device node {node} does not exist", "check the NVIDIA driver"
+            )
+        nodes.append(node)
+    return nodes
 
 
 def accepted_classes(accepted: str | Sequence[str] | None = None) -> tuple[str, ...]:

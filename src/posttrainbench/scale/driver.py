@@ -27,7 +27,7 @@ from pydantic import Field, ValidationError
 
 from posttrainbench.config import Settings
 from posttrainbench.errors import ConfigError, ResultsDirError
-from posttrainbench.records import Record, RunRecord, RunSpec, Versioned, now
+from posttrainbench.records import STAGES, Record, RunRecord, RunSpec, StageName, Versioned, now
 from posttrainbench.results.layout import RunPaths, check_sweep_name
 from posttrainbench.results.lock import is_held
 from posttrainbench.results.store import ensure_writable, write_json
@@ -109,24 +109,43 @@ def materialize(spec: SweepSpec, settings: Settings) -> tuple[Path, list[RunSpec
     return sweep_dir, runs
 
 
-def run_state(run_dir: Path) -> tuple[RunState, str | None]:
-    """Where a run stands, from its run.json and its lock."""
+def run_state(run_dir: Path, until: StageName | None = None) -> tuple[RunState, str | None]:
+    """Where a run stands, from its run.json and its lock; `done` once every stage through
+    `until` (default: the last) is done."""
     if is_held(RunPaths(run_dir).lock):
         return "running", None
     try:
         record = RunRecord.model_validate_json(RunPaths(run_dir).run_json.read_text())
     except (OSError, ValidationError) as exc:
         return "failed", f"unreadable run.json: {exc}".splitlines()[0]
-    if record.complete:
+    wanted = STAGES[: STAGES.index(until) + 1] if until else STAGES
+    if all(record.stages[s].state == "done" for s in wanted):
         return "done", None
     stage = record.failed_stage
     if stage is not None:
         error = record.stages[stage].error
         why = f"{stage}: {error.message}" if error else stage
         return ("retryable" if error is not None and error.retryable else "failed"), why
-    if any(s.state != "pending" for s in record.stages.values()):
+    states = [record.stages[s].state for s in STAGES]
+    n_done = next((i for i, s in enumerate(states) if s != "done"), len(states))
+    if n_done and all(s == "pending" for s in states[n_done:]):  # e.g. `--until collect`
+        return "interrupted", f"stopped after {STAGES[n_done - 1]}"
+    if any(s != "pending" for s in states):
         return "interrupted", "stopped mid-run"
     return "pending", None
+
+
+def refused_gpus(run_dir: Path) -> list[int]:
+    """The GPUs the run's last GPU preflight refused, if that is why its prepare stage failed."""
+    try:
+        record = RunRecord.model_validate_json(RunPaths(run_dir).run_json.read_text())
+    except (OSError, ValidationError):
+        return []
+    error = record.stages["prepare"].error
+    preflight = record.gpu_preflight
+    if error is None or error.type != "GpuPreflightError" or preflight is None:
+        return []
+    return [c.index for c in preflight.checks if not c.passed]
 
 
 NEEDS_WORK: frozenset[RunState] = frozenset({"pending", "retryable", "interrupted"})
@@ -141,9 +160,15 @@ Event = Callable[[str], None]
 
 
 def run_sweep(
-    spec: SweepSpec, settings: Settings, on_event: Event | None = None, retry_delay_s: float = 0
+    spec: SweepSpec,
+    settings: Settings,
+    on_event: Event | None = None,
+    retry_delay_s: float = 0,
+    until: StageName | None = None,
 ) -> dict[str, tuple[RunState, str | None]]:
-    """Run the sweep until every run is done or cannot be helped; the final state per run."""
+    """Run the sweep until every run is done (or has done `until`) or cannot be helped; the final
+    state per run. A run whose GPU the preflight refused is retried away from that GPU where the
+    executor places runs itself (`Executor.avoid_gpus`)."""
     say = on_event or (lambda _msg: None)
     sweep_dir, runs = materialize(spec, settings)
     executor = get_executor(spec.executor, sweep_dir)
@@ -153,7 +178,7 @@ def run_sweep(
     limit = spec.executor.retries + 1
     budgets = {r.run_id: r for r in runs}
     while True:
-        states = {r.run_id: run_state(sweep_dir / r.run_id) for r in runs}
+        states = {r.run_id: run_state(sweep_dir / r.run_id, until) for r in runs}
         running = [rid for rid, (s, _) in states.items() if s == "running"]
         todo = [
             rid
@@ -172,6 +197,7 @@ def run_sweep(
                 run_dir=sweep_dir / rid,
                 gpus=spec.executor.gpus_per_run,
                 time_limit_s=time_limit(budgets[rid], spec.executor.time_margin_s),
+                until=until,
             )
             for rid in todo
         ]
@@ -185,7 +211,9 @@ def run_sweep(
         try:
             for finished in ended:
                 rid = finished.job.run_id
-                state, why = run_state(finished.job.run_dir)
+                state, why = run_state(finished.job.run_dir, until)
+                if refused := refused_gpus(finished.job.run_dir):
+                    executor.avoid_gpus(refused, why or "refused by the GPU preflight")
                 jobs_now[rid] = jobs_now.get(rid, 0) + 1
                 attempts[rid] = attempts.get(rid, 0) + 1
                 entry = JobTry(

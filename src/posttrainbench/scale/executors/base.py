@@ -56,13 +56,15 @@ class Job:
     gpus: int  # GPUs this run needs
     time_limit_s: int  # what the engine should allow the job, all stages included
     command: tuple[str, ...] | None = None  # None: `ptb run --resume RUN_DIR` (tests set one)
+    until: str | None = None  # stop the run after this stage (`ptb sweep run --until`)
 
     @property
     def argv(self) -> list[str]:
         """The job's command: the harness resuming its run from the first unfinished stage."""
         if self.command is not None:
             return list(self.command)
-        return [sys.executable, "-m", "posttrainbench", "run", "--resume", str(self.run_dir)]
+        argv = [sys.executable, "-m", "posttrainbench", "run", "--resume", str(self.run_dir)]
+        return argv + (["--until", self.until] if self.until else [])
 
 
 @dataclass
@@ -88,6 +90,12 @@ class Executor(ABC):
 
     def prepare(self, jobs: Sequence[Job]) -> None:
         """Before `check()`: write what a user could submit by hand (htcondor's submit file)."""
+        return None
+
+    def avoid_gpus(self, gpus: Sequence[int], why: str) -> None:
+        """The harness's preflight refused these GPUs of a job that ended (another process holds
+        them, or they are broken). An engine that places runs on GPUs itself keeps the next runs
+        off them for a while; one that does not (a cluster scheduler) ignores this."""
         return None
 
     @abstractmethod

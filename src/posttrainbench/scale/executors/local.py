@@ -14,12 +14,18 @@ SIGTERM → HarnessInterrupted) or closing the generator early terminates the ru
 to their groups, SIGKILL after `options.grace_s`. A job past `time_limit_s` is ended the same
 way; members of a job's group left behind when its leader exits are killed before its GPUs are
 freed.
+
+A GPU the harness's preflight refused (`avoid_gpus`: another process holds it, or it is broken)
+is handed to no job for `refused_cooldown_s` (option, default 600 s) while other GPUs can take the
+work, so one busy GPU does not fail every run that would have landed on it; when it alone is left
+the pool waits out the cooldown and tries it again.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import os
 import selectors
 import signal
@@ -40,8 +46,10 @@ from posttrainbench.sandbox.supervise import shielded
 from posttrainbench.scale.executors.base import Executor, ExecutorConfig, Finished, Job
 
 DEFAULT_GRACE_S = 60.0
+DEFAULT_REFUSED_COOLDOWN_S = 600.0
 POLL_S = 0.05  # only where pidfds are missing (not Linux ≥ 5.3)
 _PR_SET_PDEATHSIG = 1
+log = logging.getLogger(__name__)
 
 
 def _pdeathsig_preexec() -> Callable[[], None]:
@@ -97,8 +105,23 @@ class LocalExecutor(Executor):
                 f"executor gpus lists a GPU twice: {config.gpus}", "list each GPU index once"
             )
         self.grace_s = float(config.options.get("grace_s", DEFAULT_GRACE_S))
+        self.cooldown_s = float(
+            config.options.get("refused_cooldown_s", DEFAULT_REFUSED_COOLDOWN_S)
+        )
         self.log_dir = sweep_dir / ".jobs" / "local"
         self._node = socket.gethostname()
+        self._avoid: dict[int, float] = {}  # GPU → monotonic time it may be handed out again
+
+    def avoid_gpus(self, gpus: Sequence[int], why: str) -> None:
+        until = time.monotonic() + self.cooldown_s
+        for g in gpus:
+            if g in self.config.gpus:
+                self._avoid[g] = until
+                log.warning("GPU %s kept out of the pool for %.0f s: %s", g, self.cooldown_s, why)
+
+    def _usable(self, free: list[int]) -> list[int]:
+        now = time.monotonic()
+        return [g for g in free if self._avoid.get(g, 0.0) <= now]
 
     def run(self, jobs: Sequence[Job]) -> Iterator[Finished]:
         pool = list(self.config.gpus)
@@ -121,8 +144,9 @@ class LocalExecutor(Executor):
         starting: Future[_Running] | None = None  # interrupted while this job was being forked
         try:
             while pending or running:
-                for job in self._startable(pending, free, len(running)):
-                    gpus = [free.pop(0) for _ in range(job.gpus)]
+                for job in self._startable(pending, self._usable(free), len(running)):
+                    gpus = self._usable(free)[: job.gpus]
+                    free = [g for g in free if g not in gpus]
                     starting = launcher.submit(self._start, job, gpus)
                     try:
                         r = starting.result()
@@ -135,6 +159,10 @@ class LocalExecutor(Executor):
                     starting = None
                     if r.pidfd is not None:
                         selector.register(r.pidfd, selectors.EVENT_READ, r.proc.pid)
+                if pending and not running:  # only refused GPUs are free: wait out the first
+                    now = time.monotonic()
+                    time.sleep(max(0.0, min(self._avoid.values(), default=now) - now))
+                    continue
                 for pid in self._wait(selector, running):
                     r = running.pop(pid)
                     finished = self._reap(r)
