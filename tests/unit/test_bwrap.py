@@ -9,7 +9,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from posttrainbench.errors import ConfigError
-from posttrainbench.sandbox import bridge, guest
+from posttrainbench.sandbox import bridge, gpu, guest
 from posttrainbench.sandbox.base import GUEST, Bridge, LaunchRequest, Limits, Mount
 from posttrainbench.sandbox.bwrap import BwrapSandbox, agent_uid
 
@@ -60,6 +60,26 @@ def test_command_line_isolates(tmp_path: Path) -> None:
     assert "--share-net" not in cmd
 
 
+def test_given_gpus_are_their_own_device_nodes_numbered_from_zero_inside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[list[int]] = []
+
+    def nodes(gpus: list[int]) -> list[Path]:  # host GPUs 3 and 5 behind minors 1 and 4
+        asked.append(list(gpus))
+        return [Path(f"/dev/nvidia{ {3: 1, 5: 4}[g] }") for g in gpus]
+
+    monkeypatch.setattr(gpu, "device_nodes", nodes)
+    request = _request(tmp_path, ["true"], gpus=[3, 5])
+    line = " ".join(BwrapSandbox().command(request, root=False))
+    assert asked == [[3, 5]]
+    assert "--dev-bind /dev/nvidia1 /dev/nvidia1" in line
+    assert "--dev-bind /dev/nvidia4 /dev/nvidia4" in line
+    assert "/dev/nvidia3 " not in line and "/dev/nvidia5 " not in line
+    assert BwrapSandbox.guest_env(request)["CUDA_VISIBLE_DEVICES"] == "0,1"
+    assert "CUDA_VISIBLE_DEVICES" not in BwrapSandbox.guest_env(_request(tmp_path, ["true"]))
+
+
 def test_agent_uid_is_unprivileged_and_stable() -> None:
     assert agent_uid("a") == agent_uid("a") >= 200_000
     assert agent_uid("a") != agent_uid("b")
@@ -80,8 +100,23 @@ def test_launched_agent_is_unprivileged_and_sees_only_its_mounts(tmp_path: Path)
     assert lines[0] == str(agent_uid("unit-run"))
     assert "pristine" in out and "WROTE" not in out
     assert (tmp_path / "ws" / "out.txt").read_text() == "ok\n"
-    assert "root" not in lines[3:] or str(Path.home()) != "/root" or True
     assert int(lines[-1]) < 10  # its own PID namespace: a handful of processes
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the uid drop happens only under a root harness")
+def test_the_agent_uid_has_a_name_and_a_home(tmp_path: Path) -> None:
+    # torch._dynamo (imported by every DistributedDataParallel) calls getpass.getuser(), which
+    # falls back to getpwuid(): a uid without a passwd entry raised KeyError there.
+    probe = (
+        "import getpass, grp, os, pwd; e = pwd.getpwuid(os.getuid()); "
+        "os.environ.pop('USER', None); os.environ.pop('LOGNAME', None); "
+        "print(e.pw_name, e.pw_dir, grp.getgrgid(os.getgid()).gr_name, getpass.getuser())"
+    )
+    request = _request(tmp_path, ["/bin/sh", "-c", f'id -un; echo $USER; python3 -c "{probe}"'])
+    code, out, err = _run(request)
+    assert code == 0, err
+    assert out.split() == ["agent", "agent", "agent", str(GUEST.home), "agent", "agent"]
+    assert "root:x:0:0" in Path("/etc/passwd").read_text()  # the host's own file is untouched
 
 
 def test_no_network_but_loopback(tmp_path: Path) -> None:

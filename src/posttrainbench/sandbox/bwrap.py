@@ -27,6 +27,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 from posttrainbench.errors import ConfigError, MissingDependencyError
@@ -56,6 +57,38 @@ def agent_uid(run_id: str) -> int:
         return int(fixed)
     digest = int(hashlib.sha256(run_id.encode()).hexdigest(), 16)
     return UID_BASE + digest % UID_SPAN
+
+
+AGENT_USER = "agent"
+
+
+def identity_files(uid: int) -> dict[str, bytes]:
+    """/etc/passwd and /etc/group as a root harness's agent sees them: the host's entries plus
+    its own uid, so getpwuid() knows it (getpass.getuser() in torch._dynamo, which every
+    DistributedDataParallel imports, raises KeyError for a uid without an entry)."""
+    entries = {
+        "passwd": f"{AGENT_USER}:x:{uid}:{uid}:posttrainbench agent:{GUEST.home}:/bin/bash\n",
+        "group": f"{AGENT_USER}:x:{uid}:\n",
+    }
+    files = {}
+    for name, entry in entries.items():
+        try:
+            host = Path("/etc", name).read_text()
+        except OSError:
+            host = ""
+        if host and not host.endswith("\n"):
+            host += "\n"
+        known = any(line.split(":")[2:3] == [str(uid)] for line in host.splitlines())
+        files[f"/etc/{name}"] = (host if known else host + entry).encode()
+    return files
+
+
+def _data_fd(stack: contextlib.ExitStack, content: bytes) -> int:
+    """A descriptor to read `content` from, open until the stack closes."""
+    f = stack.enter_context(tempfile.TemporaryFile())  # noqa: SIM115 (the stack closes it)
+    f.write(content)
+    f.seek(0)
+    return f.fileno()
 
 
 def _bwrap() -> str:
@@ -121,8 +154,15 @@ class BwrapSandbox(Sandbox):
                 "or run with --sandbox host",
             )
 
-    def command(self, request: LaunchRequest, *, root: bool | None = None) -> list[str]:
-        """The bwrap command line for a request (also what the tests inspect)."""
+    def command(
+        self,
+        request: LaunchRequest,
+        *,
+        root: bool | None = None,
+        data_fds: Mapping[str, int] | None = None,
+    ) -> list[str]:
+        """The bwrap command line for a request (also what the tests inspect). `data_fds` maps
+        guest files to descriptors holding their contents (the agent's /etc/passwd …)."""
         root = os.geteuid() == 0 if root is None else root
         args = [_bwrap()]
         if root:
@@ -150,6 +190,8 @@ class BwrapSandbox(Sandbox):
             args += ["--perms", "0755", "--dir", str(parent)]
         for mount in request.mounts:
             args += ["--bind" if mount.writable else "--ro-bind", str(mount.host), str(mount.guest)]
+        for dest, data_fd in (data_fds or {}).items():
+            args += ["--perms", "0644", "--ro-bind-data", str(data_fd), dest]
         if request.gpus:
             args += self._gpu_args(request.gpus)
         if request.bridges:
@@ -169,6 +211,15 @@ class BwrapSandbox(Sandbox):
     @staticmethod
     def socket_path(name: str) -> PurePosixPath:
         return GUEST_SOCKETS / f"{name}.sock"
+
+    @staticmethod
+    def guest_env(request: LaunchRequest) -> dict[str, str]:
+        """Only the given GPUs' device nodes exist inside, and CUDA numbers the devices it can
+        open from 0 (in PCI order): host indices would name devices that are not there."""
+        env = dict(request.env)
+        if request.gpus:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(len(request.gpus)))
+        return env
 
     @staticmethod
     def _gpu_args(gpus: list[int]) -> list[str]:
@@ -197,22 +248,25 @@ class BwrapSandbox(Sandbox):
             for b in request.bridges:
                 b.socket.chmod(0o666)
         groups = limits.make_cgroups(f"{request.run_id}-{os.getpid()}", request.limits)
-        command = self.command(request, root=root)
-        split = command.index("--")
-        # The options go through a file descriptor (`--args`), so the sandbox's PID 1 does not
-        # show host paths in its command line.
-        with tempfile.TemporaryFile() as options:
-            options.write(b"".join(a.encode() + b"\0" for a in command[1:split]))
-            options.seek(0)
-            fd = options.fileno()
+        env = self.guest_env(request)
+        identity = identity_files(agent_uid(request.run_id)) if root else {}
+        if root:
+            env |= {"USER": AGENT_USER, "LOGNAME": AGENT_USER}
+        with contextlib.ExitStack() as files:
+            data_fds = {dest: _data_fd(files, content) for dest, content in identity.items()}
+            command = self.command(request, root=root, data_fds=data_fds)
+            split = command.index("--")
+            # The options go through a file descriptor (`--args`), so the sandbox's PID 1 does
+            # not show host paths in its command line.
+            fd = _data_fd(files, b"".join(a.encode() + b"\0" for a in command[1:split]))
             proc = subprocess.Popen(
                 [command[0], "--args", str(fd), *command[split:]],
-                env=request.env,
+                env=env,
                 stdin=subprocess.DEVNULL if request.stdin is None else request.stdin,
                 stdout=request.stdout,
                 stderr=request.stderr,
                 start_new_session=True,
-                pass_fds=(fd,),
+                pass_fds=(fd, *data_fds.values()),
                 preexec_fn=limits.preexec(request.limits, groups),
             )
         done = limits.applied(request.limits, groups)
