@@ -43,7 +43,7 @@ from posttrainbench.errors import (
 )
 from posttrainbench.evaluate import data
 from posttrainbench.evaluate.chat_templates import template_path
-from posttrainbench.evaluate.launch import EvalOptions, run_evaluation
+from posttrainbench.evaluate.launch import EvalOptions, run_evaluation, visible_gpus
 from posttrainbench.integrity import frozen, manifest, policy, review
 from posttrainbench.integrity.base import CheckContext, run_checks
 from posttrainbench.records import (
@@ -173,8 +173,11 @@ def eval_options(spec: RunSpec) -> EvalOptions:
     )
 
 
-def resolve_baseline(settings: Settings, spec: RunSpec) -> BaselineRef:
-    """Published or cached base score; measured with the pristine evaluation when unknown."""
+def resolve_baseline(
+    settings: Settings, spec: RunSpec, gpus: list[int] | None = None
+) -> BaselineRef:
+    """Published or cached base score; measured with the pristine evaluation (on `gpus`, see
+    run_evaluation) when unknown."""
     model = MODELS.get(spec.base_model)
     known = baselines.lookup(settings.baselines_dir, model.baseline_key, spec.benchmark)
     if known is not None:
@@ -184,7 +187,7 @@ def resolve_baseline(settings: Settings, spec: RunSpec) -> BaselineRef:
         metrics = run_evaluation(
             model.locate(settings.models_dir), spec.benchmark, model.template_family, out,
             timeout_s=_eval_timeout(settings, spec.benchmark), grace_s=settings.grace_s,
-            options=eval_options(spec),
+            options=eval_options(spec), gpus=gpus,
         )  # fmt: skip
     except EvaluationError as exc:
         raise InfrastructureError(
@@ -217,7 +220,9 @@ def stage_prepare(ctx: RunContext) -> None:
     # Before the budget starts: GPUs that do not work and a base score that cannot be had are
     # infrastructure failures, never the agent's time.
     ctx.record.gpu_preflight = _gpu_preflight(ctx)
-    ctx.record.baseline = resolve_baseline(ctx.settings, ctx.spec)
+    ctx.record.baseline = resolve_baseline(
+        ctx.settings, ctx.spec, ctx.record.gpu_preflight.requested
+    )
     # The agent's CLI at its pinned version, its key and its relay, also before the budget.
     agent = get_agent(ctx.spec.agent)
     if agent.cli is not None:
@@ -344,6 +349,12 @@ def _gpus(ctx: RunContext) -> list[int]:
     return ctx.record.gpu_preflight.requested if ctx.record.gpu_preflight else []
 
 
+def _eval_gpus(ctx: RunContext) -> list[int] | None:
+    """The GPUs the evaluation may use: the run's own (none for a CPU-only run); a record
+    without a preflight (written before there was one) leaves the environment alone."""
+    return ctx.record.gpu_preflight.requested if ctx.record.gpu_preflight else None
+
+
 def _agent_env(
     ctx: RunContext, sandbox: Sandbox, layout: GuestLayout, token: str, extra: dict[str, str]
 ) -> dict[str, str]:
@@ -363,7 +374,7 @@ def _agent_env(
     }
     gpus = _gpus(ctx)
     if gpus or sandbox.capabilities.isolation:
-        env |= {"CUDA_VISIBLE_DEVICES": ",".join(map(str, gpus)), "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+        env |= visible_gpus(gpus)
     return env | extra | {supervise.TOKEN_VAR: token}
 
 
@@ -583,7 +594,7 @@ def stage_evaluate(ctx: RunContext) -> None:
         rec.metrics = run_evaluation(
             ctx.paths.final_model, ctx.spec.benchmark, family, ctx.paths.eval,
             timeout_s=_eval_timeout(ctx.settings, ctx.spec.benchmark, ctx.spec),
-            grace_s=ctx.settings.grace_s, options=eval_options(ctx.spec),
+            grace_s=ctx.settings.grace_s, options=eval_options(ctx.spec), gpus=_eval_gpus(ctx),
         )  # fmt: skip
     except EvaluationError as exc:
         rec.eval_error = ErrorInfo(type="EvaluationError", message=exc.message, hint=exc.hint)

@@ -202,3 +202,24 @@ def test_scorer_counts_known_right_and_wrong_answers(tmp_path: Path) -> None:
     assert read_metric(log.results.scores[0].metrics, "accuracy", "arith") == pytest.approx(0.6)
     with pytest.raises(EvaluationError, match="not 'pass_at_1'"):
         read_metric(log.results.scores[0].metrics, "pass_at_1", "arith")
+
+
+@pytest.mark.parametrize(
+    ("gpus", "seen"), [([3, 5], "3,5 PCI_BUS_ID"), ([], " PCI_BUS_ID"), (None, "inherited unset")]
+)
+def test_the_evaluation_sees_only_the_runs_gpus(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gpus: list[int] | None, seen: str
+) -> None:
+    # Runs sharing a node each evaluate on their own GPUs, never on GPU 0 of the machine.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "inherited")
+    monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
+    probe = (
+        "import os\n"
+        f"open({str(tmp_path / 'env')!r}, 'w').write(os.environ['CUDA_VISIBLE_DEVICES'] + ' '"
+        " + os.environ.get('CUDA_DEVICE_ORDER', 'unset'))\n"
+    )
+    _fake_child(tmp_path, monkeypatch, probe + METRICS)
+    run_evaluation(
+        Path("m"), "gsm8k", "qwen3", EvalPaths(tmp_path / "e"), timeout_s=60, grace_s=1, gpus=gpus
+    )
+    assert (tmp_path / "env").read_text() == seen

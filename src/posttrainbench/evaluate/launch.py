@@ -10,8 +10,10 @@ overall time limit stop at once. Every attempt is recorded in metrics.json.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
@@ -40,6 +42,11 @@ class EvalOptions(BaseModel):
     limit: int | None = None
     max_tokens: int | None = None  # one fixed length instead of the benchmark's ladder
     split: str = "test"
+
+
+def visible_gpus(gpus: Sequence[int]) -> dict[str, str]:
+    """The CUDA variables that show a process exactly these GPUs (nvidia-smi indices)."""
+    return {"CUDA_VISIBLE_DEVICES": ",".join(map(str, gpus)), "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
 
 
 def ladder_of(benchmark: str, opts: EvalOptions) -> tuple[LadderStep, ...]:
@@ -79,8 +86,13 @@ def run_evaluation(
     timeout_s: float,
     grace_s: float,
     options: EvalOptions | None = None,
+    gpus: Sequence[int] | None = None,
 ) -> EvalMetrics:
+    """Evaluate down the max-token ladder. `gpus` (nvidia-smi indices) are the only GPUs the
+    evaluation may use — a run's own, so that runs sharing a machine never evaluate on each
+    other's GPUs; [] hides every GPU, None leaves the harness's environment as it is."""
     opts = options or EvalOptions()
+    env = None if gpus is None else os.environ | visible_gpus(gpus)
     out.root.mkdir(parents=True, exist_ok=True)
     out.metrics.unlink(missing_ok=True)
     out.log.write_bytes(b"")
@@ -95,7 +107,7 @@ def run_evaluation(
             with out.log.open("a") as log:
                 log.write(f"== ladder step {number}: max_tokens {step.max_tokens}\n")
             started = time.monotonic()
-            done = supervise.run_bounded(cmd, out.log, left, grace_s, append=True)
+            done = supervise.run_bounded(cmd, out.log, left, grace_s, append=True, env=env)
             took = round(time.monotonic() - started, 2)
             if done.timed_out:
                 attempts.append(_attempt(number, step, "timeout", "time limit", took))

@@ -21,7 +21,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -293,16 +293,24 @@ class Completed:
 
 
 def run_bounded(
-    cmd: list[str], log: Path, timeout_s: float, grace_s: float, *, append: bool = False
+    cmd: list[str],
+    log: Path,
+    timeout_s: float,
+    grace_s: float,
+    *,
+    append: bool = False,
+    env: Mapping[str, str] | None = None,
 ) -> Completed:
     """Run a harness helper (the evaluation) in its own process group with a time limit.
 
     The child dies with the harness (PDEATHSIG), and on timeout or on an interruption of the
-    harness its whole group is terminated before this returns or raises."""
+    harness its whole group is terminated before this returns or raises. `env` replaces the
+    harness's environment."""
     with log.open("ab" if append else "wb") as out:
         proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True, preexec_fn=die_with_parent,
+            env=dict(env) if env is not None else None,
         )  # fmt: skip
     try:
         proc.wait(timeout=timeout_s)
