@@ -67,7 +67,7 @@ from posttrainbench.results.layout import RunPaths, check_sweep_name
 from posttrainbench.results.lock import RunLock
 from posttrainbench.results.store import ensure_writable, load_run, save_run, write_json
 from posttrainbench.sandbox import LaunchRequest, Sandbox, get_sandbox, guest, services, supervise
-from posttrainbench.sandbox.base import GuestLayout, Limits, Mount
+from posttrainbench.sandbox.base import GUEST_USER, GuestLayout, Limits, Mount
 from posttrainbench.sandbox.env import agent_environ
 from posttrainbench.sandbox.logcap import CappedLog
 from posttrainbench.sandbox.monitor import Monitor, last_sample_time
@@ -372,6 +372,8 @@ def _agent_env(
         "PTB_IN_SANDBOX": spec.sandbox,
         "PYTHONUNBUFFERED": "1",
     }
+    if sandbox.capabilities.isolation:  # the harness's own name means nothing inside
+        env |= {"USER": GUEST_USER, "LOGNAME": GUEST_USER}
     gpus = _gpus(ctx)
     if gpus or sandbox.capabilities.isolation:
         env |= visible_gpus(gpus)

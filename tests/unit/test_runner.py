@@ -71,3 +71,17 @@ def test_accounting_separates_time_used_from_downtime() -> None:
     )
     runner._account(out)
     assert (out.wall_s, out.downtime_s) == (60 * 60.0, 30 * 60.0)
+
+
+def test_the_agent_in_an_isolating_sandbox_is_the_guest_user(settings: Settings) -> None:
+    # DistributedDataParallel imports torch._dynamo, whose getpass.getuser() needs a name.
+    cmd = (
+        'echo "$USER $LOGNAME [$CUDA_VISIBLE_DEVICES]" > who.txt; '
+        "python3 -c 'import getpass; print(getpass.getuser())' >> who.txt"
+    )
+    spec = _spec(cmd).model_copy(update={"sandbox": "bwrap"})
+    run_dir = runner.create_run(spec, settings)
+    record = runner.execute(run_dir, settings, until="solve")
+    assert record.agent and record.agent.exit_reason == "finished"
+    who = (RunPaths(run_dir).workspace / "who.txt").read_text().split()
+    assert who == ["agent", "agent", "[]", "agent"]

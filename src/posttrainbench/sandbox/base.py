@@ -51,6 +51,7 @@ GUEST = GuestLayout(
     home=PurePosixPath("/home/agent"),
 )
 GUEST_SOCKETS = PurePosixPath("/run/ptb")  # bridged unix sockets live here inside
+GUEST_USER = "agent"  # the agent's user name inside isolating backends ($USER, bwrap's passwd)
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from posttrainbench.sandbox import bridge, gpu, guest, limits
 from posttrainbench.sandbox.base import (
     GUEST,
     GUEST_SOCKETS,
+    GUEST_USER,
     Capabilities,
     Launched,
     LaunchRequest,
@@ -59,16 +60,13 @@ def agent_uid(run_id: str) -> int:
     return UID_BASE + digest % UID_SPAN
 
 
-AGENT_USER = "agent"
-
-
 def identity_files(uid: int) -> dict[str, bytes]:
     """/etc/passwd and /etc/group as a root harness's agent sees them: the host's entries plus
     its own uid, so getpwuid() knows it (getpass.getuser() in torch._dynamo, which every
     DistributedDataParallel imports, raises KeyError for a uid without an entry)."""
     entries = {
-        "passwd": f"{AGENT_USER}:x:{uid}:{uid}:posttrainbench agent:{GUEST.home}:/bin/bash\n",
-        "group": f"{AGENT_USER}:x:{uid}:\n",
+        "passwd": f"{GUEST_USER}:x:{uid}:{uid}:posttrainbench agent:{GUEST.home}:/bin/bash\n",
+        "group": f"{GUEST_USER}:x:{uid}:\n",
     }
     files = {}
     for name, entry in entries.items():
@@ -251,7 +249,7 @@ class BwrapSandbox(Sandbox):
         env = self.guest_env(request)
         identity = identity_files(agent_uid(request.run_id)) if root else {}
         if root:
-            env |= {"USER": AGENT_USER, "LOGNAME": AGENT_USER}
+            env |= {"USER": GUEST_USER, "LOGNAME": GUEST_USER}
         with contextlib.ExitStack() as files:
             data_fds = {dest: _data_fd(files, content) for dest, content in identity.items()}
             command = self.command(request, root=root, data_fds=data_fds)
