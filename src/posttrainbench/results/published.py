@@ -465,7 +465,7 @@ def with_published_rows(board: Leaderboard, published: PublishedBoard) -> Leader
         if not cells:
             continue
         config = AgentConfig(agent=agent.name, budget_s=REFERENCE_BUDGET_S, sandbox="published")
-        row = scoring._row(
+        row = scoring.board_row(
             agent.name + PUBLISHED_SUFFIX, config, cells, section.weights, section.base_models
         )
         if full_grid and agent.site_std is not None:

@@ -184,13 +184,15 @@ def _llm(cells: list[LeaderboardCell]) -> LlmTotals | None:
     )
 
 
-def _row(
+def board_row(
     label: str,
     config: AgentConfig,
     cells: list[LeaderboardCell],
     w: dict[str, float],
     models: list[str],
 ) -> LeaderboardRow:
+    """One agent configuration's row from its cells: per-seed weighted averages over complete
+    seeds, per-benchmark means, fallbacks by cause, and the cells it is missing."""
     # seed → (benchmark, model) → scores; repeated runs of one cell within a seed count once,
     # at their mean.
     grid: dict[int, dict[tuple[str, str], list[float]]] = defaultdict(lambda: defaultdict(list))
@@ -248,7 +250,7 @@ def _section(
         configs[run.key] = run.config
         cells[run.key].append(_cell(run.record, run.outcome))
     models = sorted({run.record.spec.base_model for run in runs})
-    rows = [_row(labels[k], configs[k], cells[k], w, models) for k in configs]
+    rows = [board_row(labels[k], configs[k], cells[k], w, models) for k in configs]
     rows.sort(key=lambda r: (r.average is None, -(r.average or 0.0), r.label))
     return LeaderboardSection(weighting=kind, weights=w, base_models=models, rows=rows)
 
