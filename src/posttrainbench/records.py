@@ -160,7 +160,7 @@ class Versioned(Record):
     @classmethod
     def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Self:
         if isinstance(obj, dict):
-            if "schema_version" not in obj and (kwargs.get("context") or {}).get("stored"):
+            if "schema_version" not in obj and _stored(kwargs):
                 raise _foreign(cls, obj)
             obj = upgrade(cls, obj)
         return super().model_validate(obj, *args, **kwargs)
@@ -180,11 +180,14 @@ class Versioned(Record):
             except ValueError:
                 raise exc from None
             return cls.model_validate(data, *args, **kwargs)
-        if "schema_version" not in record.model_fields_set and (kwargs.get("context") or {}).get(
-            "stored"
-        ):
+        if "schema_version" not in record.model_fields_set and _stored(kwargs):
             raise _foreign(cls, json_data)
         return record
+
+
+def _stored(validate_kwargs: dict[str, Any]) -> bool:
+    """Whether a validation call reads from disk (context `STORED`)."""
+    return bool((validate_kwargs.get("context") or {}).get("stored"))
 
 
 def _foreign(cls: type[BaseModel], data: Any) -> ValidationError:

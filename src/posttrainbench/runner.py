@@ -43,7 +43,7 @@ from posttrainbench.errors import (
 )
 from posttrainbench.evaluate import data
 from posttrainbench.evaluate.chat_templates import template_path
-from posttrainbench.evaluate.launch import EvalOptions, run_evaluation, visible_gpus
+from posttrainbench.evaluate.launch import EvalOptions, run_evaluation
 from posttrainbench.integrity import frozen, manifest, policy, review
 from posttrainbench.integrity.base import CheckContext, run_checks
 from posttrainbench.records import (
@@ -66,7 +66,15 @@ from posttrainbench.results import baselines
 from posttrainbench.results.layout import RunPaths, check_sweep_name
 from posttrainbench.results.lock import RunLock
 from posttrainbench.results.store import ensure_writable, load_run, save_run, write_json
-from posttrainbench.sandbox import LaunchRequest, Sandbox, get_sandbox, guest, services, supervise
+from posttrainbench.sandbox import (
+    LaunchRequest,
+    Sandbox,
+    get_sandbox,
+    gpu,
+    guest,
+    services,
+    supervise,
+)
 from posttrainbench.sandbox.base import GUEST_USER, GuestLayout, Limits, Mount
 from posttrainbench.sandbox.env import agent_environ
 from posttrainbench.sandbox.logcap import CappedLog
@@ -199,8 +207,6 @@ def resolve_baseline(
 
 def _gpu_preflight(ctx: RunContext) -> GpuPreflight:
     """The run's GPUs (all that nvidia-smi lists when the spec names none), checked."""
-    from posttrainbench.sandbox import gpu
-
     wanted = ctx.spec.gpus
     if wanted is None and os.environ.get(gpu.GPUS_VAR, "").strip():
         wanted = gpu.parse_gpu_list(os.environ[gpu.GPUS_VAR])  # given by a sweep's executor
@@ -344,15 +350,14 @@ def _limits(spec: RunSpec) -> Limits:
     )
 
 
-def _gpus(ctx: RunContext) -> list[int]:
-    """The GPUs the run was given: those its preflight checked."""
-    return ctx.record.gpu_preflight.requested if ctx.record.gpu_preflight else []
-
-
 def _eval_gpus(ctx: RunContext) -> list[int] | None:
-    """The GPUs the evaluation may use: the run's own (none for a CPU-only run); a record
-    without a preflight (written before there was one) leaves the environment alone."""
+    """The GPUs the run was given: those its preflight checked (none for a CPU-only run); None
+    for a record without a preflight (written before there was one)."""
     return ctx.record.gpu_preflight.requested if ctx.record.gpu_preflight else None
+
+
+def _gpus(ctx: RunContext) -> list[int]:
+    return _eval_gpus(ctx) or []
 
 
 def _agent_env(
@@ -376,7 +381,7 @@ def _agent_env(
         env |= {"USER": GUEST_USER, "LOGNAME": GUEST_USER}
     gpus = _gpus(ctx)
     if gpus or sandbox.capabilities.isolation:
-        env |= visible_gpus(gpus)
+        env |= gpu.visible_gpus(gpus)
     return env | extra | {supervise.TOKEN_VAR: token}
 
 

@@ -24,7 +24,7 @@ from posttrainbench.errors import EvaluationError
 from posttrainbench.records import EvalAttempt, EvalAttemptOutcome, EvalMetrics, format_duration
 from posttrainbench.results.layout import EvalPaths
 from posttrainbench.results.store import read_json, write_json
-from posttrainbench.sandbox import supervise
+from posttrainbench.sandbox import gpu, supervise
 
 OUTCOME_OF_EXIT: dict[int, EvalAttemptOutcome] = {2: "fatal", 3: "pathology", 4: "infrastructure"}
 
@@ -42,11 +42,6 @@ class EvalOptions(BaseModel):
     limit: int | None = None
     max_tokens: int | None = None  # one fixed length instead of the benchmark's ladder
     split: str = "test"
-
-
-def visible_gpus(gpus: Sequence[int]) -> dict[str, str]:
-    """The CUDA variables that show a process exactly these GPUs (nvidia-smi indices)."""
-    return {"CUDA_VISIBLE_DEVICES": ",".join(map(str, gpus)), "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
 
 
 def ladder_of(benchmark: str, opts: EvalOptions) -> tuple[LadderStep, ...]:
@@ -92,7 +87,7 @@ def run_evaluation(
     evaluation may use — a run's own, so that runs sharing a machine never evaluate on each
     other's GPUs; [] hides every GPU, None leaves the harness's environment as it is."""
     opts = options or EvalOptions()
-    env = None if gpus is None else os.environ | visible_gpus(gpus)
+    env = None if gpus is None else os.environ | gpu.visible_gpus(gpus)
     out.root.mkdir(parents=True, exist_ok=True)
     out.metrics.unlink(missing_ok=True)
     out.log.write_bytes(b"")

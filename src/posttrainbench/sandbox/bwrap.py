@@ -216,7 +216,7 @@ class BwrapSandbox(Sandbox):
         open from 0 (in PCI order): host indices would name devices that are not there."""
         env = dict(request.env)
         if request.gpus:
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(len(request.gpus)))
+            env |= gpu.visible_gpus(range(len(request.gpus)))
         return env
 
     @staticmethod

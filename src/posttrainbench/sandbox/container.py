@@ -52,7 +52,7 @@ from posttrainbench.sandbox.bwrap import (
     _chown_tree,
     agent_uid,
 )
-from posttrainbench.sandbox.gpu import Runner, run_command
+from posttrainbench.sandbox.gpu import Runner, run_command, visible_gpus
 
 CHECK_TIMEOUT_S = 30
 STOP_MARGIN_S = 30
@@ -182,7 +182,7 @@ class ContainerSandbox(Sandbox):
     def guest_env(self, request: LaunchRequest) -> dict[str, str]:
         env = dict(request.env)
         if request.gpus:  # only the given GPUs exist inside, numbered from 0
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(len(request.gpus)))
+            env |= visible_gpus(range(len(request.gpus)))
         return env
 
     def command(

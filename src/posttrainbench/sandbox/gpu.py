@@ -19,7 +19,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -239,6 +239,11 @@ def gpu_processes(nvidia_smi: str = "nvidia-smi", *, run: Runner = run_command) 
         uuid, pid, used = parts
         procs.append(GpuProcess(gpu_uuid=uuid, pid=int(pid), used_memory_mib=_number(used, line)))
     return procs
+
+
+def visible_gpus(gpus: Iterable[int]) -> dict[str, str]:
+    """The CUDA variables that show a process exactly these GPUs, by index in PCI order."""
+    return {"CUDA_VISIBLE_DEVICES": ",".join(map(str, gpus)), "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
 
 
 PROC_GPUS = Path("/proc/driver/nvidia/gpus")

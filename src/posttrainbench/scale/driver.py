@@ -30,7 +30,7 @@ from posttrainbench.errors import ConfigError, ResultsDirError
 from posttrainbench.records import STAGES, Record, RunRecord, RunSpec, StageName, Versioned, now
 from posttrainbench.results.layout import RunPaths, check_sweep_name
 from posttrainbench.results.lock import is_held
-from posttrainbench.results.store import ensure_writable, write_json
+from posttrainbench.results.store import ensure_writable, load_run, write_json
 from posttrainbench.scale.executors import get_executor
 from posttrainbench.scale.executors.base import Job
 from posttrainbench.scale.sweep import SweepSpec
@@ -138,8 +138,8 @@ def run_state(run_dir: Path, until: StageName | None = None) -> tuple[RunState, 
 def refused_gpus(run_dir: Path) -> list[int]:
     """The GPUs the run's last GPU preflight refused, if that is why its prepare stage failed."""
     try:
-        record = RunRecord.model_validate_json(RunPaths(run_dir).run_json.read_text())
-    except (OSError, ValidationError):
+        record = load_run(run_dir)
+    except ResultsDirError:
         return []
     error = record.stages["prepare"].error
     preflight = record.gpu_preflight
@@ -212,7 +212,7 @@ def run_sweep(
             for finished in ended:
                 rid = finished.job.run_id
                 state, why = run_state(finished.job.run_dir, until)
-                if refused := refused_gpus(finished.job.run_dir):
+                if state == "retryable" and (refused := refused_gpus(finished.job.run_dir)):
                     executor.avoid_gpus(refused, why or "refused by the GPU preflight")
                 jobs_now[rid] = jobs_now.get(rid, 0) + 1
                 attempts[rid] = attempts.get(rid, 0) + 1
