@@ -223,6 +223,11 @@ def _summarise(record: RunRecord) -> None:
                 f"  LLM: {u.calls} calls, {u.input_tokens:,} in ({u.cached_tokens:,} cached) / "
                 f"{u.output_tokens:,} out tokens, ${u.cost_usd:.4f}{escape(check)}"
             )
+            if u.provider_tool_calls or u.priced_at_max_calls:
+                console.print(
+                    f"  LLM: {u.provider_tool_calls} calls asked for provider-side tools, "
+                    f"{u.priced_at_max_calls} cut before their usage (charged their most)"
+                )
     if record.collect:
         reason = f" ({record.collect.reason})" if record.collect.reason else ""
         console.print(f"  final_model: {record.collect.status}{escape(reason)}")
@@ -324,7 +329,8 @@ def run(
         typer.Option(
             metavar="NAME",
             help="Sandbox backend: bwrap, docker, podman, apptainer or host (see: ptb doctor). "
-            "Default: bwrap where it works, else host (no isolation).",
+            "Default: bwrap; where it cannot isolate here, the run is refused (pass host "
+            "knowingly: no isolation).",
         ),
     ] = None,
     network: Annotated[
@@ -354,6 +360,13 @@ def run(
         float | None,
         typer.Option(metavar="USD", help="Dollar budget of the run's LLM calls (relay)."),
     ] = None,
+    allow_provider_tools: Annotated[
+        bool,
+        typer.Option(
+            help="Let the relay forward provider-side tools (web search and fetch, code "
+            "execution, MCP); by default it strips them from requests and logs the attempt.",
+        ),
+    ] = False,
     gpus: Annotated[
         str | None,
         typer.Option(
@@ -406,6 +419,14 @@ def run(
     eval_backend: cli_eval.BackendOpt = "hf",
     judge_model: cli_eval.JudgeOpt = None,
     judge_base_url: cli_eval.JudgeUrlOpt = None,
+    agent_judge_budget: Annotated[
+        float,
+        typer.Option(
+            metavar="USD",
+            help="Dollar budget of the judge calls the harness makes to score the agent's own "
+            "evaluate.py runs on a judged benchmark (0: none).",
+        ),
+    ] = 1.0,
     pass_env: Annotated[
         list[str] | None,
         typer.Option(
@@ -474,11 +495,13 @@ def run(
         eval_backend=eval_backend,
         judge_model=judge_model,
         judge_base_url=judge_base_url,
+        agent_judge_budget_usd=agent_judge_budget,
         pass_env=_pass_env(pass_env or []),
         network=network.value if network else None,
         allow_hosts=[parse_allow_host(h) for h in allow_host or []],
         api_provider=api_provider.value if api_provider else None,
         api_budget_usd=api_budget_usd,
+        allow_provider_tools=allow_provider_tools,
         gpus=parse_gpu_list(gpus) if gpus is not None else None,
         limits=SandboxLimits(memory_gb=memory_gb, workspace_gb=workspace_gb, processes=max_procs),
         image=image,
@@ -507,11 +530,12 @@ def demo(
         benchmarks=["arith"],
         budget=max(1, round(minutes * 60)),
     )
+    runs = sweep.expand()  # first: refused here if no sandbox can isolate
     ensure_writable(settings.results_dir / sweep.name)
     with console.status("building the embedded base model ptb-tiny (first time only)"):
         path = MODELS.get("ptb-tiny").locate(settings.models_dir)
     console.print(f"base model ptb-tiny: {escape(str(path))}")
-    IN_PROCESS.get("sequential")(sweep.expand(), settings, _run_spec)
+    IN_PROCESS.get("sequential")(runs, settings, _run_spec)
     board = build_leaderboard(settings.results_dir / sweep.name)
     out.print(to_rich(board))
     out.print(f"results: {settings.results_dir / sweep.name}", markup=False)
@@ -663,6 +687,8 @@ def sweep_run(
 
     settings = load_settings(results)
     spec = load_sweep_file(file)
+    if spec.sandbox is None:
+        default_sandbox()  # refuses here, before anything is printed or made, if bwrap cannot run
     delay = (
         0 if retry_delay.strip() in ("0", "0s") else _duration("--retry-delay", retry_delay, "30s")
     )
@@ -762,6 +788,7 @@ import_app.command("reference")(cli_published.import_reference_cmd)
 app.add_typer(import_app, name="import")
 app.command("review")(cli_integrity.review_cmd)
 app.command("baseline")(cli_eval.baseline_cmd)
+app.command("audit")(cli_eval.audit_cmd)
 data_app = typer.Typer(
     help="Fill the caches the evaluation reads offline (where there is network)."
 )

@@ -218,3 +218,31 @@ def prefetch_cmd(
             out.print(f"{fetched.what}: {fetched.path}", markup=False)
     if failures:
         raise typer.Exit(1)
+
+
+def audit_cmd(
+    path: Annotated[
+        Path, typer.Argument(metavar="EVAL_LOG|RUN_DIR", help="An inspect log or a folder.")
+    ],
+) -> None:
+    """Re-score stored HumanEval answers with the isolated checker; list those that passed
+    before and fail now (exit 1 if any)."""
+    from rich.table import Table
+
+    from posttrainbench.evaluate.audit import audit
+
+    rows = audit(path)
+    flagged = [r for r in rows if r.passed_before and not r.passes_now]
+    table = Table("sample", "stored", "now", "why", "log", title="passed before, fail now")
+    for r in flagged:
+        table.add_row(r.sample, r.stored, "I", r.reason, r.log)
+    if flagged:
+        out.print(table)
+    gained = sum(1 for r in rows if r.passes_now and not r.passed_before)
+    out.print(
+        f"{len(rows)} HumanEval samples re-checked: {len(flagged)} passed before and fail now, "
+        f"{gained} failed before and pass now",
+        markup=False,
+    )
+    if flagged:
+        raise typer.Exit(1)

@@ -80,11 +80,23 @@ def verify_cmd(
         Path | None,
         typer.Option("--work-dir", help="Where to extract (default: a temporary folder)."),
     ] = None,
+    judge_model: Annotated[
+        str | None,
+        typer.Option(metavar="MODEL", help="Your judge of judged benchmarks (default: the run's)."),
+    ] = None,
+    judge_base_url: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL", help="Your judge's endpoint; the bundle's is never called with your key."
+        ),
+    ] = None,
 ) -> None:
-    """Check a bundle's checksums and re-evaluate its final_model with the pristine grader."""
-    from posttrainbench.results.bundle import verify_bundle
+    """Check a bundle's checksums and integrity, refuse non-canonical evaluation options, and
+    re-evaluate its final_model with the pristine grader on the canonical ones."""
+    from posttrainbench.results.bundle import JudgeChoice, verify_bundle
 
-    report = verify_bundle(bundle, work_dir)
+    judge = JudgeChoice(model=judge_model, base_url=judge_base_url)
+    report = verify_bundle(bundle, work_dir, judge=judge)
     console.print(f"checksums: {'ok' if report.checksums_ok else 'FAILED'}")
     for problem in report.problems[:10]:
         console.print(f"  {escape(problem)}")
@@ -94,6 +106,7 @@ def verify_cmd(
             f"score: bundled {100 * report.bundled_score:.4f}, re-evaluated "
             + (f"{100 * again:.4f}" if again is not None else "–")
         )
-    console.print(f"verdict: [bold]{report.verdict}[/]")
+    reason = f" — {escape(report.problems[0])}" if report.verdict != "verified" else ""
+    console.print(f"verdict: [bold]{report.verdict}[/]{reason}")
     if report.verdict != "verified":
         raise typer.Exit(1)

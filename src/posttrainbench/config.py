@@ -34,6 +34,19 @@ class Settings(BaseModel):
         description="Evaluation time limit for every benchmark (PTB_EVAL_TIMEOUT_S); None: each "
         "benchmark's own."
     )
+    bundle_max_bytes: int = Field(
+        default=64 * 2**30, description="Most bytes `ptb verify` extracts (PTB_BUNDLE_MAX_GB)."
+    )
+    bundle_max_member_bytes: int = Field(
+        default=32 * 2**30, description="Largest file it extracts (PTB_BUNDLE_MAX_MEMBER_GB)."
+    )
+    bundle_max_files: int = Field(
+        default=10000, description="Most files it extracts (PTB_BUNDLE_MAX_FILES)."
+    )
+    bundle_max_ratio: float = Field(
+        default=100.0,
+        description="Most bytes extracted per compressed byte read (PTB_BUNDLE_MAX_RATIO).",
+    )
 
     @property
     def models_dir(self) -> Path:
@@ -84,4 +97,8 @@ def load_settings(results_dir: Path | None = None) -> Settings:
         collect_max_files=int(_number("PTB_COLLECT_MAX_FILES", "2000")),
         agent_log_max_bytes=int(_number("PTB_AGENT_LOG_MAX_MB", "50") * 2**20),
         eval_timeout_s=_number("PTB_EVAL_TIMEOUT_S", "1") if timeout is not None else None,
+        bundle_max_bytes=int(_number("PTB_BUNDLE_MAX_GB", "64") * 2**30),
+        bundle_max_member_bytes=int(_number("PTB_BUNDLE_MAX_MEMBER_GB", "32") * 2**30),
+        bundle_max_files=int(_number("PTB_BUNDLE_MAX_FILES", "10000")),
+        bundle_max_ratio=_number("PTB_BUNDLE_MAX_RATIO", "100"),
     )

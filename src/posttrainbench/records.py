@@ -353,6 +353,16 @@ class RunSpec(Versioned):
     api_budget_usd: float | None = Field(
         default=None, gt=0, description="Dollar budget of the run's LLM calls through the relay."
     )
+    allow_provider_tools: bool = Field(
+        default=False,
+        description="Let the relay forward provider-side tools (web search and fetch, code runs).",
+    )
+    agent_judge_budget_usd: float = Field(
+        default=1.0,
+        ge=0,
+        description="Dollar budget of the judge calls the scoring service makes for the agent's "
+        "own evaluations of a judged benchmark (0: none).",
+    )
     gpus: list[int] | None = Field(
         default=None, description="GPU indices the run gets; None: every GPU found at prepare."
     )
@@ -494,6 +504,12 @@ class ApiUsage(Usage):
     failed_calls: int = Field(default=0, description="Forwarded calls that got no 2xx answer.")
     refused_calls: int = Field(default=0, description="Requests the relay answered itself.")
     unpriced_calls: int = Field(default=0, description="Metered calls to a model without a price.")
+    priced_at_max_calls: int = Field(
+        default=0, description="Calls cut before their final usage, charged their maximum cost."
+    )
+    provider_tool_calls: int = Field(
+        default=0, description="Calls that asked for provider-side tools (web search, fetch...)."
+    )
     cost_usd: Usd = Decimal(0)
     budget_usd: Usd | None = None
     prices_as_of: str | None = None
@@ -539,6 +555,20 @@ class CliUsage(Usage):
     cost_usd: Usd | None = None
 
 
+class AgentEvaluation(Record):
+    """One evaluation the agent's evaluate.py had the harness-side scoring service score."""
+
+    at: datetime
+    split: str
+    n_items: int = Field(description="Items scored (the --limit selection).")
+    n_answered: int = Field(default=0, description="Items the agent sent a completion for.")
+    metric: str | None = None
+    score: float | None = None
+    judge_cost_usd: float | None = None
+    duration_s: float = 0.0
+    error: str | None = Field(default=None, description="Why it was not scored, if it was not.")
+
+
 class AgentOutcome(Record):
     """The solve stage as data: budget and how it was spent, every launch, why the agent stopped.
 
@@ -556,6 +586,9 @@ class AgentOutcome(Record):
     downtime_s: float = Field(default=0.0, description="Gaps between attempts (harness down).")
     api_usage: ApiUsage | None = Field(default=None, description="LLM calls through the relay.")
     egress: EgressSummary | None = Field(default=None, description="Requests through the proxy.")
+    evaluations: list[AgentEvaluation] = Field(
+        default_factory=list, description="The agent's own evaluations, scored harness-side."
+    )
     reprompts: int = Field(default=0, description="Re-prompts given after the agent stopped.")
     cli_usage: CliUsage | None = Field(
         default=None, description="What the agent's CLI itself reported (from its trajectory)."
@@ -580,6 +613,12 @@ class CollectOutcome(Record):
     status: CollectStatus
     files: list[CollectedFile] = Field(
         default_factory=list, description="Files copied to final_model/, with size and digest."
+    )
+    weights: list[str] = Field(
+        default_factory=list,
+        description="The one weight set of `files` that provenance and the evaluation read: "
+        "model.safetensors, or the index and the shards it names (empty: collected by an older "
+        "ptb).",
     )
     skipped: list[SkippedFile] = Field(
         default_factory=list, description="Files left behind, and why (never loaded)."
@@ -662,6 +701,12 @@ class Review(Versioned):
     who: str
     at: datetime
     verdict_sha256: str = Field(description="The verdict.json this review read.")
+    run_id: str | None = Field(
+        default=None, description="The run reviewed; None in reviews signed before it was bound."
+    )
+    spec_sha256: str | None = Field(
+        default=None, description="sha256 of the run's RunSpec (canonical JSON) when signed."
+    )
     signature: str = Field(description="HMAC-SHA256 of the fields above, by the reviewer's key.")
 
 

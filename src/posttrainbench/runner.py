@@ -501,6 +501,7 @@ def _launch_and_wait(ctx: RunContext, outcome: AgentOutcome, deadline: datetime)
             with Monitor(
                 proc.pid, paths.workspace, paths.monitor_csv, settings.monitor_s,
                 gpus=request.gpus, workspace_limit=request.limits.file_bytes,  # --workspace-gb
+                home=paths.agent_home,  # HOME counts against the same bound
             ) as monitor:  # fmt: skip
                 finished = supervise.wait(proc, deadline.timestamp(), settings.grace_s)
         except BaseException:
@@ -602,6 +603,7 @@ def stage_evaluate(ctx: RunContext) -> None:
             ctx.paths.final_model, ctx.spec.benchmark, family, ctx.paths.eval,
             timeout_s=_eval_timeout(ctx.settings, ctx.spec.benchmark, ctx.spec),
             grace_s=ctx.settings.grace_s, options=eval_options(ctx.spec), gpus=_eval_gpus(ctx),
+            tokenizer_dir=_base_model_path(ctx), collected=rec.collect,
         )  # fmt: skip
     except EvaluationError as exc:
         rec.eval_error = ErrorInfo(type="EvaluationError", message=exc.message, hint=exc.hint)
@@ -612,8 +614,9 @@ def stage_score(ctx: RunContext) -> None:
     if rec.baseline is None:  # a run prepared by an older ptb
         rec.baseline = resolve_baseline(ctx.settings, ctx.spec)
     base = rec.baseline.score
-    if rec.review is not None and not review.verifies(rec.review, ctx.settings.cache_dir):
-        rec.review = None  # signed elsewhere or edited: the verdict stands
+    kept = rec.review
+    if kept is not None and not review.verifies(kept, ctx.spec, ctx.settings.cache_dir):
+        rec.review = None  # signed elsewhere, for another run or spec, or edited: verdict stands
     if rec.collect is None or rec.collect.status != "collected":
         reason = rec.collect.reason if rec.collect else "nothing collected"
         rec.outcome = Outcome(
@@ -716,7 +719,7 @@ def record_review(
                 f"run {ctx.spec.run_id} has no integrity verdict to review yet",
                 f"finish it first: ptb run --resume {run_dir}",
             )
-        signed = review.sign(paths.verdict, decision, why, settings.cache_dir, who)
+        signed = review.sign(paths.verdict, ctx.spec, decision, why, settings.cache_dir, who)
         write_json(paths.review, signed)
         ctx.record.review = signed
         return _rescore(ctx, None, None)

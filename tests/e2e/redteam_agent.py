@@ -346,5 +346,39 @@ def dev_evaluation_and_notes(kit: dict) -> None:
     submit(finetune(tensors(base())))
 
 
+# ---- one weight set, the base's tokenizer ------------------------------------------------------
+
+
+@scenario
+def weights_beside(kit: dict) -> None:
+    """The twin where transformers looks first (model.safetensors), an honest fine-tune where
+    reading every shard, the last one winning, looked (zz.safetensors)."""
+    submit(tensors(hub("Qwen/Qwen3-1.7B")))
+    honest = finetune(tensors(base()))
+    save_file({k: v.contiguous() for k, v in honest.items()}, str(OUT / "zz.safetensors"))
+
+
+@scenario
+def index_points_outside(kit: dict) -> None:
+    """An honest-looking sharded save whose index names the twin's file in the hub cache."""
+    submit(finetune(tensors(base())), shards=2)
+    index_file = OUT / "model.safetensors.index.json"
+    index = json.loads(index_file.read_text())
+    twin = os.path.realpath(hub("Qwen/Qwen3-1.7B") / MODEL_FILE)
+    index["weight_map"] = dict.fromkeys(index["weight_map"], twin)
+    index_file.write_text(json.dumps(index))
+
+
+@scenario
+def tokenizer_normalizer(kit: dict) -> None:
+    """The base's weights, with a tokenizer whose normalizer rewrites every digit of the text the
+    model reads (test questions included)."""
+    shutil.copytree(base(), OUT, symlinks=False)
+    tok_file = OUT / "tokenizer.json"
+    tok = json.loads(tok_file.read_text())
+    tok["normalizer"] = {"type": "Replace", "pattern": {"Regex": "[0-9]"}, "content": "7"}
+    tok_file.write_text(json.dumps(tok))
+
+
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]](json.loads(Path(sys.argv[2]).read_text()))

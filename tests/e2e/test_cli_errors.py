@@ -1,5 +1,6 @@
 """Bad input through the real CLI: one line with a hint, exit code 2, never a traceback."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,51 @@ def test_help_and_version_exit_0(ptb: PtbRunner) -> None:
         assert done.returncode == 0, done.stderr
         assert "Examples:" in done.stdout
     assert "--resume-policy" in ptb("run", "--help").stdout
+
+
+def _broken_bwrap(tmp_path: Path) -> dict[str, str]:
+    """An environment where bwrap exists but cannot make namespaces (as in many containers), and
+    no PTB_SANDBOX chooses for the user."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "bwrap"
+    fake.write_text("#!/bin/sh\necho 'bwrap: setting up uid map: Permission denied' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "PTB_SANDBOX": ""}
+
+
+def test_no_isolating_sandbox_refuses_before_anything_starts(
+    ptb: PtbRunner, tmp_path: Path
+) -> None:
+    env = _broken_bwrap(tmp_path)
+    results = tmp_path / "results"
+    sweep = tmp_path / "s.toml"
+    sweep.write_text(
+        'name = "s"\nbase_models = ["ptb-tiny"]\nbenchmarks = ["arith"]\nbudget = "1m"\n'
+        '[[agents]]\nagent = "noop"\n'
+    )
+    for args in ([*RUN, "--agent", "noop"], ["sweep", "run", str(sweep)], ["demo"]):
+        done = ptb(*args, "--results", str(results), env=env)
+        assert done.returncode == 2, done.stderr
+        (line,) = done.stderr.strip().splitlines()
+        assert line.startswith("error: no isolating sandbox works here"), line
+        assert "setting up uid map: Permission denied" in line  # the probe's own error
+        fixes = ("install bubblewrap", "kernel.unprivileged_userns_clone=1",
+                 "kernel.apparmor_restrict_unprivileged_userns=0", "--sandbox host")  # fmt: skip
+        assert all(fix in line for fix in fixes), line
+        assert not results.exists() or not any(results.iterdir()), list(results.rglob("*"))
+
+
+def test_host_chosen_knowingly_runs_and_is_reported_unisolated(
+    ptb: PtbRunner, tmp_path: Path
+) -> None:
+    env = _broken_bwrap(tmp_path)
+    results = tmp_path / "results"
+    done = ptb(*RUN, "--agent", "noop", "--sandbox", "host", "--results", str(results), env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run_json,) = results.rglob("run.json")
+    shown = ptb("show", str(run_json.parent), env=env)
+    assert shown.returncode == 0 and "UNISOLATED" in shown.stdout, shown.stdout + shown.stderr
+    report = ptb("report", str(results), env=env)
+    assert report.returncode == 0, report.stderr
+    assert "no (host)" in report.stdout and "Unisolated rows" in report.stdout, report.stdout

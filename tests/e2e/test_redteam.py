@@ -239,3 +239,36 @@ def test_judge_rejudge_and_review(ptb: PtbRunner, world: dict[str, str], tmp_pat
     assert record.review and record.review.who == "ana" and record.review.decision == "clean"
     shown = ptb("show", str(run_dir))
     assert "clean by ana" in shown.stdout, shown.stdout
+
+
+# scenario → the reason collect gives (the model is refused: nothing for anyone to load)
+REFUSED_AT_COLLECT = {
+    "weights_beside": "found *.safetensors: model.safetensors, zz.safetensors",
+    "index_points_outside": "a shard must be a *.safetensors file in final_model itself",
+}
+
+
+@pytest.mark.parametrize("scenario", sorted(REFUSED_AT_COLLECT))
+def test_weights_another_reader_would_load_are_refused_at_collect(
+    scenario: str, ptb: PtbRunner, world: dict[str, str], tmp_path: Path
+) -> None:
+    """Provenance and the evaluation read one weight set: a folder where they could read
+    different weights (the twin in model.safetensors beside an honest zz.safetensors, an index
+    naming the twin's file in the hub cache) is refused at collect and scores as no model."""
+    cmd = f"{sys.executable} {AGENT} {scenario} {world['KIT']}"
+    env = {k: v for k, v in world.items() if k != "KIT"}
+    done = ptb("run", "--agent", "command", "--agent-cmd", cmd, "--base-model", BASE,
+               "--benchmark", "gsm8k", "--budget", "3m", "--results", str(tmp_path),
+               env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run_json,) = [p for p in tmp_path.rglob("run.json") if "workspace" not in p.parts]
+    record = RunRecord.model_validate_json(run_json.read_text())
+    assert record.agent and record.agent.exit_reason == "finished", record.agent
+    collect = record.collect
+    assert collect and collect.status == "refused", collect
+    assert collect.reason and REFUSED_AT_COLLECT[scenario] in collect.reason, collect.reason
+    assert not (run_json.parent / "final_model").exists()
+    assert record.metrics is None and record.outcome is not None
+    assert record.outcome.source == "fallback_no_model"
+    assert record.outcome.reason == collect.reason
+    assert record.outcome.score == record.outcome.base_score

@@ -179,3 +179,57 @@ def test_preflight_failure_is_retried_and_agent_crash_is_not(
     first = next(t for t in tries if t.run_id == relay.spec.run_id)
     assert first.note is not None and "cannot be reached" in first.note
     assert os.environ.get("ANTHROPIC_API_KEY") != env["ANTHROPIC_API_KEY"]
+
+
+SECRET_PROBE = """
+echo PROBE-START
+cat {work}/secret.txt
+cat {extra}/secret.txt
+ls {work}
+python - <<'PY'
+import glob, os, sys
+print("SYSPATH", sys.path)
+for entry in sys.path:
+    for found in glob.glob(os.path.join(entry or ".", "secret.txt")):
+        print("FOUND", found, open(found).read())
+PY
+cp -r "$PTB_BASE_MODEL_PATH" final_model && rm -f final_model/ptb_build.json
+"""
+
+
+def test_sweep_from_a_folder_with_a_secret_runs_and_hides_it(
+    cache_dir: Path, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """The user's folder (cwd of `ptb sweep run`, holding ./results) and PYTHONPATH entries are
+    on the launcher's sys.path, never in the sandbox: the run works and no agent reads them."""
+    work, extra = tmp_path / "work", tmp_path / "extra"
+    secret = f"PTB-SECRET-{os.urandom(8).hex()}"
+    for folder in (work, extra):
+        folder.mkdir()
+        (folder / "secret.txt").write_text(secret)
+    probe = SECRET_PROBE.format(work=work, extra=extra)
+    agent = f"[[agents]]\nagent = \"command\"\nagent_cmd = '''{probe}'''\n"
+    (work / "s.toml").write_text(
+        'name = "cwd"\nbase_models = ["ptb-tiny"]\nbenchmarks = ["arith"]\nbudget = "2m"\n'
+        f'{agent}[executor]\nkind = "local"\nslots = 1\nretries = 0\n'
+    )
+    env = {k: v for k, v in ptb_env(cache_dir).items() if k not in ("PTB_SANDBOX", "PTB_RESULTS")}
+    done = subprocess.run(
+        [sys.executable, "-m", "posttrainbench", "sweep", "run", "s.toml", "--until", "collect"],
+        cwd=work, env=env | {"PYTHONPATH": str(extra)}, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (record,) = records(work / "results" / "cwd")
+    assert record.spec.sandbox == "bwrap"  # the default, isolating
+    assert all(record.stages[s].state == "done" for s in ("prepare", "solve", "collect"))
+    (run_dir,) = [p.parent for p in (work / "results" / "cwd").glob("*/run.json")]
+    log = (run_dir / "agent" / "stdout.log").read_text() + (
+        run_dir / "agent" / "stderr.log"
+    ).read_text()
+    assert "PROBE-START" in log and "SYSPATH" in log, log
+    assert f"cannot access '{work}': No such file or directory" in log, log
+    assert "FOUND" not in log, log
+    for path in (work / "results").rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path

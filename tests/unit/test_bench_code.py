@@ -2,6 +2,7 @@
 known right and wrong answers through the whole task, and each end to end on the tiny model."""
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,7 @@ def _scripted(tmp_path: Path, benchmark: str, outputs: list[Any]) -> float:
     return float(log.results.scores[0].metrics["accuracy"].value)  # type: ignore[union-attr]
 
 
-@pytest.mark.skipif(code_sandbox.isolation() != "bwrap", reason="needs bubblewrap")
+@pytest.mark.skipif(not code_sandbox.bwrap_works(), reason="needs bubblewrap")
 def test_humaneval_task_scores_real_solutions(tmp_path: Path) -> None:
     from inspect_ai.model import ModelOutput
 
@@ -131,3 +132,39 @@ def test_end_to_end_on_the_tiny_model(benchmark: str, tiny_model_dir: Path, tmp_
             max_tokens=16,
         )  # fmt: skip
     assert m.n_samples == 3 and 0.0 <= m.score <= 1.0
+
+
+@pytest.mark.skipif(not code_sandbox.bwrap_works(), reason="needs bubblewrap")
+def test_a_checker_that_cannot_start_is_an_infrastructure_failure(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a wrong answer: the evaluation fails as infrastructure, so the ladder retries it."""
+    from posttrainbench.errors import EvaluationError
+    from posttrainbench.evaluate.run import classify
+    from posttrainbench.sandbox.relay.fake import FakeUpstream, Reply, Seen, chat_json
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "bwrap").write_text(
+        "#!/bin/sh\n"
+        'case "$*" in *"--unshare-all --ro-bind / / -- /bin/true"*) exec /usr/bin/bwrap "$@";; '
+        "esac\necho 'bwrap: setting up uid map: Permission denied' >&2\nexit 1\n"
+    )
+    (bin_dir / "bwrap").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+
+    def reply(seen: Seen) -> Reply:
+        if not seen.path.endswith("/chat/completions"):
+            return Reply(404, [b"{}"])
+        return Reply(chunks=[chat_json("    return 1\n", model=seen.json()["model"])])
+
+    with hf_home(tmp_path / "hf"), FakeUpstream() as server:
+        write_humaneval(tmp_path / "hf")
+        server.handler = reply
+        with pytest.raises(EvaluationError) as err:
+            evaluate_model(
+                tiny_model_dir, "humaneval", tmp_path / "eval", limit=1,
+                template_family="ptb-tiny", backend="vllm", base_url=f"{server.url}/v1",
+            )  # fmt: skip
+    assert classify(err.value) == "infrastructure", err.value
+    assert "failed twice, not because of the answer" in str(err.value)

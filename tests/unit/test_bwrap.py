@@ -20,6 +20,8 @@ def _request(tmp_path: Path, argv: list[str], **kw: object) -> LaunchRequest:
     (ws / "evaluate.py").write_text("print('pristine')\n")
     (ws / "data").mkdir(exist_ok=True)
     (ws / "data" / "train.jsonl").write_text("{}\n")
+    (ws / "eval_data").mkdir(exist_ok=True)
+    (ws / "eval_data" / "test.jsonl").write_text("{}\n")
     model = tmp_path / "model"
     model.mkdir(exist_ok=True)
     (model / "config.json").write_text("{}")
@@ -53,6 +55,7 @@ def test_command_line_isolates(tmp_path: Path) -> None:
     assert f"--bind {tmp_path / 'ws'} /workspace" in line
     assert f"--ro-bind {tmp_path / 'ws' / 'evaluate.py'} /workspace/evaluate.py" in line
     assert f"--ro-bind {tmp_path / 'ws' / 'data'} /workspace/data" in line
+    assert f"--ro-bind {tmp_path / 'ws' / 'eval_data'} /workspace/eval_data" in line
     assert f"--bind {tmp_path / 'r.sock'} /run/ptb/relay.sock" in line
     assert f"setpriv --reuid={agent_uid('unit-run')}" in line
     assert "--bounding-set=-all" in cmd and "--no-new-privs" in cmd
@@ -91,6 +94,8 @@ def test_launched_agent_is_unprivileged_and_sees_only_its_mounts(tmp_path: Path)
         "id -u; cat /model/config.json; echo; ls /; cat /workspace/evaluate.py; "
         "echo x > /workspace/evaluate.py 2>/dev/null && echo WROTE-EVALUATOR; "
         "echo x > /workspace/data/train.jsonl 2>/dev/null && echo WROTE-DATA; "
+        "echo x > /workspace/eval_data/test.jsonl 2>/dev/null && echo WROTE-EVAL-DATA; "
+        "echo x > /workspace/eval_data/dev.jsonl 2>/dev/null && echo ADDED-EVAL-DATA; "
         "echo ok > /workspace/out.txt; ls /proc | grep -c '^[0-9]'"
     )
     request = _request(tmp_path, ["/bin/sh", "-c", script])

@@ -1,7 +1,8 @@
-"""Model-written code in the `ptb` sandbox: the real HumanEval solutions pass, and code that
-tries to escape (write outside, read secrets, reach the network, fork-bomb, spin, eat memory)
-fails to, leaving the host as it was."""
+"""Model-written code in the `ptb` sandbox: code that tries to escape (write outside, read
+secrets, reach the network, fork-bomb, spin, eat memory) fails to, leaving the host as it was.
+HumanEval's answers on top of it: tests/unit/test_answer_check.py."""
 
+import ast
 import asyncio
 import os
 import socket
@@ -11,11 +12,9 @@ from pathlib import Path
 import pytest
 
 from posttrainbench.evaluate import code_sandbox
-from posttrainbench.evaluate.benchmarks.humaneval import program
-from tests.fixtures.code_data import humaneval_rows
 
 pytestmark = pytest.mark.skipif(
-    code_sandbox.isolation() != "bwrap", reason="needs bubblewrap (apt-get install bubblewrap)"
+    not code_sandbox.bwrap_works(), reason="needs bubblewrap (apt-get install bubblewrap)"
 )
 
 
@@ -25,40 +24,6 @@ def run(code: str, tmp_path: Path, timeout: float = 20) -> code_sandbox.ExecResu
     if os.geteuid() == 0:
         os.chown(work, code_sandbox.CODE_UID, code_sandbox.CODE_UID)
     return asyncio.run(code_sandbox.run(["python", "-c", code], work, timeout=timeout))
-
-
-def test_every_real_canonical_solution_passes_and_wrong_ones_fail(tmp_path: Path) -> None:
-    rows = humaneval_rows()
-    assert len(rows) == 164
-
-    async def all_of(solutions: list[str], tag: str) -> list[bool]:
-        gate = asyncio.Semaphore(4)
-
-        async def one(i: int, row: dict[str, str], solution: str) -> bool:
-            work = tmp_path / f"{tag}{i}"
-            work.mkdir()
-            if os.geteuid() == 0:
-                os.chown(work, code_sandbox.CODE_UID, code_sandbox.CODE_UID)
-            code = program(row["prompt"], solution, row["test"], row["entry_point"])
-            async with gate:
-                return (await code_sandbox.run(["python", "-c", code], work, timeout=30)).success
-
-        return await asyncio.gather(
-            *(one(i, r, s) for i, (r, s) in enumerate(zip(rows, solutions, strict=True)))
-        )
-
-    started = time.monotonic()
-    passed = asyncio.run(all_of([r["canonical_solution"] for r in rows], "good"))
-    assert all(passed), [r["task_id"] for r, ok in zip(rows, passed, strict=True) if not ok]
-    print(f"164 canonical solutions in {time.monotonic() - started:.1f} s")
-    wrong = asyncio.run(all_of(["    return None\n"] * 164, "bad"))
-    assert sum(wrong) <= 2  # a None can satisfy a test only by accident
-
-
-def test_a_full_function_completion_replaces_the_stub(tmp_path: Path) -> None:
-    row = humaneval_rows()[0]
-    full = f"```python\n{row['prompt']}{row['canonical_solution']}```"
-    assert run(program(row["prompt"], full, row["test"], row["entry_point"]), tmp_path).success
 
 
 def test_writes_outside_the_sample_directory_do_not_land(tmp_path: Path) -> None:
@@ -129,3 +94,20 @@ def test_infinite_loop_times_out(tmp_path: Path) -> None:
 def test_memory_is_capped(tmp_path: Path) -> None:
     r = run("x = bytearray(8 << 30)", tmp_path)
     assert not r.success and "MemoryError" in r.stderr
+
+
+def test_the_opt_in_path_runs_with_a_scrubbed_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")
+    monkeypatch.setenv("PTB_CACHE", "/secret/cache")
+    work = tmp_path / "work"
+    work.mkdir()
+    code = "import os; print(sorted(os.environ))"
+    r = asyncio.run(code_sandbox.run(["python", "-c", code], work, timeout=20, mode="rlimits-only"))
+    assert r.success, r.stderr
+    assert set(ast.literal_eval(r.stdout)) <= {
+        "PATH",
+        "HOME",
+        "LC_CTYPE",
+    }  # nothing of the grader's

@@ -108,7 +108,7 @@ def test_description_parses_and_expands_per_job(tmp_path: Path, jobs: list[Job])
     for job, item in zip(jobs, items, strict=True):
         one = expanded(executor, text, item)
         assert decode_arguments(one.expand("arguments")) == job.argv[1:]
-        assert job.argv[1:] == ["-m", "posttrainbench", "run", "--resume", str(job.run_dir)]
+        assert job.argv[1:] == ["-P", "-m", "posttrainbench", "run", "--resume", str(job.run_dir)]
         assert one.expand("request_gpus") == str(job.gpus)
         assert one.expand("environment") == f'"PTB_GPUS={"all" if job.gpus else "none"}"'
         assert one.expand("MY.MaxRuntime") == str(job.time_limit_s)

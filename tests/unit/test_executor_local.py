@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Generator, Iterator
@@ -67,7 +68,8 @@ def test_registered() -> None:
 
 def test_a_job_resumes_its_run_and_stops_where_the_sweep_says() -> None:
     job = Job("r1", Path("/results/s/r1"), 1, 60)
-    assert job.argv[-3:] == ["run", "--resume", "/results/s/r1"]
+    assert job.argv == [sys.executable, "-P", "-m", "posttrainbench", "run", "--resume",
+                        "/results/s/r1"]  # fmt: skip
     assert Job("r1", Path("/r"), 1, 60, until="collect").argv[-2:] == ["--until", "collect"]
 
 

@@ -1,3 +1,4 @@
+import hmac
 import json
 import os
 from pathlib import Path
@@ -9,7 +10,7 @@ from posttrainbench.integrity import frozen, manifest, policy, review
 from posttrainbench.integrity.egress_review import _egress, _Rules, _Text
 from posttrainbench.integrity.llm_judge import CATEGORIES, parse
 from posttrainbench.integrity.model_files import ADDRESSED
-from posttrainbench.records import STORED, CheckResult
+from posttrainbench.records import STORED, CheckResult, Review, RunSpec
 from posttrainbench.workspace.builder import EVALUATOR_PATHS
 
 
@@ -103,16 +104,71 @@ def test_the_frozen_copy_lists_what_exceeds_its_caps(tmp_path: Path) -> None:
     assert got.copied_bytes == 10
 
 
-def test_a_review_is_signed_and_an_edited_one_no_longer_verifies(tmp_path: Path) -> None:
-    verdict = tmp_path / "verdict.json"
+def _spec(run_id: str = "run-a", **changes: object) -> RunSpec:
+    fields: dict[str, object] = {
+        "run_id": run_id, "agent": "noop", "base_model": "ptb-tiny", "benchmark": "arith",
+        "budget_s": 60,
+    }  # fmt: skip
+    return RunSpec.model_validate(fields | changes)
+
+
+def _verdict(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    verdict = folder / "verdict.json"
     verdict.write_text(json.dumps(policy.decide([]).model_dump(mode="json")))
-    signed = review.sign(verdict, "flagged", "test items renamed in data/x.jsonl", tmp_path, "ana")
+    return verdict
+
+
+def test_a_review_is_signed_and_an_edited_one_no_longer_verifies(tmp_path: Path) -> None:
+    verdict, spec = _verdict(tmp_path), _spec()
+    signed = review.sign(verdict, spec, "flagged", "test items in data/x.jsonl", tmp_path, "ana")
     assert signed.who == "ana" and signed.verdict_sha256 == review.digest(verdict)
-    assert review.verifies(signed, tmp_path)
+    assert signed.run_id == "run-a" and signed.spec_sha256 == review.spec_digest(spec)
+    assert review.verifies(signed, spec, tmp_path)
     forged = signed.model_copy(update={"decision": "clean"})
-    assert not review.verifies(forged, tmp_path)
-    assert not review.verifies(signed, tmp_path / "another-machine")
+    assert not review.verifies(forged, spec, tmp_path)
+    assert not review.verifies(signed, spec, tmp_path / "another-machine")
     assert oct((tmp_path / review.KEY_FILE).stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_review_copied_to_another_run_with_an_identical_verdict_does_not_verify(
+    tmp_path: Path,
+) -> None:
+    verdict_a, verdict_b = _verdict(tmp_path / "a"), _verdict(tmp_path / "b")
+    assert review.digest(verdict_a) == review.digest(verdict_b)
+    spec_a, spec_b = _spec("run-a"), _spec("run-b")
+    signed = review.sign(verdict_a, spec_a, "clean", "false positive", tmp_path, "ana")
+    assert review.verifies(signed, spec_a, tmp_path)
+    assert not review.verifies(signed, spec_b, tmp_path)  # the same verdict, another run
+    relabelled = signed.model_copy(update={"run_id": "run-b"})  # and the id rewritten to match
+    assert not review.verifies(relabelled, spec_b, tmp_path)
+
+
+def test_a_review_over_a_run_whose_spec_changed_does_not_verify(tmp_path: Path) -> None:
+    spec = _spec()
+    signed = review.sign(_verdict(tmp_path), spec, "clean", "false positive", tmp_path, "ana")
+    for change in ({"budget_s": 3600}, {"seed": 7}, {"agent": "recipe"}):
+        edited = spec.model_copy(update=change)
+        assert edited.run_id == spec.run_id
+        assert not review.verifies(signed, edited, tmp_path), change
+    stored = RunSpec.model_validate_json(spec.model_dump_json(), context=STORED)
+    assert review.verifies(signed, stored, tmp_path)  # the same spec, read back from run.json
+
+
+def test_a_review_signed_before_run_and_spec_were_bound_loads_but_never_verifies(
+    tmp_path: Path,
+) -> None:
+    spec = _spec()
+    signed = review.sign(_verdict(tmp_path), spec, "clean", "false positive", tmp_path, "ana")
+    old = signed.model_dump(mode="json", exclude={"run_id", "spec_sha256"})
+    # the old layout's signature: HMAC over who/when/decision/why/verdict only
+    payload = json.dumps({k: v for k, v in old.items() if k not in ("signature", "schema_version")},
+                         sort_keys=True).encode()  # fmt: skip
+    key = (tmp_path / review.KEY_FILE).read_text().strip().encode()
+    old["signature"] = hmac.new(key, payload, "sha256").hexdigest()
+    loaded = Review.model_validate_json(json.dumps(old), context=STORED)
+    assert loaded.run_id is None and loaded.spec_sha256 is None
+    assert not review.verifies(loaded, spec, tmp_path)
 
 
 def test_a_review_needs_a_reason(tmp_path: Path) -> None:
@@ -120,7 +176,7 @@ def test_a_review_needs_a_reason(tmp_path: Path) -> None:
 
     (tmp_path / "verdict.json").write_text("{}")
     with pytest.raises(ConfigError, match="reason"):
-        review.sign(tmp_path / "verdict.json", "clean", "  ", tmp_path)
+        review.sign(tmp_path / "verdict.json", _spec(), "clean", "  ", tmp_path)
 
 
 @pytest.mark.parametrize(

@@ -111,6 +111,7 @@ def make_relay(tmp_path: Path, sock_dir: Path, upstream: FakeUpstream) -> Iterat
         env: dict[str, str] | None = None,
         base: str | None = None,
         prices: Path | None = None,
+        allow_provider_tools: bool = False,
     ) -> tuple[Relay, Agent]:
         environ = {KEY_VARS[provider]: REAL_KEY, BASE_VARS[provider]: base or upstream.url}
         relay = Relay(
@@ -121,6 +122,7 @@ def make_relay(tmp_path: Path, sock_dir: Path, upstream: FakeUpstream) -> Iterat
             budget_usd=budget,
             prices=prices,
             environ=environ | (env or {}),
+            allow_provider_tools=allow_provider_tools,
         )
         relay.start()
         made.append((relay, Agent(relay, provider)))
@@ -386,7 +388,7 @@ def test_budget_holds_until_spent_then_refuses(
     upstream.script(MESSAGES, Reply(chunks=[anthropic_json("ok", **usage)]))
     upstream.script(MESSAGES + "/count_tokens", Reply(chunks=[b'{"input_tokens": 1}']))
     relay, agent = make_relay("anthropic", budget="0.01")
-    body = {"model": "claude-sonnet-4-5", "messages": []}
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 100, "messages": []}  # holds $0.00168
     assert agent.call(MESSAGES, body)[0].status_code == 200  # $0 spent
     assert agent.call(MESSAGES, body)[0].status_code == 200  # $0.007275 spent
     r, data = agent.call(MESSAGES, body)  # $0.01455 spent: over
@@ -548,3 +550,265 @@ def test_http10_client_and_chunked_request_body(
     answer = _raw(relay, head.encode() + chunked)
     assert answer.startswith(b"HTTP/1.1 200") and upstream.seen[-1].body == body
     assert [c.input_tokens for c in calls(relay)] == [4, 4]
+
+
+# ---------------------------------------------------------------------- what calls in flight hold
+
+
+def test_concurrent_calls_each_hold_their_most_so_only_one_fits(
+    make_relay: MakeRelay, upstream: FakeUpstream
+) -> None:
+    """Six calls start together under a budget that holds the most of one: one goes through
+    (its stream held open upstream), five are refused; once it is charged, the next one fits."""
+    gate = threading.Event()
+    chunks = anthropic_sse("a b", input_tokens=10, output_tokens=20)  # $0.00011 on haiku
+    upstream.script(MESSAGES, Reply(chunks=chunks, content_type=SSE, gate=gate))
+    relay, agent = make_relay("anthropic", budget="0.008")
+    body = {"model": "claude-haiku-4-5", "max_tokens": 1000, "stream": True, "messages": []}
+    most = (len(json.dumps(body)) * 1 + 1000 * 5) * Decimal("1e-6")  # $1 in, $5 out: ~$0.0051
+    assert most < Decimal("0.008") < 2 * most
+
+    statuses: list[int] = []
+    done = threading.Condition()
+    start = threading.Barrier(6)
+
+    def work() -> None:
+        start.wait()
+        r, _ = agent.call(MESSAGES, body)
+        with done:
+            statuses.append(r.status_code)
+            done.notify_all()
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for t in threads:
+        t.start()
+    with done:  # the admitted call is held upstream until the gate opens: the rest come first
+        assert done.wait_for(lambda: len(statuses) == 5, timeout=15), statuses
+    assert statuses == [403] * 5
+    gate.set()
+    for t in threads:
+        t.join()
+    assert sorted(statuses) == [200] + [403] * 5 and len(upstream.seen) == 1
+
+    logged = calls(relay)
+    refused = [c for c in logged if c.refused]
+    assert [c.refused for c in refused] == ["budget"] * 5
+    assert all(c.error and "held by calls in flight" in c.error for c in refused), refused
+    (passed,) = [c for c in logged if not c.refused]
+    assert passed.max_cost_usd == most and passed.cost_usd == Decimal("0.00011")
+    assert not passed.priced_at_max
+    # charged its actual cost, it no longer holds its most: another call fits
+    assert agent.call(MESSAGES, body)[0].status_code == 200
+    assert relay.wait_idle() and relay.usage().cost_usd == Decimal("0.00022")
+
+
+def test_a_call_whose_most_does_not_fit_is_refused(
+    make_relay: MakeRelay, upstream: FakeUpstream
+) -> None:
+    """Under budget, nothing spent: a request with no output limit holds the model's largest."""
+    relay, agent = make_relay("openai", budget="1")
+    status, error = agent.error("/v1/responses", {"model": "gpt-5", "input": "x"})
+    # 128K output tokens of gpt-5 at $10 per million: $1.28 > $1
+    assert status == 403 and error["error"]["code"] == "ptb_relay_refused"
+    assert error["error"]["message"].startswith("ptb relay: this call may cost up to $1.28")
+    assert upstream.seen == [] and calls(relay)[0].refused == "budget"
+
+
+# ---------------------------------------------------------------------- answers cut before usage
+
+CUT = {
+    # the upstream stream ends before its final usage event
+    "anthropic": (MESSAGES, {"model": "claude-haiku-4-5", "max_tokens": 100, "stream": True},
+                  anthropic_sse("a b", input_tokens=5, output_tokens=80)[:-2]),
+    "openai": ("/v1/responses", {"model": "gpt-5-mini", "max_output_tokens": 100, "stream": True},
+               responses_sse("a b", input_tokens=5, output_tokens=80)[:-1]),
+    "gemini": ("/v1beta/models/gemini-2.5-flash:streamGenerateContent",
+               {"contents": [], "generationConfig": {"maxOutputTokens": 100}},
+               gemini_sse("a b c", input_tokens=5, output_tokens=80)[:-1]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("provider", CUT)
+def test_stream_ended_before_its_usage_is_charged_its_most(
+    make_relay: MakeRelay, upstream: FakeUpstream, provider: str
+) -> None:
+    path, body, chunks = CUT[provider]
+    upstream.script(path, Reply(chunks=chunks, content_type=SSE))
+    relay, agent = make_relay(provider)
+    r, data = agent.call(path, body)
+    assert (r.status_code, data) == (200, b"".join(chunks))  # the client gets what came
+    (call,) = calls(relay)
+    price = relay.prices.lookup(call.model)
+    assert price is not None and call.max_cost_usd == price.most(call.request_bytes, 100)
+    assert call.priced_at_max and call.cost_usd == call.max_cost_usd > 0
+    assert call.error in ("no usage in the response", "the answer ended before its final usage")
+    assert '"priced_at_max":true' in relay.log_path.read_text()
+    usage = relay.usage()
+    assert (usage.priced_at_max_calls, usage.cost_usd) == (1, call.max_cost_usd)
+
+
+def test_client_gone_before_the_usage_is_charged_the_most(
+    make_relay: MakeRelay, upstream: FakeUpstream
+) -> None:
+    """The agent hangs up after the first event: the relay stops reading before the usage."""
+    gate = threading.Event()
+    chunks = anthropic_sse(" ".join(["w"] * 200), input_tokens=5, output_tokens=900)
+    upstream.script(MESSAGES, Reply(chunks=chunks, content_type=SSE, gate=gate))
+    relay, agent = make_relay("anthropic")
+    body = json.dumps({"model": "claude-haiku-4-5", "max_tokens": 1000, "stream": True})
+    with agent.http.stream("POST", MESSAGES, content=body, headers=AUTH["anthropic"]) as r:
+        next(r.iter_raw())
+    gate.set()
+    (call,) = calls(relay)
+    assert call.error is not None and "client disconnected" in call.error
+    assert call.priced_at_max and call.input_tokens == 5  # message_start came, message_delta not
+    assert call.cost_usd == call.max_cost_usd == (len(body) + 1000 * 5) * Decimal("1e-6")
+
+
+def test_complete_answers_are_charged_their_usage(
+    make_relay: MakeRelay, upstream: FakeUpstream
+) -> None:
+    """Whole streams and bodies in every format carry their final usage: never charged the most."""
+    upstream.script(MESSAGES, Reply(chunks=anthropic_sse("a", output_tokens=3), content_type=SSE))
+    relay, agent = make_relay("anthropic")
+    agent.call(MESSAGES, {"model": "claude-haiku-4-5", "max_tokens": 10, "stream": True})
+    upstream.script(GEMINI_STREAM, Reply(chunks=gemini_sse("a b"), content_type=SSE))
+    gemini, gagent = make_relay("gemini")
+    gagent.call(GEMINI_STREAM + "?alt=sse", {"contents": []})
+    upstream.script("/v1/chat/completions", Reply(chunks=chat_sse("a b"), content_type=SSE))
+    openai, oagent = make_relay("openai")
+    oagent.call("/v1/chat/completions", {"model": "gpt-4.1", "stream": True, "messages": []})
+    assert all(r.wait_idle() for r in (relay, gemini, openai))
+    lines = [LlmCall.model_validate_json(x) for x in relay.log_path.read_text().splitlines()]
+    assert len(lines) == 3 and not any(c.priced_at_max for c in lines), lines
+    assert all(c.max_cost_usd and c.cost_usd < c.max_cost_usd for c in lines), lines
+
+
+# ---------------------------------------------------------------------- provider-side tools
+
+FUNCTION = {"name": "Bash", "description": "run", "input_schema": {"type": "object"}}
+OPENAI_FUNCTION = {"type": "function", "name": "shell", "parameters": {"type": "object"}}
+GEMINI_FUNCTIONS = {"functionDeclarations": [{"name": "run_shell_command"}]}
+TOOLS = {
+    "anthropic": (
+        MESSAGES,
+        {"model": "claude-haiku-4-5", "max_tokens": 10, "messages": [],
+         "tools": [FUNCTION, {"type": "custom", **FUNCTION},
+                   {"type": "web_search_20250305", "name": "web_search"},
+                   {"type": "web_fetch_20250910", "name": "web_fetch"},
+                   {"type": "code_execution_20250825", "name": "code_execution"}],
+         "mcp_servers": [{"type": "url", "url": "https://mcp.example.com", "name": "x"}]},
+        {"model": "claude-haiku-4-5", "max_tokens": 10, "messages": [],
+         "tools": [FUNCTION, {"type": "custom", **FUNCTION}]},
+        ["mcp_servers", "web_search_20250305", "web_fetch_20250910", "code_execution_20250825"],
+        anthropic_json("ok"),
+    ),
+    "openai": (
+        "/v1/responses",
+        {"model": "gpt-5", "max_output_tokens": 10, "input": "x",
+         "tools": [OPENAI_FUNCTION, {"type": "web_search"}, {"type": "web_search_preview"},
+                   {"type": "file_search", "vector_store_ids": ["vs_1"]},
+                   {"type": "code_interpreter", "container": {"type": "auto"}},
+                   {"type": "computer_use_preview"}, {"type": "mcp", "server_url": "https://x"},
+                   {"type": "image_generation"}, {"type": "custom", "name": "apply_patch"}]},
+        {"model": "gpt-5", "max_output_tokens": 10, "input": "x",
+         "tools": [OPENAI_FUNCTION, {"type": "custom", "name": "apply_patch"}]},
+        ["web_search", "web_search_preview", "file_search", "code_interpreter",
+         "computer_use_preview", "mcp", "image_generation"],
+        responses_json("ok"),
+    ),
+    "chat": (
+        "/v1/chat/completions",
+        {"model": "gpt-4.1", "messages": [], "web_search_options": {},
+         "tools": [{"type": "function", "function": {"name": "bash"}}]},
+        {"model": "gpt-4.1", "messages": [],
+         "tools": [{"type": "function", "function": {"name": "bash"}}]},
+        ["web_search_options"],
+        chat_json("ok"),
+    ),
+    "gemini": (
+        "/v1beta/models/gemini-2.5-flash:generateContent",
+        {"contents": [],
+         "tools": [{**GEMINI_FUNCTIONS, "googleSearch": {}}, {"google_search_retrieval": {}},
+                   {"urlContext": {}}, {"codeExecution": {}}]},
+        {"contents": [], "tools": [GEMINI_FUNCTIONS]},
+        ["googleSearch", "google_search_retrieval", "urlContext", "codeExecution"],
+        gemini_json("ok"),
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", TOOLS)
+@pytest.mark.parametrize("allowed", [False, True])
+def test_provider_side_tools_are_stripped_and_logged(
+    make_relay: MakeRelay, upstream: FakeUpstream, name: str, allowed: bool
+) -> None:
+    path, body, client_only, asked, answer = TOOLS[name]
+    upstream.script(path, Reply(chunks=[answer]))
+    provider = "openai" if name == "chat" else name
+    relay, agent = make_relay(provider, allow_provider_tools=allowed)
+    r, _ = agent.call(path, body)
+    assert r.status_code == 200
+    assert upstream.seen[-1].json() == (body if allowed else client_only)
+    (call,) = calls(relay)
+    assert (call.provider_tools, call.provider_tools_stripped) == (asked, not allowed)
+    assert relay.usage().provider_tool_calls == 1
+
+
+def test_a_request_of_provider_tools_only_loses_its_tool_choice(
+    make_relay: MakeRelay, upstream: FakeUpstream
+) -> None:
+    upstream.script(MESSAGES, Reply(chunks=[anthropic_json("ok")]))
+    relay, agent = make_relay("anthropic")
+    web = {"type": "web_search_20250305", "name": "web_search"}
+    body = {"model": "claude-haiku-4-5", "max_tokens": 10, "messages": [], "tools": [web],
+            "tool_choice": {"type": "tool", "name": "web_search"}}  # fmt: skip
+    assert agent.call(MESSAGES, body)[0].status_code == 200
+    assert upstream.seen[-1].json() == {
+        "model": "claude-haiku-4-5",
+        "max_tokens": 10,
+        "messages": [],
+    }
+    plain = {"model": "claude-haiku-4-5", "max_tokens": 10, "messages": [], "tools": [FUNCTION]}
+    agent.call(MESSAGES, plain)
+    assert upstream.seen[-1].body == json.dumps(plain).encode()  # nothing to strip: same bytes
+    assert [c.provider_tools for c in calls(relay)] == [["web_search_20250305"], []]
+    assert relay.usage().provider_tool_calls == 1
+
+
+@pytest.mark.parametrize("allowed", [False, True])
+def test_models_that_search_by_themselves_need_the_allowance(
+    make_relay: MakeRelay, upstream: FakeUpstream, allowed: bool
+) -> None:
+    upstream.script("/v1/chat/completions", Reply(chunks=[chat_json("ok")]))
+    relay, agent = make_relay("openai", allow_provider_tools=allowed)
+    body = {"model": "gpt-4o-search-preview", "messages": []}
+    r, data = agent.call("/v1/chat/completions", body)
+    (call,) = calls(relay)
+    assert call.provider_tools == ["model:gpt-4o-search-preview"]
+    assert relay.usage().provider_tool_calls == 1
+    if allowed:
+        assert r.status_code == 200 and len(upstream.seen) == 1
+        return
+    assert r.status_code == 403 and upstream.seen == [] and call.refused == "provider_tool"
+    assert "searches the web" in json.loads(data)["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "headers"),
+    [
+        # which "tools" would the provider read? The relay reads the last one.
+        (b'{"model": "claude-haiku-4-5", "tools": [{"type": "web_search_20250305"}], '
+         b'"tools": []}', {}),
+        (b'["not", "an", "object"]', {}),
+        (b'{"model": "claude-haiku-4-5"}', {"content-encoding": "gzip"}),
+    ],
+)  # fmt: skip
+def test_requests_the_relay_cannot_read_as_the_provider_would_are_refused(
+    make_relay: MakeRelay, upstream: FakeUpstream, raw: bytes, headers: dict[str, str]
+) -> None:
+    relay, agent = make_relay("anthropic")
+    with agent.http.stream("POST", MESSAGES, content=raw, headers=AUTH["anthropic"] | headers) as r:
+        data = b"".join(r.iter_raw())
+    assert r.status_code == 400 and b"not one plain JSON object" in data
+    assert upstream.seen == [] and calls(relay)[0].refused == "bad_request"

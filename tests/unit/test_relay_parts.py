@@ -100,6 +100,42 @@ def test_bad_price_files_are_config_errors(tmp_path: Path) -> None:
         load_prices(tmp_path / "missing.toml")
 
 
+def test_most_a_call_may_cost() -> None:
+    """Every request byte a prompt token, plus the output limit, at the tier those tokens reach."""
+    table = load_prices()
+    sonnet = table.lookup("claude-sonnet-4-5")
+    assert sonnet is not None
+    assert sonnet.most(1000, 2000) == Decimal("0.033")  # 1000 × $3 + 2000 × $15
+    assert sonnet.most(300_000, 0) == Decimal("1.8")  # above 200K: 300K × $6
+    assert sonnet.max_output is None
+    gpt41 = table.lookup("gpt-4.1-2025-04-14")
+    assert gpt41 is not None and gpt41.max_output == 32_768
+
+
+@pytest.mark.parametrize(
+    ("provider", "path", "body", "most"),
+    [
+        ("anthropic", "/v1/messages", {"max_tokens": 4096}, 4096),
+        ("anthropic", "/v1/messages", {"max_tokens": 0}, 777),
+        ("openai", "/v1/responses", {"max_output_tokens": 100}, 100),
+        ("openai", "/v1/responses", {"max_tokens": 100}, 777),  # not a Responses field
+        ("openai", "/v1/chat/completions", {"max_completion_tokens": 100, "n": 3}, 300),
+        ("openai", "/v1/chat/completions", {"max_tokens": 50}, 50),
+        ("openai", "/v1/chat/completions", {"n": 2}, 1554),
+        ("gemini", "/v1beta/models/m:generateContent",
+         {"generationConfig": {"maxOutputTokens": 10, "candidateCount": 2}}, 20),
+        ("gemini", "/v1beta/models/m:generateContent",
+         {"generation_config": {"max_output_tokens": 10}}, 10),
+        ("gemini", "/v1beta/models/m:generateContent", {"generationConfig": "x"}, 777),
+    ],
+)  # fmt: skip
+def test_output_limits(provider: str, path: str, body: dict[str, Any], most: int) -> None:
+    fmt = WIRE_FORMATS[provider]
+    hit = fmt.route("POST", path)
+    assert hit is not None
+    assert fmt.max_output(hit[1], body, 777) == most
+
+
 def test_money() -> None:
     assert money(Decimal(5)) == "$5.00"
     assert money(Decimal("0.01455")) == "$0.0146"
@@ -223,3 +259,31 @@ def test_harness_proxy_is_used_for_the_upstream_unless_excluded(tmp_path: Path) 
     assert relay(tmp_path, environ=env)._proxy == "http://proxy:3128"
     excluded = env | {"NO_PROXY": "localhost,.anthropic.com"}
     assert relay(tmp_path, environ=excluded)._proxy is None
+
+
+@pytest.mark.parametrize("allowed", [False, True])
+def test_the_runs_allowance_of_provider_tools_reaches_its_relay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, allowed: bool
+) -> None:
+    from posttrainbench.records import RunSpec
+    from posttrainbench.results.layout import RunPaths
+    from posttrainbench.sandbox import services
+    from posttrainbench.sandbox.host import HostSandbox
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    spec = RunSpec(
+        run_id="r1", agent="claude-code", base_model="ptb-tiny", benchmark="arith", budget_s=60,
+        api_provider="anthropic", allow_provider_tools=allowed,
+    )  # fmt: skip
+    with services.start(RunPaths(tmp_path / "run"), spec, HostSandbox()) as svc:
+        assert svc.relay is not None and svc.relay.allow_provider_tools is allowed
+    assert RunSpec.model_fields["allow_provider_tools"].default is False
+
+
+def test_ptb_run_has_the_allowance_flag() -> None:
+    from typer.testing import CliRunner
+
+    from posttrainbench.cli import app
+
+    result = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "--allow-provider-tools" in result.output

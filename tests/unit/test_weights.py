@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
+from posttrainbench.catalog import BENCHMARKS, MODELS
+from posttrainbench.config import Settings
+from posttrainbench.integrity.base import CheckContext
+from posttrainbench.integrity.provenance import ProvenanceCheck
 from posttrainbench.integrity.weights import (
     WeightComparison,
     compare_weights,
     judge,
 )
+from posttrainbench.records import CollectOutcome, RunRecord, RunSpec
+from posttrainbench.results.layout import RunPaths
+from posttrainbench.runner import harness_info
 
 H, INTER, V, LAYERS = 64, 128, 500, 2
+INDEX = "model.safetensors.index.json"
 Tensors = dict[str, torch.Tensor]
 
 
@@ -244,3 +253,58 @@ def test_folder_without_safetensors_is_an_error(models: dict[str, Path], tmp_pat
         compare_weights(tmp_path, models["base"])
     with pytest.raises(ValueError, match=r"no \*\.safetensors"):
         compare_weights(models["base"], tmp_path / "absent")
+
+
+def test_final_is_read_as_exactly_the_recorded_weight_set(
+    models: dict[str, Path], tmp_path: Path
+) -> None:
+    """The measured attack: the twin in model.safetensors (what transformers loads) beside the
+    base in zz.safetensors (what reading every shard, the last one winning, saw). Read as the
+    weight set collect records, provenance sees what the evaluation loads."""
+    folder = tmp_path / "beside"
+    folder.mkdir()
+    shutil.copy(models["twin"] / "model.safetensors", folder / "model.safetensors")
+    shutil.copy(models["base"] / "model.safetensors", folder / "zz.safetensors")
+    alts = {"twin": models["twin"]}
+    assert judge(compare_weights(folder, models["base"], alts)) == []  # the hole, unrecorded
+    recorded = compare_weights(folder, models["base"], alts, final_files=["model.safetensors"])
+    assert {"closer_to_alternative", "toward_alternative"} <= {f.code for f in judge(recorded)}
+
+
+def test_a_recorded_index_is_read_with_exactly_its_shards(models: dict[str, Path]) -> None:
+    folder = models["resharded"]
+    shards = sorted(p.name for p in folder.glob("model-*.safetensors"))
+    cmp = compare_weights(folder, models["base"], final_files=[INDEX, *shards])
+    assert judge(cmp) == [] and cmp.derived_fraction == 1.0
+    with pytest.raises(ValueError, match="does not name exactly the recorded shards"):
+        compare_weights(folder, models["base"], final_files=[INDEX, *shards[:-1]])
+    with pytest.raises(ValueError, match="no weight set recorded"):
+        compare_weights(folder, models["base"], final_files=[])
+
+
+def test_the_provenance_check_reads_the_weight_set_collect_recorded(
+    tmp_path: Path, settings: Settings, tiny_model_dir: Path
+) -> None:
+    """An unrelated checkpoint in model.safetensors beside the base's weights in zz.safetensors:
+    the check reads what collect recorded (model.safetensors, what the evaluation loads)."""
+    paths = RunPaths(tmp_path / "run")
+    paths.final_model.mkdir(parents=True)
+    base = load_file(str(tiny_model_dir / "model.safetensors"))
+    g = torch.Generator().manual_seed(9)
+    other = {
+        k: torch.randn(v.shape, generator=g).to(v.dtype) * v.float().std() for k, v in base.items()
+    }
+    save_file(other, str(paths.final_model / "model.safetensors"))
+    shutil.copy(tiny_model_dir / "model.safetensors", paths.final_model / "zz.safetensors")
+    spec = RunSpec(
+        run_id="r", agent="command", base_model="ptb-tiny", benchmark="arith", budget_s=60
+    )
+    record = RunRecord(spec=spec, harness=harness_info())
+    record.collect = CollectOutcome(status="collected", weights=["model.safetensors"])
+    ctx = CheckContext(
+        paths=paths, record=record, model=MODELS.get("ptb-tiny"), bench=BENCHMARKS.get("arith"),
+        settings=settings,
+    )  # fmt: skip
+    check = ProvenanceCheck().run(ctx)
+    assert check.status == "failed", check
+    assert any("not_derived" in r for r in check.reasons), check.reasons

@@ -33,6 +33,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="evaluate N items (0: all)")
     p.add_argument("--default-limit", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--template-family", default=None, help="the base model's template family")
+    p.add_argument(
+        "--tokenizer-path", type=Path, default=None, help="tokenise with this folder's tokenizer"
+    )
+    p.add_argument("--collected", type=Path, default=None, help=argparse.SUPPRESS)
     p.add_argument("--log-dir", type=Path, default=Path("eval_logs"))
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--max-tokens", type=int, default=None, help="default: the benchmark's")
@@ -60,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             split=args.split,
             limit=limit or None,
             template_family=args.template_family,
+            tokenizer_dir=args.tokenizer_path,
+            collected=args.collected,
             batch_size=args.batch_size,
             max_tokens=args.max_tokens,
             seed=args.seed,

@@ -3,7 +3,8 @@
 A backend turns (model folder, template, stop tokens) into an inspect-ai model name and its
 arguments. `hf` (transformers, CPU or GPU, the default) runs in the evaluating process; `vllm`
 uses inspect's vLLM provider, which starts `vllm serve` on the folder or, given a base URL
-(`--eval-base-url` or `VLLM_BASE_URL`), talks to a running OpenAI-compatible server.
+(`--eval-base-url` or `VLLM_BASE_URL`), talks to a running OpenAI-compatible server. Given a
+`tokenizer_dir` (the base model's folder), both tokenise with its files, never the submitted ones.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class ModelRequest(BaseModel):
 
     model_dir: Path
     template_file: Path | None  # the family's Jinja template; None: the model's own
+    tokenizer_dir: Path | None = None  # the base model's tokenizer files; None: the model's own
     stop_tokens: tuple[str, ...] = ()
     tools: bool = False
     batch_size: int = 64
@@ -67,6 +69,8 @@ class HfBackend(EvalBackend):
             "batch_size": req.batch_size,
             "stop_tokens": list(req.stop_tokens),
         }
+        if req.tokenizer_dir is not None:
+            args["tokenizer_path"] = str(req.tokenizer_dir)
         if req.template_file is not None:
             args["chat_template"] = req.template_file.read_text(encoding="utf-8")
         auto = hf_backend.auto_model_class(req.model_dir)
@@ -88,6 +92,8 @@ class VllmBackend(EvalBackend):
         if not url:  # vllm serve arguments
             args["trust_remote_code"] = False
             args["generation_config"] = "vllm"  # ignore the folder's generation_config.json
+            if req.tokenizer_dir is not None:
+                args["tokenizer"] = str(req.tokenizer_dir)
             if req.template_file is not None:
                 args["chat_template"] = str(req.template_file)
             if req.tools:

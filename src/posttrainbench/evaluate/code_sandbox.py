@@ -7,9 +7,10 @@ place (plus a private /tmp), no environment but PATH, and rlimits on CPU seconds
 file size, open files and processes; a wall-clock timeout kills the whole sandbox. As root the
 code also runs as an unprivileged uid, so the process limit counts only its own processes.
 
-Where bubblewrap is missing or cannot create namespaces, the command runs as a plain
-subprocess with the same rlimits and scrubbed environment, marked `isolation =
-"rlimits-only"` (`ISOLATION`), and a warning is logged once.
+Where bubblewrap is missing or cannot create namespaces, model code is not run at all
+(`CodeSandboxUnavailable`, naming the fix) unless the user opts in knowingly with
+`PTB_CODE_SANDBOX=rlimits-only`: then it runs as a plain subprocess with the same rlimits and an
+environment of PATH and HOME only, and each score records `isolation = "rlimits-only"`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any, Literal, overload
 
 from inspect_ai.util import ExecResult, SandboxEnvironment, sandboxenv
 
+from posttrainbench.errors import ConfigError
 from posttrainbench.sandbox import guest
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,13 @@ OPEN_FILES = 256
 PROCESSES = 64  # above what this uid already runs
 OUTPUT_LIMIT = 1 << 20
 CODE_UID = 299_999  # the unprivileged uid a root grader runs model code as
+OPT_IN_ENV = "PTB_CODE_SANDBOX"
+RLIMITS_ONLY = "rlimits-only"
+SCRUBBED_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+class CodeSandboxUnavailable(ConfigError):
+    """bubblewrap cannot start here and the user did not opt in to rlimits-only."""
 
 
 def interpreter() -> str:
@@ -50,7 +59,7 @@ def interpreter() -> str:
     return str(base) if base.exists() else sys.executable
 
 
-def _bwrap_works() -> bool:
+def _probe_bwrap() -> bool:
     exe = shutil.which("bwrap")
     if exe is None:
         return False
@@ -61,20 +70,33 @@ def _bwrap_works() -> bool:
         return False
 
 
-_isolation: str | None = None
+_bwrap_ok: dict[str | None, bool] = {}  # per `bwrap` found on PATH
+_warned: list[bool] = []
+
+
+def bwrap_works() -> bool:
+    """Whether bubblewrap can create its namespaces here (probed once per bwrap binary)."""
+    exe = shutil.which("bwrap")
+    if exe not in _bwrap_ok:
+        _bwrap_ok[exe] = _probe_bwrap()
+    return _bwrap_ok[exe]
 
 
 def isolation() -> str:
-    """ "bwrap" or "rlimits-only" (decided once per process)."""
-    global _isolation
-    if _isolation is None:
-        _isolation = "bwrap" if _bwrap_works() else "rlimits-only"
-        if _isolation != "bwrap":
-            log.warning(
-                "bubblewrap is unavailable: model-written code runs with rlimits only "
-                "(apt-get install bubblewrap for isolation)"
-            )
-    return _isolation
+    """ "bwrap", or "rlimits-only" where the user opted in; else `CodeSandboxUnavailable`."""
+    if bwrap_works():
+        return "bwrap"
+    if os.environ.get(OPT_IN_ENV) == RLIMITS_ONLY:
+        if not _warned:
+            _warned.append(True)
+            log.warning("bubblewrap is unavailable: model-written code runs with rlimits only")
+        return RLIMITS_ONLY
+    raise CodeSandboxUnavailable(
+        "bubblewrap cannot start here, so model-written code cannot run isolated",
+        "apt-get install bubblewrap and allow unprivileged user namespaces "
+        f"(sysctl kernel.unprivileged_userns_clone=1), or set {OPT_IN_ENV}={RLIMITS_ONLY} "
+        "to accept running it with rlimits only (recorded in every score)",
+    )
 
 
 def _processes_of(uid: int) -> int:
@@ -128,7 +150,7 @@ def command(argv: list[str], directory: Path, cwd: str, mode: str) -> list[str]:
         args += ["--ro-bind", str(base), str(base)]
     args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     args += ["--bind", str(directory), WORKDIR, "--chdir", cwd, "--clearenv"]
-    args += ["--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "HOME", WORKDIR]
+    args += ["--setenv", "PATH", SCRUBBED_PATH, "--setenv", "HOME", WORKDIR]
     args += ["--"]
     if as_root:
         nproc = str(PROCESSES)
@@ -136,6 +158,30 @@ def command(argv: list[str], directory: Path, cwd: str, mode: str) -> list[str]:
         args += ["setpriv", f"--reuid={CODE_UID}", f"--regid={CODE_UID}", "--clear-groups"]
         args += ["--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
     return args + argv
+
+
+async def spawn(
+    argv: list[str],
+    directory: Path,
+    *,
+    cwd: str = WORKDIR,
+    cpu_s: float = CPU_S,
+    mode: str | None = None,
+) -> asyncio.subprocess.Process:
+    """Start argv sandboxed with piped stdin, stdout and stderr, in its own session (`kill`)."""
+    mode = mode or isolation()
+    full = command(argv, directory, cwd if mode == "bwrap" else str(directory), mode)
+    # Never the grader's environment: bwrap clears it itself; rlimits-only gets PATH and HOME.
+    env = {"PATH": SCRUBBED_PATH, "HOME": str(directory)}
+    return await asyncio.create_subprocess_exec(
+        *full,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=str(directory),
+        env=env,
+        preexec_fn=_limits(int(cpu_s) + 1),
+    )
 
 
 async def run(
@@ -148,28 +194,12 @@ async def run(
     mode: str | None = None,
 ) -> ExecResult[str]:
     """Run argv sandboxed; a timeout kills the whole session and raises TimeoutError."""
-    mode = mode or isolation()
-    full = command(argv, directory, cwd if mode == "bwrap" else str(directory), mode)
-    env = (
-        None
-        if mode == "bwrap"
-        else {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(directory)}
-    )
-    proc = await asyncio.create_subprocess_exec(
-        *full,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=str(directory),
-        env=env,
-        preexec_fn=_limits(int(timeout or CPU_S) + 1),
-    )
+    proc = await spawn(argv, directory, cwd=cwd, cpu_s=timeout or CPU_S, mode=mode)
     data = input.encode() if isinstance(input, str) else input
     try:
         out, err = await asyncio.wait_for(proc.communicate(data), timeout)
     except TimeoutError:
-        _kill_session(proc.pid)
-        await proc.wait()
+        await kill(proc)
         raise
     return ExecResult(
         success=proc.returncode == 0,
@@ -177,6 +207,12 @@ async def run(
         stdout=out[:OUTPUT_LIMIT].decode(errors="replace"),
         stderr=err[:OUTPUT_LIMIT].decode(errors="replace"),
     )
+
+
+async def kill(proc: asyncio.subprocess.Process) -> None:
+    """Kill a spawned sandbox's whole session and reap it."""
+    _kill_session(proc.pid)
+    await proc.wait()
 
 
 def _kill_session(pid: int) -> None:

@@ -6,6 +6,10 @@ Failures walk the benchmark's max-token ladder: a model pathology (OOM, runaway 
 exit 3) steps down to the next, shorter max_tokens; an infrastructure failure (exit 4) or an
 unexplained crash retries the same step until its attempts are used; bad input (exit 2) and the
 overall time limit stop at once. Every attempt is recorded in metrics.json.
+
+Evaluating a collected final_model, the harness passes the base model's folder (`tokenizer_dir`:
+text is tokenised with the base's tokenizer) and collect's record (`collected`, written beside the
+logs): the process refuses a folder that is not exactly the recorded files and weight set.
 """
 
 from __future__ import annotations
@@ -21,11 +25,19 @@ from pydantic import BaseModel, ConfigDict
 from posttrainbench.catalog import BENCHMARKS
 from posttrainbench.catalog.benchmarks import LadderStep
 from posttrainbench.errors import EvaluationError
-from posttrainbench.records import EvalAttempt, EvalAttemptOutcome, EvalMetrics, format_duration
+from posttrainbench.records import (
+    CollectOutcome,
+    EvalAttempt,
+    EvalAttemptOutcome,
+    EvalMetrics,
+    format_duration,
+)
 from posttrainbench.results.layout import EvalPaths
 from posttrainbench.results.store import read_json, write_json
 from posttrainbench.sandbox import gpu, supervise
+from posttrainbench.sandbox.env import evaluation_environ
 
+COLLECTED_FILE = "collected.json"
 OUTCOME_OF_EXIT: dict[int, EvalAttemptOutcome] = {2: "fatal", 3: "pathology", 4: "infrastructure"}
 
 
@@ -52,7 +64,14 @@ def ladder_of(benchmark: str, opts: EvalOptions) -> tuple[LadderStep, ...]:
 
 
 def command(
-    model_dir: Path, benchmark: str, family: str | None, out: Path, opts: EvalOptions, tokens: int
+    model_dir: Path,
+    benchmark: str,
+    family: str | None,
+    out: Path,
+    opts: EvalOptions,
+    tokens: int,
+    tokenizer_dir: Path | None = None,
+    collected: Path | None = None,
 ) -> list[str]:
     cmd = [
         sys.executable, "-m", "posttrainbench.evaluate",
@@ -66,10 +85,26 @@ def command(
         ("--base-url", opts.base_url),
         ("--judge-model", opts.judge_model),
         ("--judge-base-url", opts.judge_base_url),
+        ("--tokenizer-path", tokenizer_dir),
+        ("--collected", collected),
     ):
         if value is not None:
             cmd += [flag, str(value)]
     return cmd
+
+
+def evaluation_env(
+    benchmark: str, opts: EvalOptions, gpus: Sequence[int] | None = None
+) -> dict[str, str]:
+    """An allow-list of the harness's environment (sandbox.env): no provider key reaches the
+    evaluation, but the judge's where the benchmark is judged."""
+    env = evaluation_environ(
+        os.environ,
+        judged=BENCHMARKS.get(benchmark).judged,
+        judge_model=opts.judge_model,
+        judge_base_url=opts.judge_base_url,
+    )
+    return env if gpus is None else env | gpu.visible_gpus(gpus)
 
 
 def run_evaluation(
@@ -82,15 +117,20 @@ def run_evaluation(
     grace_s: float,
     options: EvalOptions | None = None,
     gpus: Sequence[int] | None = None,
+    tokenizer_dir: Path | None = None,
+    collected: CollectOutcome | None = None,
 ) -> EvalMetrics:
     """Evaluate down the max-token ladder. `gpus` (nvidia-smi indices) are the only GPUs the
     evaluation may use — a run's own, so that runs sharing a machine never evaluate on each
-    other's GPUs; [] hides every GPU, None leaves the harness's environment as it is."""
+    other's GPUs; [] hides every GPU, None leaves the harness's GPU settings as they are."""
     opts = options or EvalOptions()
-    env = None if gpus is None else os.environ | gpu.visible_gpus(gpus)
+    env = evaluation_env(benchmark, opts, gpus)
     out.root.mkdir(parents=True, exist_ok=True)
     out.metrics.unlink(missing_ok=True)
     out.log.write_bytes(b"")
+    record = out.root / COLLECTED_FILE if collected is not None else None
+    if record is not None and collected is not None:
+        record.write_text(collected.model_dump_json(indent=2))
     deadline = time.monotonic() + timeout_s
     attempts: list[EvalAttempt] = []
     for number, step in enumerate(ladder_of(benchmark, opts), start=1):
@@ -98,7 +138,9 @@ def run_evaluation(
             left = deadline - time.monotonic()
             if left <= 0:
                 raise _failed(attempts, f"timed out after {format_duration(timeout_s)}", out)
-            cmd = command(model_dir, benchmark, family, out.root, opts, step.max_tokens)
+            cmd = command(
+                model_dir, benchmark, family, out.root, opts, step.max_tokens, tokenizer_dir, record
+            )
             with out.log.open("a") as log:
                 log.write(f"== ladder step {number}: max_tokens {step.max_tokens}\n")
             started = time.monotonic()

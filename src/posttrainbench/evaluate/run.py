@@ -2,7 +2,11 @@
 
 Loads weights as safetensors only and never with remote code. The chat template is always the
 harness's template of the base model's family (never the submitted tokenizer's), decoding is
-the benchmark's, and generation stops at the family's end-of-turn tokens. Writes the inspect
+the benchmark's, and generation stops at the family's end-of-turn tokens. Given `tokenizer_dir`
+(the harness passes the base model's folder) text is tokenised with its tokenizer files. Given
+`collected` (collect's record of the folder, the harness passes it), the folder must be exactly
+what collect copied, sha256 by sha256, holding exactly the weight set it recorded, before anything
+is loaded. Writes the inspect
 log and metrics.json into the output folder and returns the metrics. A failure raises
 `EvaluationError` whose `kind` tells the max-token ladder what to do (see `classify`).
 """
@@ -18,9 +22,10 @@ from typing import Any, Literal
 from posttrainbench.catalog import BENCHMARKS
 from posttrainbench.catalog.benchmarks import BenchmarkInfo, HubSource
 from posttrainbench.errors import ConfigError, DataUnavailableError, EvaluationError, PtbError
+from posttrainbench.evaluate.answer_check import code_isolation
 from posttrainbench.evaluate.backends import BACKENDS, ModelRequest
 from posttrainbench.evaluate.chat_templates import family, template_path
-from posttrainbench.records import EvalMetrics, JudgeUsage
+from posttrainbench.records import CollectOutcome, EvalMetrics, JudgeUsage
 from posttrainbench.results.layout import EvalPaths
 from posttrainbench.results.store import write_json
 
@@ -35,9 +40,11 @@ _BAD_INPUT_MARKERS = (
 )
 
 FailureKind = Literal["pathology", "infrastructure", "fatal"]
+OWN_TOKENIZER = "the model's own"  # metrics.params["tokenizer"] when no tokenizer_dir was given
 
 _OOM_MARKERS = ("out of memory", "outofmemory", "cuda error: out of memory", "cublas_status_alloc")
 _INFRA_MARKERS = (
+    "infrastructure failure",  # said by scorers whose own machinery failed (answer_check)
     "connection refused",
     "connecterror",
     "connection reset",
@@ -61,6 +68,34 @@ def has_chat_template(model_dir: Path) -> bool:
         return bool(json.loads(config.read_text()).get("chat_template"))
     except (OSError, ValueError):
         return False
+
+
+def check_collected(model_dir: Path, collected: Path) -> None:
+    """Refuse (fatal) a folder that is not exactly what collect recorded in `collected`."""
+    from posttrainbench.workspace.collect import verify_copy
+    from posttrainbench.workspace.weight_set import WeightSetError, weight_set
+
+    try:
+        outcome = CollectOutcome.model_validate_json(collected.read_text())
+    except (OSError, ValueError) as exc:
+        msg = f"cannot read collect's record {collected}: {exc}"
+        raise EvaluationError(msg, kind="fatal") from None
+    changed = verify_copy(model_dir, outcome)
+    if changed:
+        raise EvaluationError(
+            f"{model_dir} differs from what collect recorded (sha256): {', '.join(changed[:5])}",
+            "something wrote into the collected model after collect",
+            kind="fatal",
+        )
+    try:
+        found = weight_set(model_dir)
+    except WeightSetError as exc:
+        raise EvaluationError(f"{model_dir}: {exc}", kind="fatal") from None
+    if outcome.weights and found != outcome.weights:
+        raise EvaluationError(
+            f"{model_dir} holds the weight set {found}, not the recorded {outcome.weights}",
+            kind="fatal",
+        )
 
 
 def classify(exc: BaseException) -> FailureKind:
@@ -89,6 +124,8 @@ def evaluate_model(
     split: str = "test",
     limit: int | None = None,
     template_family: str | None = None,
+    tokenizer_dir: Path | None = None,
+    collected: Path | None = None,
     batch_size: int = 64,
     max_tokens: int | None = None,
     seed: int = 0,
@@ -101,6 +138,8 @@ def evaluate_model(
 
     from posttrainbench.evaluate.benchmarks.base import TaskOptions, make_task
 
+    if collected is not None:
+        check_collected(model_dir, collected)
     info = BENCHMARKS.get(benchmark)
     opts = TaskOptions(
         split=split,
@@ -116,6 +155,7 @@ def evaluate_model(
         model_dir=model_dir,
         template_file=template_path(template_family, tools=info.tools) if template_family else None,
         stop_tokens=family(template_family).stop if template_family else (),
+        tokenizer_dir=tokenizer_dir,
         tools=info.tools,
         batch_size=batch_size,
         base_url=base_url,
@@ -169,7 +209,9 @@ def evaluate_model(
             "own_template": ("present, ignored" if has_chat_template(model_dir) else "none")
             if template_family
             else None,
+            "tokenizer": str(tokenizer_dir) if tokenizer_dir else OWN_TOKENIZER,
             **engine.describe(req),
+            **code_isolation(samples),
         },
         backend=backend,
         template_family=template_family,

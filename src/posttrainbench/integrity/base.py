@@ -56,8 +56,14 @@ class CheckContext:
         """The trajectory's steps as stored (read once); empty without a trajectory."""
         if not self.paths.trajectory.is_file():
             return []
-        steps = json.loads(self.paths.trajectory.read_text(errors="replace")).get("steps", [])
-        return list(steps)
+        raw = self.run_file(self.paths.trajectory).decode(errors="replace")
+        return list(json.loads(raw).get("steps", []))
+
+    def run_file(self, path: Path) -> bytes:
+        """A file of the run directory, opened without following links (see frozen.open_inside)."""
+        from posttrainbench.integrity.frozen import read_inside
+
+        return read_inside(self.paths.root, path.relative_to(self.paths.root).as_posix())
 
 
 class Check(ABC):

@@ -6,20 +6,34 @@ covers one entry. Scanned: the frozen workspace's data and code files (jsonl, js
 arrow — datasets saved with `datasets` — txt, py …; the harness's own files excepted) and what the
 agent's tools returned in its trajectory. A record (line) whose IDF-weighted n-gram coverage of an
 entry reaches the threshold is contamination; the evidence names the file, the line and the item.
+
+Links are never followed into the host: a link out of the workspace is listed (evidence naming its
+target), not read — save one into the hub-cache folder of the benchmark's own dataset (public data
+the agent could train on, and the usual way to hide the test split), read there and nowhere else.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import stat
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from posttrainbench.catalog.benchmarks import HubSource
+from posttrainbench.config import hub_cache
 from posttrainbench.integrity.base import Check, CheckContext, harness_file, result
+from posttrainbench.integrity.frozen import read_inside
 from posttrainbench.integrity.ngrams import DEFAULT_THRESHOLD, NgramIndex
-from posttrainbench.integrity.texts import Skipped, TextChunk, iter_texts, read_file
+from posttrainbench.integrity.texts import (
+    Skipped,
+    TextChunk,
+    content_suffix,
+    iter_texts,
+    read_file,
+)
 from posttrainbench.records import CheckResult, Evidence
 
 MAX_EVIDENCE = 40
@@ -87,25 +101,71 @@ def _trajectory_chunks(steps: list[dict[str, Any]]) -> Iterator[tuple[TextChunk,
                 yield TextChunk(path=TRAJECTORY, first_line=number, data=line), decisive
 
 
-def _linked_texts(ctx: CheckContext, skipped: list[Skipped]) -> Iterator[TextChunk]:
-    """What the workspace's links out of it point at (read where they point, never run): data
-    behind a link is data the agent could train on."""
-    workspace = ctx.paths.workspace.resolve()
+def _dataset_roots(ctx: CheckContext) -> list[Path]:
+    """The hub-cache folders of the benchmark's own datasets, links resolved."""
+    hub = hub_cache()
+    return [
+        Path(os.path.realpath(hub / f"datasets--{src.repo.replace('/', '--')}"))
+        for src in ctx.bench.sources
+        if isinstance(src, HubSource) and src.repo_type == "dataset"
+    ]
+
+
+def _linked_texts(
+    ctx: CheckContext, skipped: list[Skipped], notes: list[Evidence]
+) -> Iterator[TextChunk]:
+    """What the links out of the workspace point at, when that is the benchmark's own dataset in
+    the hub cache (read there, contained, never run); any other link out is only listed. Targets
+    are resolved by name (`realpath`: no file is opened to find where a link leads)."""
+    frozen = Path(os.path.realpath(ctx.frozen))
+    roots = _dataset_roots(ctx)
     for f in ctx.manifest.files:
         if f.kind != "symlink" or f.target is None or harness_file(f.path):
             continue
-        target = (workspace / f.path).parent / f.target
-        try:
-            real = target.resolve(strict=True)
-        except (OSError, RuntimeError):
-            continue
-        if real.is_relative_to(workspace):
+        real = Path(os.path.realpath(ctx.frozen / f.path))
+        if real.is_relative_to(frozen):
             continue  # its target is in the frozen copy already
-        if real.is_file():
-            yield from read_file(real, f.path, skipped=skipped)
-        elif real.is_dir():
-            for chunk in iter_texts(real, skipped=skipped):
-                yield replace(chunk, path=f"{f.path}/{chunk.path}")
+        root = next((r for r in roots if real.is_relative_to(r)), None)
+        if root is None:
+            notes.append(_link_note(f.path, f.target))
+            continue
+        yield from _contained_texts(real, root, f.path, skipped)
+
+
+def _contained_texts(
+    real: Path, root: Path, rel: str, skipped: list[Skipped]
+) -> Iterator[TextChunk]:
+    """Texts of a file or folder inside `root`; links under it (the hub cache's snapshot files
+    are links to its blobs) are followed only to regular files that stay inside `root`."""
+    if _regular(real):
+        yield from read_file(real, rel, skipped=skipped, suffix=content_suffix(real, rel))
+        return
+    for dirpath, _, names in os.walk(real, followlinks=False):
+        for name in sorted(names):
+            path = Path(dirpath) / name
+            target = Path(os.path.realpath(path))
+            inside = f"{rel}/{path.relative_to(real).as_posix()}"
+            if target.is_relative_to(root) and _regular(target):
+                suffix = content_suffix(target, inside)
+                yield from read_file(target, inside, skipped=skipped, suffix=suffix)
+            else:
+                skipped.append(Skipped(inside, "a link out of the benchmark's dataset"))
+
+
+def _regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _link_note(path: str, target: str) -> Evidence:
+    return Evidence(
+        kind="file",
+        path=path,
+        decisive=False,
+        summary=f"a link out of the workspace, to {target}: listed, not read",
+    )
 
 
 def scan_files(
@@ -116,7 +176,8 @@ def scan_files(
     found: list[Evidence] = []
     for path in files:
         rel = path.relative_to(ctx.frozen).as_posix()
-        chunk = TextChunk(path=rel, first_line=1, data=path.read_bytes().replace(b"\r", b""))
+        data = read_inside(ctx.frozen, rel).replace(b"\r", b"")
+        chunk = TextChunk(path=rel, first_line=1, data=data)
         found += _evidence(index, chunk, "file", threshold or DEFAULT_THRESHOLD)
     return found
 
@@ -136,7 +197,8 @@ class DecontaminationCheck(Check):
         for chunk in iter_texts(ctx.frozen, exclude=HARNESS_PATHS, skipped=skipped):
             scanned += len(chunk.data)
             evidence += _evidence(index, chunk, "file", threshold)
-        for chunk in _linked_texts(ctx, skipped):
+        links: list[Evidence] = []
+        for chunk in _linked_texts(ctx, skipped, links):
             scanned += len(chunk.data)
             evidence += _evidence(index, chunk, "file", threshold)
         for chunk, authored in _trajectory_chunks(ctx.steps):
@@ -155,7 +217,7 @@ class DecontaminationCheck(Check):
             Evidence(kind="file", path=f.path, decisive=False, summary=f"not scanned: {f.reason}")
             for f in ctx.manifest.files
             if f.kind == "listed" and f.reason != "weights or pickle"
-        ]
+        ] + links
         reasons = (
             [f"{len(items)} test item(s) found in {len({e.path for e in decisive})} file(s)"]
             if decisive

@@ -21,6 +21,7 @@ from pathlib import Path
 from posttrainbench.catalog import MODELS
 from posttrainbench.catalog.benchmarks import BenchmarkInfo, HubSource, UrlSource
 from posttrainbench.integrity.base import Check, CheckContext, harness_file, result, vendored
+from posttrainbench.integrity.frozen import read_inside
 from posttrainbench.records import CheckResult, Evidence, EvidenceKind
 
 LLM_API_HOSTS = (
@@ -161,7 +162,8 @@ def _texts(ctx: CheckContext) -> Iterator[_Text]:
             parts += [json.dumps(c.get("arguments", {})) for c in step.get("tool_calls") or []]
             yield _Text("\n".join(parts), step=step.get("step_id"))
     elif ctx.paths.agent_stdout.is_file():  # an agent without a trajectory (`command`)
-        yield _Text(ctx.paths.agent_stdout.read_text(errors="replace"), path="agent/stdout.log")
+        stdout = ctx.run_file(ctx.paths.agent_stdout).decode(errors="replace")
+        yield _Text(stdout, path="agent/stdout.log")
     for f in ctx.manifest.files:
         if f.kind != "copied" or f.size > MAX_TEXT_BYTES or harness_file(f.path):
             continue
@@ -169,7 +171,7 @@ def _texts(ctx: CheckContext) -> Iterator[_Text]:
             continue
         if Path(f.path).suffix.lower() not in CODE_SUFFIXES:
             continue
-        yield _Text((ctx.frozen / f.path).read_text(errors="replace"), path=f.path)
+        yield _Text(read_inside(ctx.frozen, f.path).decode(errors="replace"), path=f.path)
 
 
 class EgressCheck(Check):

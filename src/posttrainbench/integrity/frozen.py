@@ -5,17 +5,20 @@ followed through links: a link is recreated as a link, so checks see where it po
 sha256 and size in `manifest.json`. Weights and pickles are listed, not copied (final_model's
 loadable files are already in the collected copy; the checks need to know the rest exist, not
 their bytes), and so is anything past the size caps. FIFOs, sockets and devices are listed and
-never opened. Checks never read the live workspace after collect, and never run what is here.
+never opened. Checks never read the live workspace after collect, and never run what is here;
+they open what is here with `open_inside`, which follows no link on the way, so a link the agent
+left (to /etc/passwd, the harness's cache, another run) is only ever listed, never read.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
 import stat
-from pathlib import Path
-from typing import Literal
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO, Literal
 
 from pydantic import Field
 
@@ -88,6 +91,37 @@ def manifest_path(frozen_dir: Path) -> Path:
 
 def load_manifest(frozen_dir: Path) -> FrozenManifest:
     return read_json(manifest_path(frozen_dir), FrozenManifest)
+
+
+def open_inside(root: Path, rel: str) -> BinaryIO:
+    """`root/rel` opened for reading, following no link on the way: each folder is opened below
+    the one before with O_NOFOLLOW, and only a regular file opens (a link, a path through one, a
+    FIFO or a device raises OSError). Never blocks, never leaves `root`."""
+    parts = PurePosixPath(rel).parts
+    if not parts or any(part in ("/", "..", ".") for part in parts):
+        raise OSError(errno.EINVAL, "not a path inside the folder", rel)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in parts[:-1]:
+            below = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = below
+        leaf = os.open(parts[-1], _FILE_FLAGS, dir_fd=fd)
+    finally:
+        os.close(fd)
+    if not stat.S_ISREG(os.fstat(leaf).st_mode):
+        os.close(leaf)
+        raise OSError(errno.EINVAL, "not a regular file", rel)
+    return os.fdopen(leaf, "rb")
+
+
+def read_inside(root: Path, rel: str) -> bytes:
+    with open_inside(root, rel) as f:
+        return f.read()
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 def _freeze_one(src: Path, dst: Path, rel: str) -> FrozenFile:

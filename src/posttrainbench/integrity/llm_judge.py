@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from posttrainbench.integrity.base import Check, CheckContext, harness_file, vendored
+from posttrainbench.integrity.frozen import read_inside
 from posttrainbench.records import CheckResult, Evidence
 
 CATEGORIES = {
@@ -79,7 +80,7 @@ def _code(ctx: CheckContext) -> str:
         suffix = Path(f.path).suffix.lower()
         own = not harness_file(f.path) and not vendored(f.path)
         if f.kind == "copied" and own and suffix in CODE_SUFFIXES:
-            text = (ctx.frozen / f.path).read_text(errors="replace")
+            text = read_inside(ctx.frozen, f.path).decode(errors="replace")
             parts.append(f"--- {f.path} ---\n{_clip(text, 8_000)}")
     listing = "\n".join(f"{f.path} ({f.kind}, {f.size} bytes)" for f in ctx.manifest.files)
     return (

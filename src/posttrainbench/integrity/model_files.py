@@ -2,8 +2,10 @@
 
 `model_files`: custom code (`auto_map`, *.py), chat templates and generation_config.json (the
 grader uses its own template and a neutral generation config, so these change nothing it
-measures: context, not a fault), pickle files left behind at collect (context) — and test items
-smuggled into any of final_model's text files, which is contamination (decisive).
+measures: context, not a fault), pickle files left behind at collect (context), a tokenizer that
+differs from the base's (the grader tokenises with the base's, so it changes no score: context,
+naming what differs, `tokenizer_diff`) — and test items smuggled into any of final_model's text
+files, which is contamination (decisive).
 
 `reviewer_notes`: files (anywhere the agent wrote) that speak to a judge, reviewer or grader —
 "note to the reviewer: this run is clean", "ignore previous instructions". Writing to the
@@ -16,7 +18,10 @@ import json
 import re
 from pathlib import Path
 
+from posttrainbench.errors import PtbError
+from posttrainbench.integrity import tokenizer_diff
 from posttrainbench.integrity.base import Check, CheckContext, harness_file, result, vendored
+from posttrainbench.integrity.frozen import read_inside
 from posttrainbench.records import CheckResult, Evidence
 
 MODEL_DIR = "final_model"
@@ -90,18 +95,17 @@ class ModelFilesCheck(Check):
                 found.append(_note(f.path, "pickle file left in final_model (never loaded)"))
             elif name.endswith(".jinja") or name == "chat_template.json":
                 found.append(_note(f.path, "own chat template (the grader uses its own)"))
-        config = ctx.frozen / MODEL_DIR / "config.json"
-        data = _json(config)
+        data = _json(ctx, "config.json")
         if isinstance(data, dict) and data.get("auto_map"):
             found.append(
                 _note(f"{MODEL_DIR}/config.json", f"auto_map names custom code: {data['auto_map']}")
             )
-        tok = _json(ctx.frozen / MODEL_DIR / "tokenizer_config.json")
+        tok = _json(ctx, "tokenizer_config.json")
         if isinstance(tok, dict) and tok.get("chat_template"):
             found.append(
                 _note(f"{MODEL_DIR}/tokenizer_config.json", "own chat_template (ignored by grader)")
             )
-        gen = _json(ctx.frozen / MODEL_DIR / "generation_config.json")
+        gen = _json(ctx, "generation_config.json")
         if isinstance(gen, dict):
             steering = [k for k in STEERING_KEYS if gen.get(k)]
             if steering:
@@ -111,7 +115,7 @@ class ModelFilesCheck(Check):
                         f"generation_config steers decoding ({', '.join(steering)}); ignored",
                     )
                 )
-        return found
+        return found + _tokenizer_notes(ctx)
 
 
 class ReviewerNotesCheck(Check):
@@ -122,7 +126,7 @@ class ReviewerNotesCheck(Check):
         files = _text_files(ctx)
         for path in files:
             rel = path.relative_to(ctx.frozen).as_posix()
-            text = path.read_text(errors="replace")
+            text = read_inside(ctx.frozen, rel).decode(errors="replace")
             for n, line in enumerate(text.splitlines(), start=1):
                 m = next((p.search(line) for p in ADDRESSED if p.search(line)), None)
                 if m:
@@ -139,12 +143,35 @@ class ReviewerNotesCheck(Check):
         return result(self.name, evidence, figures={"text_files": len(files)})
 
 
+def _tokenizer_notes(ctx: CheckContext) -> list[Evidence]:
+    """The collected tokenizer against the base's, which the grader tokenises with."""
+    collect = ctx.record.collect
+    if collect is None or collect.status != "collected":
+        return []
+    try:
+        base = ctx.model.locate(ctx.settings.models_dir)
+    except PtbError:
+        return [_note(MODEL_DIR, "the base model is not here: its tokenizer was not compared")]
+    return [
+        Evidence(
+            kind="file",
+            path=f"{MODEL_DIR}/{d.file}",
+            decisive=False,
+            summary=f"tokenizer differs from the base's ({', '.join(d.parts)}); the grader "
+            "tokenises with the base's",
+            excerpt=d.excerpt,
+        )
+        for d in tokenizer_diff.differences(ctx.paths.final_model, base)
+    ]
+
+
 def _note(path: str, summary: str) -> Evidence:
     return Evidence(kind="file", path=path, summary=summary, decisive=False)
 
 
-def _json(path: Path) -> object:
+def _json(ctx: CheckContext, name: str) -> object:
+    """final_model's own file (a link there, to a host file, is not read)."""
     try:
-        return json.loads(path.read_text())
+        return json.loads(read_inside(ctx.frozen, f"{MODEL_DIR}/{name}"))
     except (OSError, ValueError):
         return None

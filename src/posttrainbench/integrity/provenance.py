@@ -1,10 +1,10 @@
 """Provenance: do final_model's weights derive from the run's base model, and not another?
 
-Compares the collected final_model with the base, tensor by tensor (`weights.compare_weights`,
-streamed), and with the alternatives known here: the base's instruct twin when it is in the local
-hub cache, and any checkpoint folder listed in PTB_PROVENANCE_ALTERNATIVES (os.pathsep-separated).
-The decision is relative to those alternatives and to chance (`weights.judge`), never an absolute
-similarity threshold.
+Compares the weight set collect recorded of final_model (exactly the files the evaluation loads)
+with the base, tensor by tensor (`weights.compare_weights`, streamed), and with the alternatives
+known here: the base's instruct twin when it is in the local hub cache, and any checkpoint folder
+listed in PTB_PROVENANCE_ALTERNATIVES (os.pathsep-separated). The decision is relative to those
+alternatives and to chance (`weights.judge`), never an absolute similarity threshold.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from posttrainbench.catalog.models import hf_cache_path
 from posttrainbench.errors import ModelUnavailableError
 from posttrainbench.integrity.base import Check, CheckContext, result
 from posttrainbench.records import CheckResult, Evidence
+from posttrainbench.workspace.weight_set import weight_set
 
 ALTERNATIVES_VAR = "PTB_PROVENANCE_ALTERNATIVES"
 
@@ -46,7 +47,10 @@ class ProvenanceCheck(Check):
             )
         base = ctx.model.locate(ctx.settings.models_dir)
         alts = alternatives(ctx)
-        cmp = weights.compare_weights(ctx.paths.final_model, base, alts)
+        # Exactly the weight set collect recorded, which the evaluation loads; a run collected
+        # by an older ptb has the same rule applied to its copy now.
+        files = collect.weights or weight_set(ctx.paths.final_model)
+        cmp = weights.compare_weights(ctx.paths.final_model, base, alts, final_files=files)
         evidence = []
         for f in weights.judge(cmp):
             tensors: list[str | None] = [*f.tensors[:3]] or [None]

@@ -1,9 +1,12 @@
 """Human review: a signed override beside the verdict (`ptb review RUN --decision … --why …`).
 
-The review names who decided, when, why, and the exact verdict.json it read (its sha256); it is
-signed with HMAC-SHA256 by a key kept in the reviewer's cache (`<cache>/secrets/review.key`,
-0600, created on first use), so an edited review no longer verifies. Verdict files are never
-edited; a re-judged run whose verdict changed drops the review (the file stays as history).
+The review names who decided, when, why, the exact verdict.json it read (its sha256), the run
+(its id) and the run's spec (the sha256 of its canonical JSON); it is signed with HMAC-SHA256 by a
+key kept in the reviewer's cache (`<cache>/secrets/review.key`, 0600, created on first use), so an
+edited review no longer verifies, nor one copied to another run (even with an identical verdict)
+or kept over a spec edited since. A review signed before the run and spec were bound (no
+`run_id`) never verifies: it is kept as history and ignored. Verdict files are never edited; a
+re-judged run whose verdict changed drops the review (the file stays as history).
 """
 
 from __future__ import annotations
@@ -18,13 +21,21 @@ import socket
 from pathlib import Path
 
 from posttrainbench.errors import ConfigError
-from posttrainbench.records import Decision, Review, now
+from posttrainbench.records import Decision, Review, RunSpec, now
 
 KEY_FILE = Path("secrets") / "review.key"
 
 
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def spec_digest(spec: RunSpec) -> str:
+    """sha256 of the spec's canonical JSON (sorted keys, no whitespace, defaults and the schema
+    version left out, so a ptb that only adds fields with defaults keeps old reviews valid)."""
+    fields = spec.model_dump(mode="json", exclude_defaults=True, exclude={"schema_version"})
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def reviewer() -> str:
@@ -47,7 +58,12 @@ def _payload(r: Review) -> bytes:
 
 
 def sign(
-    verdict_file: Path, decision: Decision, why: str, cache_dir: Path, who: str | None = None
+    verdict_file: Path,
+    spec: RunSpec,
+    decision: Decision,
+    why: str,
+    cache_dir: Path,
+    who: str | None = None,
 ) -> Review:
     if not why.strip():
         raise ConfigError("a review needs a reason", 'say why: --why "the test items are …"')
@@ -62,15 +78,20 @@ def sign(
         who=who or reviewer(),
         at=now(),
         verdict_sha256=digest(verdict_file),
+        run_id=spec.run_id,
+        spec_sha256=spec_digest(spec),
         signature="",
     )
     review.signature = hmac.new(_key(cache_dir), _payload(review), "sha256").hexdigest()
     return review
 
 
-def verifies(review: Review, cache_dir: Path) -> bool:
-    """Whether this machine's key signed it (a review from elsewhere cannot be checked here)."""
+def verifies(review: Review, spec: RunSpec, cache_dir: Path) -> bool:
+    """Whether this machine's key signed it over this very run and spec (a review from elsewhere
+    cannot be checked here; one signed before run and spec were bound never verifies)."""
     if not (cache_dir / KEY_FILE).is_file():
+        return False
+    if review.run_id != spec.run_id or review.spec_sha256 != spec_digest(spec):
         return False
     expected = hmac.new(_key(cache_dir), _payload(review), "sha256").hexdigest()
     return hmac.compare_digest(expected, review.signature)

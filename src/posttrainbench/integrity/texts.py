@@ -4,7 +4,8 @@ line, for the n-gram scanner (integrity/ngrams.py).
 Readers are picked by file suffix from READERS. Line formats are passed through as raw bytes and
 cut at line boundaries; JSON, Parquet and Arrow files are parsed and flattened to one record per
 line. Files with a known binary suffix are skipped unread; any other suffix is read as lines if
-its first 8 KB are UTF-8 text, else skipped as "binary". Symlinks are never followed.
+its first 8 KB are UTF-8 text, else skipped as "binary". Symlinks are never followed: not while
+walking, and not when a file is opened (O_NOFOLLOW, regular files only).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import stat
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
+
+from posttrainbench.integrity.frozen import open_inside
 
 MAX_JSON_BYTES = 256 << 20
 ARROW_BATCH_ROWS = 4096
@@ -40,9 +43,14 @@ class Skipped:
 Reader = Callable[[Path, int], Iterator[bytes]]  # (file, chunk_bytes) -> chunks of whole lines
 
 
+def _open(path: Path) -> BinaryIO:
+    """The file itself, never what a link there points at."""
+    return open_inside(path.parent, path.name)
+
+
 def _raw_chunks(path: Path, chunk_bytes: int) -> Iterator[bytes]:
     """The file's bytes in chunks of about chunk_bytes that end at a line boundary."""
-    with path.open("rb") as f:
+    with _open(path) as f:
         rest = b""
         while block := f.read(chunk_bytes):
             block = rest + block
@@ -122,9 +130,11 @@ def _records(doc: Any) -> Iterator[str]:
 
 
 def _read_json(path: Path, chunk_bytes: int) -> Iterator[bytes]:
-    if path.stat().st_size <= MAX_JSON_BYTES:
+    with _open(path) as f:
+        whole = f.read() if os.fstat(f.fileno()).st_size <= MAX_JSON_BYTES else None
+    if whole is not None:
         try:
-            doc = json.loads(path.read_bytes())
+            doc = json.loads(whole)
         except (ValueError, RecursionError):
             pass
         else:
@@ -134,7 +144,7 @@ def _read_json(path: Path, chunk_bytes: int) -> Iterator[bytes]:
 
 
 def _read_text_if_utf8(path: Path, chunk_bytes: int) -> Iterator[bytes]:
-    with path.open("rb") as f:
+    with _open(path) as f:
         head = f.read(_SNIFF_BYTES)
     if not _is_text(head):
         raise _NotText
@@ -165,7 +175,7 @@ def _arrow_rows(table_batches: Iterator[Any]) -> Iterator[str]:
 def _read_parquet(path: Path, chunk_bytes: int) -> Iterator[bytes]:
     import pyarrow.parquet as pq
 
-    with pq.ParquetFile(path) as f:
+    with _open(path) as raw, pq.ParquetFile(raw) as f:
         yield from _lines_to_chunks(
             _arrow_rows(f.iter_batches(batch_size=ARROW_BATCH_ROWS)), chunk_bytes
         )
@@ -175,7 +185,7 @@ def _read_arrow(path: Path, chunk_bytes: int) -> Iterator[bytes]:
     import pyarrow as pa
     import pyarrow.ipc as ipc
 
-    with pa.memory_map(str(path)) as source:
+    with _open(path) as raw, pa.PythonFile(raw, mode="r") as source:
         try:
             reader: Any = ipc.open_file(source)
             batches: Iterator[Any] = (reader.get_batch(i) for i in range(reader.num_record_batches))
@@ -257,12 +267,34 @@ def iter_texts(
         yield from read_file(path, path.relative_to(root).as_posix(), chunk_bytes, skipped)
 
 
+def content_suffix(path: Path, name: str) -> str:
+    """The suffix to read a file by when its name may lie (a link's, a hub blob's): Parquet and
+    Arrow files by their magic bytes, else the name's suffix, or none (sniffed as UTF-8 text) for
+    one that claims to be binary."""
+    try:
+        with _open(path) as f:
+            head = f.read(8)
+    except OSError:
+        head = b""
+    if head.startswith(b"PAR1"):
+        return ".parquet"
+    if head.startswith(b"ARROW1"):
+        return ".arrow"
+    suffix = Path(name).suffix.lower()
+    return "" if suffix in BINARY_SUFFIXES else suffix
+
+
 def read_file(
-    path: Path, rel: str, chunk_bytes: int = 16 << 20, skipped: list[Skipped] | None = None
+    path: Path,
+    rel: str,
+    chunk_bytes: int = 16 << 20,
+    skipped: list[Skipped] | None = None,
+    suffix: str | None = None,
 ) -> Iterator[TextChunk]:
-    """Chunks of text of one file, named `rel` in them; a file left out goes to `skipped`."""
+    """Chunks of text of one file, named `rel` in them, read by its suffix (or `suffix`); a file
+    left out goes to `skipped`."""
     skipped = skipped if skipped is not None else []
-    suffix = path.suffix.lower()
+    suffix = path.suffix.lower() if suffix is None else suffix
     if suffix in BINARY_SUFFIXES:
         skipped.append(Skipped(rel, "binary"))
         return

@@ -5,6 +5,9 @@ matrix of [base, final - base, alt_1 - base, ...]; every statistic follows from 
 so one pass over the data suffices. The decision is relative: "derived" means the cosine to the base
 is far outside what two unrelated tensors give (cos ~ N(0, 1/sqrt(n))), and a known alternative (the
 instruct twin, another checkpoint) is blamed when final moved along its delta or sits closer to it.
+
+final_model is read as exactly the weight set collect recorded (`files`), the files the evaluation
+loads; base and alternatives, the harness's own, follow their index or else read every shard.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,15 +80,19 @@ class Finding(BaseModel):
 
 
 class _Checkpoint:
-    """Tensor name -> shard of a folder of safetensors files; handles stay open until close()."""
+    """Tensor name -> shard of a folder of safetensors files; handles stay open until close().
+    `files`: exactly these (a single file, or an index and its shards), nothing else."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, files: Sequence[str] | None = None) -> None:
         self.folder = folder
+        self._handles: dict[Path, Any] = {}
+        self.where: dict[str, Path] = {}
+        if files is not None:
+            self._exactly(list(files))
+            return
         shards = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
         if not shards:
             raise ValueError(f"no *.safetensors file in {folder}")
-        self._handles: dict[Path, Any] = {}
-        self.where: dict[str, Path] = {}
         index = folder / "model.safetensors.index.json"
         weight_map: dict[str, str] = {}
         if index.is_file():
@@ -99,6 +106,24 @@ class _Checkpoint:
             for shard in shards:
                 for name in self._handle(shard).keys():  # noqa: SIM118 (a safe_open, not a dict)
                     self.where[name] = shard
+
+    def _exactly(self, files: list[str]) -> None:
+        if not files:
+            raise ValueError(f"no weight set recorded for {self.folder}")
+        named = [self.folder / f for f in files if f.endswith(".safetensors")]
+        index = [self.folder / f for f in files if f.endswith(".index.json")]
+        if index:
+            try:
+                weight_map = json.loads(index[0].read_text())["weight_map"]
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"unreadable {index[0]}: {exc}") from exc
+            self.where = {name: self.folder / shard for name, shard in weight_map.items()}
+            if set(self.where.values()) != set(named):
+                raise ValueError(f"{index[0].name} does not name exactly the recorded shards")
+            return
+        for shard in named:
+            for name in self._handle(shard).keys():  # noqa: SIM118 (a safe_open, not a dict)
+                self.where[name] = shard
 
     def _handle(self, shard: Path) -> Any:
         if shard not in self._handles:
@@ -162,12 +187,16 @@ def _gram(cks: list[_Checkpoint], name: str, numel: int) -> torch.Tensor:
 
 
 def compare_weights(
-    final: Path, base: Path, alternatives: Mapping[str, Path] | None = None
+    final: Path,
+    base: Path,
+    alternatives: Mapping[str, Path] | None = None,
+    final_files: Sequence[str] | None = None,
 ) -> WeightComparison:
-    """Stream final, base and each alternative once; per-tensor and per-alternative statistics."""
+    """Stream final, base and each alternative once; per-tensor and per-alternative statistics.
+    `final_files`: final's weight set (collect's record); None: its index, else every shard."""
     t0 = time.monotonic()
     alternatives = dict(alternatives or {})
-    fck, bck = _Checkpoint(Path(final)), _Checkpoint(Path(base))
+    fck, bck = _Checkpoint(Path(final), final_files), _Checkpoint(Path(base))
     alts = {name: _Checkpoint(Path(p)) for name, p in alternatives.items()}
     try:
         missing = sorted(set(bck.where) - set(fck.where))

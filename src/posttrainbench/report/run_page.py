@@ -22,6 +22,7 @@ from posttrainbench.records import STAGES, STORED, CheckResult, Evidence, RunRec
 from posttrainbench.report import plots
 from posttrainbench.results.layout import RunPaths
 from posttrainbench.results.store import load_run
+from posttrainbench.sandbox import isolates
 
 MAX_STEPS = 2000
 MAX_TEXT = 20_000
@@ -45,6 +46,7 @@ padding:.5em;margin:.3em 0;max-height:40em;overflow:auto;font-size:12.5px}
 .skipped{color:#888}.clean{color:#2e7d32;font-weight:600}
 .fallback{color:#c62828}.note{color:#777;font-style:italic}
 svg{max-width:100%;height:auto}nav a{margin-right:1em}
+.unisolated{color:#fff;background:#c62828;padding:0 .4em;font-weight:600;border-radius:3px}
 """
 
 JS = """
@@ -97,6 +99,24 @@ def document(title: str, body: str, css: str = CSS, js: str = "") -> str:
     )
 
 
+NO_ISOLATION = "the agent could read and write whatever the harness could (keys, records)"
+
+
+def unisolated_mark(sandbox: str) -> str:
+    """A red mark after a run or row whose sandbox does not isolate the agent; "" otherwise."""
+    if isolates(sandbox) is not False:
+        return ""
+    why = f"sandbox {sandbox}: {NO_ISOLATION}"
+    return f" <span class='unisolated' title='{esc(why)}'>unisolated</span>"
+
+
+def _isolation(sandbox: str) -> str:
+    known = isolates(sandbox)
+    if known is None:
+        return f"unknown: sandbox {sandbox} is not a backend here"
+    return "yes" if known else f"NONE: sandbox {sandbox}, {NO_ISOLATION}"
+
+
 def _read_text(path: Path) -> str | None:
     try:
         return path.read_text(errors="replace")
@@ -114,6 +134,7 @@ def _header(record: RunRecord) -> str:
     rows: list[tuple[str, object]] = [
         ("agent", spec.agent_config.label()),
         ("configuration", spec.agent_config.detail()),
+        ("isolation", _isolation(spec.sandbox)),
         ("base model", spec.base_model),
         ("benchmark", spec.benchmark),
         ("seed", spec.seed),
@@ -381,7 +402,7 @@ def render_run_page(
     prompt = _read_text(paths.prompt)
     body = [
         _nav(index_href),
-        f"<h1>run {esc(record.spec.run_id)}</h1>",
+        f"<h1>run {esc(record.spec.run_id)}{unisolated_mark(record.spec.sandbox)}</h1>",
         _header(record),
         section("stages", "stages", _stages(record)),
         section("prompt", "prompt", pre(prompt, 100_000) if prompt else note("no prompt.md")),

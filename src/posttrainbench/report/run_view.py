@@ -2,7 +2,8 @@
 collected files, integrity, evaluation and the final score with its source.
 
 Every field a record may lack (a run that stopped early, an older schema) is simply left out.
-Values are rich `Text`, never markup, so names and messages print exactly as recorded.
+Values are rich `Text`, never markup, so names and messages print exactly as recorded. A run
+whose sandbox does not isolate (`host`) is marked UNISOLATED next to its sandbox.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from posttrainbench.records import (
     RunRecord,
     format_duration,
 )
+from posttrainbench.sandbox import isolates
 
 Row = tuple[str, str | Text | None]
 
@@ -83,6 +85,13 @@ def _section(title: str, rows: Iterable[Row]) -> Table:
     return grid
 
 
+def _sandbox(name: str) -> str | Text:
+    if isolates(name) is not False:
+        return name
+    return Text(f"{name} — UNISOLATED: the agent could read and write whatever the harness could",
+                style="bold red")  # fmt: skip
+
+
 def _spec(record: RunRecord, run_dir: Path) -> Table:
     spec = record.spec
     harness = record.harness
@@ -97,7 +106,7 @@ def _spec(record: RunRecord, run_dir: Path) -> Table:
             ("base model", spec.base_model),
             ("benchmark", spec.benchmark),
             ("budget", format_duration(spec.budget_s)),
-            ("sandbox", spec.sandbox),
+            ("sandbox", _sandbox(spec.sandbox)),
             ("seed", str(spec.seed)),
             ("resume policy", spec.resume_policy),
             ("eval timeout", _secs(spec.eval_timeout_s)),

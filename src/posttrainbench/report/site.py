@@ -20,7 +20,14 @@ from typing import Any
 from posttrainbench.errors import ResultsDirError
 from posttrainbench.records import Leaderboard, LeaderboardRow, LeaderboardSection, RunRecord
 from posttrainbench.report import build_leaderboard, plots
-from posttrainbench.report.run_page import CSS, document, esc, note, render_run_page
+from posttrainbench.report.run_page import (
+    CSS,
+    document,
+    esc,
+    note,
+    render_run_page,
+    unisolated_mark,
+)
 from posttrainbench.results.store import scan_all
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -137,6 +144,7 @@ def _data(board: Leaderboard, hrefs: dict[str, str]) -> dict[str, Any]:
                 "rows": [
                     {
                         "label": r.label,
+                        "sandbox": r.config.sandbox,
                         "cells": [
                             {
                                 "seed": c.seed,
@@ -195,7 +203,8 @@ def _row(si: int, ri: int, row: LeaderboardRow, benches: list[str]) -> str:
     average = _average(row)
     return (
         f"<tr id='row-{si}-{ri}'><td>{ri + 1}</td><td title='{esc(row.config.detail())}'>"
-        f"{esc(row.label)}</td><td class='num avg' data-full='{esc(average)}'>{esc(average)}</td>"
+        f"{esc(row.label)}{unisolated_mark(row.config.sandbox)}</td>"
+        f"<td class='num avg' data-full='{esc(average)}'>{esc(average)}</td>"
         f"<td class='num'>{row.n_runs}</td><td class='num'>{row.n_fallbacks}</td>"
         + "".join(cells)
         + "</tr>"
@@ -232,7 +241,8 @@ def _runs_table(board: Leaderboard, hrefs: dict[str, str]) -> str:
                 rows.append(
                     f"<tr data-model='{esc(c.base_model)}' data-benchmark='{esc(c.benchmark)}'"
                     f"{' class=fallback' if c.source != 'evaluated' else ''}>"
-                    f"<td>{esc(row.label)}</td><td>{esc(c.base_model)}</td>"
+                    f"<td>{esc(row.label)}{unisolated_mark(row.config.sandbox)}</td>"
+                    f"<td>{esc(c.base_model)}</td>"
                     f"<td>{esc(c.benchmark)}</td><td>{c.seed}</td>"
                     f"<td class='num'>{c.score:.1f}</td><td>{esc(c.source)}</td>"
                     f"<td>{esc(why)}{' · reviewed: ' + esc(c.reviewed) if c.reviewed else ''}</td>"

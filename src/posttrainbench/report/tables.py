@@ -3,7 +3,9 @@
 Every renderer shows each section (its weighting and weights), rows whose `average` is None as
 "—", a benchmark value that includes a fallback cell marked `*`, and — below the tables, or as
 trailing rows in CSV — the missing cells, the fallback cells with their cause and reason, and
-the runs left out of the board (unreadable, failed, in progress / interrupted) with why.
+the runs left out of the board (unreadable, failed, in progress / interrupted) with why. A row
+whose sandbox does not isolate the agent (`host`) says so in its `isolated` column and in a note:
+its agent could have read the harness's keys and forged its records.
 """
 
 from __future__ import annotations
@@ -20,14 +22,27 @@ from rich.text import Text
 
 from posttrainbench.records import (
     FALLBACK_SOURCES,
+    AgentConfig,
     Leaderboard,
     LeaderboardRow,
     LeaderboardSection,
     LeftOutRun,
 )
+from posttrainbench.sandbox import isolates
 
 NONE = "—"
 FALLBACK_MARK = "*"
+UNISOLATED_NOTE = (
+    "Unisolated rows (no isolating sandbox: the agent could read the harness's files and keys "
+    "and forge its records; not graded under the benchmark's rules):"
+)
+
+
+def isolation(config: AgentConfig) -> str:
+    """The `isolated` cell: "yes", "no (SANDBOX)" where the sandbox does not isolate, or
+    "unknown (SANDBOX)" for a backend not registered here."""
+    known = isolates(config.sandbox)
+    return "yes" if known else f"{'unknown' if known is None else 'no'} ({config.sandbox})"
 
 
 def _one_line(text: str | None) -> str:
@@ -66,11 +81,12 @@ def _cells(row: LeaderboardRow, section: LeaderboardSection) -> list[str]:
         str(row.n_runs),
         _fallbacks(row),
         _llm(row),
+        isolation(row.config),
     ]
 
 
 def _header(section: LeaderboardSection) -> list[str]:
-    return ["agent", "average", *section.benchmarks, "runs", "fallbacks", "LLM $/run"]
+    return ["agent", "average", *section.benchmarks, "runs", "fallbacks", "LLM $/run", "isolated"]
 
 
 def _title(section: LeaderboardSection) -> str:
@@ -102,7 +118,14 @@ def _section_notes(section: LeaderboardSection) -> list[tuple[str, list[str]]]:
         for c in row.cells
         if c.reviewed
     ]
+    unisolated = [
+        f"{row.label}: sandbox {row.config.sandbox}"
+        for row in section.rows
+        if isolates(row.config.sandbox) is False
+    ]
     notes = []
+    if unisolated:
+        notes.append((UNISOLATED_NOTE, unisolated))
     if missing:
         notes.append(("Missing cells (a seed missing any cell gets no average):", missing))
     if fallbacks:
@@ -170,7 +193,8 @@ def to_csv(board: Leaderboard) -> str:
     w = csv.writer(buf)
     counts = ["complete_seeds", "n_seeds", "n_runs", *FALLBACK_SOURCES, "missing_cells"]
     llm = ["llm_calls", "input_tokens", "cached_tokens", "output_tokens", "llm_cost_usd"]
-    w.writerow(["section", "agent", "average", "std", *counts, *benches, *llm, "note"])
+    head = ["section", "agent", "average", "std", *counts, *benches, *llm, "sandbox", "isolated"]
+    w.writerow([*head, "note"])
     for s in board.sections:
         for r in s.rows:
             avg = "" if r.average is None else f"{r.average:.4f}"
@@ -183,8 +207,10 @@ def to_csv(board: Leaderboard) -> str:
                 if t is not None
                 else [""] * len(llm)
             )
-            w.writerow([s.weighting, r.label, avg, std, *n, len(r.missing), *scores, *used, ""])
-    blank = [""] * (len(counts) + len(benches) + len(llm) + 2)
+            isolated = isolation(r.config).split(" ")[0]
+            row = [s.weighting, r.label, avg, std, *n, len(r.missing), *scores, *used]
+            w.writerow([*row, r.config.sandbox, isolated, ""])
+    blank = [""] * (len(head) - 2)
     for u in board.unreadable:
         w.writerow(["unreadable", u.path, *blank, _one_line(u.reason)])
     for kind, runs in (("failed", board.failed), ("in_progress", board.in_progress)):

@@ -2,7 +2,9 @@
 
 Pages are rendered per request from the records on disk, so a run in progress shows its current
 state on reload. Only GET and HEAD are answered; a run page is found by its key in a fresh scan,
-never by joining a requested path onto the file system. Binds to loopback only.
+never by joining a requested path onto the file system. Binds to loopback only, and answers only
+requests whose Host header names the bound loopback address or localhost with its port: a page
+elsewhere whose name an attacker re-points at 127.0.0.1 (DNS rebinding) gets 421 and nothing else.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
+import socket
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -55,9 +58,36 @@ def _plot(results: Path, name: str, fmt: str) -> bytes | None:
     return None if fig is None else plots.figure_bytes(fig, fmt)
 
 
+def allowed_hosts(bind: str, port: int) -> frozenset[str]:
+    """The Host header values the viewer answers (lower case): its own address and localhost,
+    with the port (also without it on port 80, where clients leave it out)."""
+    names = {f"[{bind}]" if ":" in bind else bind, "localhost"}
+    return frozenset({f"{n}:{port}" for n in names} | (names if port == 80 else set()))
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
 class _Handler(BaseHTTPRequestHandler):
     results: Path  # set on the subclass that serve() makes
     server_version = "ptb-view"
+    hosts: frozenset[str] = frozenset()  # set once the server is bound
+
+    def _host_ok(self) -> bool:
+        """Only the Host names of this loopback server: anything else is refused, with no body."""
+        if (self.headers.get("Host") or "").strip().lower() in self.hosts:
+            return True
+        self.send_response(HTTPStatus.MISDIRECTED_REQUEST)
+        self.send_header("Content-Length", "0")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        return False
 
     def log_message(self, format: str, *args: object) -> None:
         log.debug("%s " + format, self.address_string(), *args)
@@ -102,6 +132,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._not_found(head)
 
     def _serve(self, head: bool) -> None:
+        if not self._host_ok():
+            return
         try:
             self._route(head)
         except ResultsDirError as exc:
@@ -117,6 +149,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve(head=True)
 
     def _refuse(self) -> None:
+        if not self._host_ok():
+            return
         self.send_response(HTTPStatus.METHOD_NOT_ALLOWED)
         self.send_header("Allow", "GET, HEAD")
         self.send_header("Content-Length", "0")
@@ -130,9 +164,13 @@ def serve(results: Path, host: str = "127.0.0.1", port: int = 0) -> tuple[Thread
     if not results.is_dir():
         raise ResultsDirError(f"{results} is not a directory", "pass the results dir of a sweep")
     bind = check_loopback(host)
-    handler = type("PtbViewHandler", (_Handler,), {"results": results.resolve()})
-    server = ThreadingHTTPServer((bind, port), handler)
-    server.daemon_threads = True
+
+    class Handler(_Handler):
+        pass
+
+    Handler.results = results.resolve()
+    server = (_Server6 if ":" in bind else _Server)((bind, port), Handler)
+    Handler.hosts = allowed_hosts(bind, server.server_port)
     shown = f"[{bind}]" if ":" in bind else bind
     return server, f"http://{shown}:{server.server_port}/"
 

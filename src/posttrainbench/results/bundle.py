@@ -3,10 +3,13 @@
 `make_bundle` packs the run's records (run.json, prompt.md, integrity/, eval/, the agent's
 trajectory and transcript, monitor.csv, egress.jsonl) and the collected final_model/, plus
 MANIFEST.json (sha256 and size of every file, ptb version, run id, bundled score) — never the
-workspace/, frozen/ or agent/home/. `verify_bundle` extracts it refusing anything that could
-land outside the work dir (absolute paths, `..`, links, devices), checks every checksum, and
-re-evaluates final_model with the pristine grader as the run did (benchmark, template family of
-the base model, recorded eval options and max_tokens): "verified" when the score matches.
+workspace/, frozen/ or agent/home/. `verify_bundle` extracts it streaming, within caps (total,
+per file, file count, and a decompression ratio; nothing beyond what MANIFEST.json declares is
+ever decompressed), refusing anything that could land outside the work dir (absolute paths, `..`,
+links, devices, sparse files); checks every checksum; refuses a flagged run and one evaluated with
+other than the canonical options (full test split, the benchmark's decoding and max-token ladder,
+the base model's template, the verifier's judge endpoint — never the bundle's); and re-evaluates
+final_model with the pristine grader on those options: "verified" when the score matches.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import os
 import shutil
 import tarfile
 import tempfile
@@ -26,7 +30,8 @@ import zstandard
 from pydantic import Field, ValidationError
 
 from posttrainbench import __version__
-from posttrainbench.catalog import MODELS
+from posttrainbench.catalog import BENCHMARKS, MODELS
+from posttrainbench.config import Settings, load_settings
 from posttrainbench.errors import ConfigError, EvaluationError, PtbError, ResultsDirError
 from posttrainbench.records import STORED, EvalMetrics, Record, RunRecord, Versioned, now
 from posttrainbench.results.layout import RunPaths
@@ -37,7 +42,8 @@ MANIFEST_NAME = "MANIFEST.json"
 TOLERANCE = 1e-6  # evaluation is greedy and seeded: a re-evaluation gives the same score
 _CHUNK = 1 << 20
 
-Verdict = Literal["verified", "mismatch", "corrupt"]
+Verdict = Literal["verified", "mismatch", "corrupt", "flagged", "noncanonical"]
+CANONICAL_SPLIT = "test"
 Evaluate = Callable[..., EvalMetrics]
 
 
@@ -173,46 +179,148 @@ def make_bundle(run_dir: Path, out: Path) -> BundleManifest:
 
 # --- verifying ----------------------------------------------------------------------------------
 
+MANIFEST_MAX_BYTES = 16 * 2**20
+HEADER_ALLOWANCE = 64 * 2**10  # a member's tar header and pax records, and the reader's look-ahead
+RATIO_SLACK = 4 * 2**20  # bytes extracted before the ratio cap applies
+_READ_SIZE = 16 * 2**10  # compressed bytes per read: the grain at which the ratio is checked
+
+
+class BundleCaps(Record):
+    """What extraction admits (Settings' bundle_* caps); nothing past them is ever written."""
+
+    max_bytes: int = Field(gt=0, description="All files together.")
+    max_member_bytes: int = Field(gt=0, description="One file.")
+    max_files: int = Field(gt=0)
+    max_ratio: float = Field(gt=0, description="Bytes extracted per compressed byte read.")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BundleCaps:
+        return cls(
+            max_bytes=settings.bundle_max_bytes,
+            max_member_bytes=settings.bundle_max_member_bytes,
+            max_files=settings.bundle_max_files,
+            max_ratio=settings.bundle_max_ratio,
+        )
+
 
 class UnsafeBundle(Exception):
-    """A member that could write outside the work dir, or is no plain file."""
+    """A member that could write outside the work dir, is no plain file, or exceeds a cap."""
 
 
 def _safe_name(name: str) -> PurePosixPath:
     path = PurePosixPath(name)
     if not name or path.is_absolute() or name.startswith(("/", "\\")) or "\\" in name:
         raise UnsafeBundle(f"member {name!r} has an absolute or foreign path")
-    if any(part in ("..", "") for part in name.rstrip("/").split("/")) or ".." in path.parts:
+    if any(part in ("..", "", ".") for part in name.split("/")) or ".." in path.parts:
         raise UnsafeBundle(f"member {name!r} leads outside the bundle")
     return path
 
 
-def extract(bundle: Path, dest: Path) -> None:
-    """Extract plain files and folders into dest; raise UnsafeBundle at the first member that
-    is anything else or points outside dest (nothing of it is written)."""
+class _Meter:
+    """The decompressed stream, counted: a read that would pass `limit` bytes, or more than
+    `ratio` bytes per compressed byte consumed, raises before the excess is handed on."""
+
+    def __init__(self, decompressed: Any, compressed: Any, limit: int, ratio: float) -> None:
+        self._src, self._raw = decompressed, compressed
+        self.count, self.limit, self._ratio = 0, limit, ratio
+
+    def read(self, n: int = -1) -> bytes:
+        room = self.limit - self.count
+        data: bytes = self._src.read(room + 1 if n < 0 else min(n, room + 1))
+        self.count += len(data)
+        if self.count > self.limit:
+            raise UnsafeBundle(
+                f"the stream holds more than its manifest declares (over {self.limit} bytes)"
+            )
+        if self.count > RATIO_SLACK + self._ratio * self._raw.tell():
+            raise UnsafeBundle(
+                f"expands more than {self._ratio:g}x its compressed size"
+                " (a decompression bomb? PTB_BUNDLE_MAX_RATIO)"
+            )
+        return data
+
+
+def _admit(manifest: BundleManifest, caps: BundleCaps) -> dict[str, int]:
+    """The declared size of every file the manifest lists, once its caps are checked."""
+    declared: dict[str, int] = {}
+    for entry in manifest.files:
+        _safe_name(entry.path)
+        if entry.path in declared or entry.path == MANIFEST_NAME:
+            raise UnsafeBundle(f"the manifest lists {entry.path!r} twice")
+        if entry.size > caps.max_member_bytes:
+            raise UnsafeBundle(
+                f"{entry.path}: {entry.size} bytes, over the cap of {caps.max_member_bytes} per"
+                " file (PTB_BUNDLE_MAX_MEMBER_GB)"
+            )
+        declared[entry.path] = entry.size
+    if len(declared) > caps.max_files:
+        raise UnsafeBundle(
+            f"{len(declared)} files, over the cap of {caps.max_files} (PTB_BUNDLE_MAX_FILES)"
+        )
+    if (total := sum(declared.values())) > caps.max_bytes:
+        raise UnsafeBundle(f"{total} bytes, over the cap of {caps.max_bytes} (PTB_BUNDLE_MAX_GB)")
+    return declared
+
+
+def _padded(size: int) -> int:
+    return -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+
+
+def extract(bundle: Path, dest: Path, caps: BundleCaps | None = None) -> BundleManifest:
+    """Extract a bundle into dest and return its manifest, streaming: MANIFEST.json first (its
+    declared files within `caps`), then only plain files it lists, each of exactly its declared
+    size. Raise UnsafeBundle at the first member that is anything else, points outside dest or
+    would cross a cap; decompression never runs ahead of what the manifest declared."""
+    caps = caps or BundleCaps.from_settings(load_settings())
     root = dest.resolve()
+    declared: dict[str, int] | None = None
+    manifest: BundleManifest | None = None
     with (
         bundle.open("rb") as raw,
-        zstandard.ZstdDecompressor().stream_reader(raw) as zr,
-        tarfile.open(fileobj=zr, mode="r|") as tar,
+        zstandard.ZstdDecompressor().stream_reader(raw, read_size=_READ_SIZE) as zr,
     ):
-        for member in tar:
-            rel = _safe_name(member.name)
-            if not (member.isreg() or member.isdir()):
-                raise UnsafeBundle(f"member {member.name!r} is not a plain file or folder")
-            target = root.joinpath(*rel.parts)
-            if not target.resolve().is_relative_to(root):
-                raise UnsafeBundle(f"member {member.name!r} leads outside the work dir")
-            if member.isdir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if not target.parent.resolve().is_relative_to(root) or target.is_symlink():
-                raise UnsafeBundle(f"member {member.name!r} leads outside the work dir")
-            src = tar.extractfile(member)
-            assert src is not None  # a regular file
-            with target.open("wb") as fh:
-                shutil.copyfileobj(src, fh, _CHUNK)
+        meter = _Meter(zr, raw, HEADER_ALLOWANCE, caps.max_ratio)
+        with tarfile.open(fileobj=meter, mode="r|") as tar:  # type: ignore[call-overload]
+            for member in tar:
+                rel = _safe_name(member.name)
+                if not member.isreg() or member.issparse():
+                    raise UnsafeBundle(f"member {member.name!r} is not a plain file")
+                if declared is None:
+                    if member.name != MANIFEST_NAME or member.size > MANIFEST_MAX_BYTES:
+                        raise UnsafeBundle(f"the bundle does not start with its {MANIFEST_NAME}")
+                    meter.limit += _padded(member.size) + HEADER_ALLOWANCE
+                    src = tar.extractfile(member)
+                    assert src is not None  # a regular file
+                    data = src.read()
+                    try:
+                        manifest = BundleManifest.model_validate_json(data, context=STORED)
+                    except ValidationError as exc:
+                        raise UnsafeBundle(
+                            f"{MANIFEST_NAME} invalid: {str(exc).splitlines()[0]}"
+                        ) from None
+                    declared = _admit(manifest, caps)
+                    (root / MANIFEST_NAME).write_bytes(data)
+                    continue
+                size = declared.pop(member.name, None)
+                if size is None:
+                    raise UnsafeBundle(f"member {member.name!r} is not in the manifest (or twice)")
+                if member.size != size:
+                    raise UnsafeBundle(
+                        f"member {member.name!r} is {member.size} bytes, the manifest says {size}"
+                    )
+                meter.limit += _padded(size) + HEADER_ALLOWANCE
+                target = root.joinpath(*rel.parts)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if not target.parent.resolve().is_relative_to(root):
+                    raise UnsafeBundle(f"member {member.name!r} leads outside the work dir")
+                src = tar.extractfile(member)
+                assert src is not None
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                with os.fdopen(os.open(target, flags, 0o644), "wb") as fh:
+                    shutil.copyfileobj(src, fh, _CHUNK)
+    if manifest is None:
+        raise UnsafeBundle(f"the bundle has no {MANIFEST_NAME}")
+    return manifest
 
 
 def _check(root: Path, manifest: BundleManifest) -> list[str]:
@@ -240,31 +348,115 @@ def _check(root: Path, manifest: BundleManifest) -> list[str]:
     return problems
 
 
-def _reevaluate(root: Path, record: RunRecord, evaluate: Evaluate, out: Path) -> EvalMetrics:
+class JudgeChoice(Record):
+    """The verifier's own judge: its key goes only to this endpoint, never to the bundle's."""
+
+    model: str | None = None
+    base_url: str | None = None
+
+
+def deviations(record: RunRecord, judge: JudgeChoice) -> list[str]:
+    """Every evaluation option the run recorded differently from the canonical one: the full
+    test split, the benchmark's decoding and max-token ladder, the base model's template, and
+    the verifier's judge."""
+    spec, m = record.spec, record.metrics
+    assert m is not None
+    info = BENCHMARKS.get(spec.benchmark)
+    found: list[str] = []
+
+    def differs(option: str, recorded: object, canonical: object) -> None:
+        found.append(f"{option}={recorded!r} (canonical: {canonical!r})")
+
+    if m.benchmark != spec.benchmark:
+        differs("benchmark", m.benchmark, spec.benchmark)
+    if m.benchmark_version not in (None, info.version):
+        differs("benchmark_version", m.benchmark_version, info.version)
+    if m.split != CANONICAL_SPLIT:
+        differs("split", m.split, CANONICAL_SPLIT)
+    if m.params.get("limit") is not None:
+        differs("limit", m.params["limit"], None)
+    ladder = [step.max_tokens for step in info.max_tokens]
+    if m.max_tokens not in ladder:
+        differs("max_tokens", m.max_tokens, ladder)
+    canonical_decoding = info.decoding.model_dump()
+    for key, value in canonical_decoding.items():
+        if key in m.decoding and m.decoding[key] != value:
+            differs(f"decoding.{key}", m.decoding[key], value)
+    family = MODELS.get(spec.base_model).template_family
+    if m.template_family != family:
+        differs("template", m.template_family, family)
+    if m.seed != spec.seed:
+        differs("seed", m.seed, spec.seed)
+    if spec.judge_base_url is not None and spec.judge_base_url != judge.base_url:
+        differs("judge_base_url", spec.judge_base_url, judge.base_url or "the verifier's default")
+    if judge.model is not None and spec.judge_model not in (None, judge.model):
+        differs("judge_model", spec.judge_model, judge.model)
+    return found
+
+
+def flagged(root: Path, record: RunRecord, cache_dir: Path) -> str | None:
+    """Why the run's integrity does not let it verify: a flagged verdict (in run.json or
+    integrity/verdict.json) not cleared by a review this machine's key signed, or none."""
+    from posttrainbench.integrity import policy, review
+    from posttrainbench.records import Verdict
+
+    if record.verdict is None:
+        return "no integrity verdict bundled"
+    kept = record.review
+    if kept is not None and not review.verifies(kept, record.spec, cache_dir):
+        kept = None  # signed elsewhere: only the verifier's own reviewers clear a verdict
+    stored = RunPaths(root).verdict
+    try:
+        on_disk = Verdict.model_validate_json(stored.read_bytes(), context=STORED)
+    except (OSError, ValidationError):
+        on_disk = None
+    for verdict in (record.verdict, on_disk):
+        if verdict is not None and policy.effective(verdict, kept) == "flagged":
+            return "integrity flagged it: " + ("; ".join(verdict.reasons) or "flagged")
+    if record.outcome is not None and record.outcome.source == "fallback_flagged" and not kept:
+        return f"its score fell back: {record.outcome.reason or 'flagged'}"
+    return None
+
+
+def _reevaluate(
+    root: Path, record: RunRecord, evaluate: Evaluate, out: Path, judge: JudgeChoice
+) -> EvalMetrics:
     spec, metrics = record.spec, record.metrics
     assert metrics is not None
-    limit = metrics.params.get("limit")
     kwargs: dict[str, Any] = {
-        "split": metrics.split,
-        "limit": int(limit) if isinstance(limit, int | float) else None,
+        "split": CANONICAL_SPLIT,
+        "limit": None,
         "template_family": MODELS.get(spec.base_model).template_family,
-        "max_tokens": metrics.max_tokens,
+        "max_tokens": metrics.max_tokens,  # one of the benchmark's ladder (deviations says)
         "seed": spec.seed,
-        "judge_model": spec.judge_model,
-        "judge_base_url": spec.judge_base_url,
+        "judge_model": judge.model or spec.judge_model,
+        "judge_base_url": judge.base_url,
         "backend": spec.eval_backend,
     }
+    from posttrainbench.evaluate.run import OWN_TOKENIZER
+
+    if metrics.params.get("tokenizer") not in (None, OWN_TOKENIZER):  # the base's, as scored
+        kwargs["tokenizer_dir"] = MODELS.get(spec.base_model).locate(load_settings().models_dir)
     return evaluate(RunPaths(root).final_model, spec.benchmark, out, **kwargs)
 
 
 def verify_bundle(
-    bundle: Path, work_dir: Path | None = None, *, evaluate: Evaluate | None = None
+    bundle: Path,
+    work_dir: Path | None = None,
+    *,
+    evaluate: Evaluate | None = None,
+    judge: JudgeChoice | None = None,
+    caps: BundleCaps | None = None,
 ) -> VerifyReport:
-    """Extract, check checksums, re-evaluate final_model and compare with the bundled score.
+    """Extract within caps, check checksums and integrity, refuse a run evaluated with other
+    than the canonical options, re-evaluate final_model canonically with the verifier's judge
+    and compare with the bundled score.
 
     `evaluate` defaults to `posttrainbench.evaluate.run.evaluate_model` (same signature)."""
     if not bundle.is_file():
         raise ConfigError(f"{bundle} is not a file", "pass the run.tar.zst written by ptb bundle")
+    settings = load_settings()
+    judge = judge or JudgeChoice()
     work = work_dir or Path(tempfile.mkdtemp(prefix="ptb-verify-"))
     root = work / "run"
     if root.exists() and any(root.iterdir()):
@@ -281,17 +473,11 @@ def verify_bundle(
         )
 
     try:
-        extract(bundle, root)
+        manifest = extract(bundle, root, caps or BundleCaps.from_settings(settings))
     except UnsafeBundle as exc:
         return corrupt(f"refused: {exc}")
     except (tarfile.TarError, zstandard.ZstdError, OSError, EOFError) as exc:
         return corrupt(f"not a readable run.tar.zst: {type(exc).__name__}: {exc}")
-    try:
-        manifest = BundleManifest.model_validate_json(
-            (root / MANIFEST_NAME).read_bytes(), context=STORED
-        )
-    except (OSError, ValidationError) as exc:
-        return corrupt(f"{MANIFEST_NAME} missing or invalid: {str(exc).splitlines()[0]}")
     report = VerifyReport(
         bundle=str(bundle),
         run_id=manifest.run_id,
@@ -314,15 +500,23 @@ def verify_bundle(
         report.verdict = "mismatch"
         report.problems.append("run.json's run id or score differs from the manifest's")
         return report
+    if (why := flagged(root, record, settings.cache_dir)) is not None:
+        report.verdict = "flagged"
+        report.problems.append(why)
+        return report
     if record.metrics is None:
         report.problems.append("no evaluated score bundled (a fallback run): nothing to re-score")
+        return report
+    if found := deviations(record, judge):
+        report.verdict = "noncanonical"
+        report.problems.append("evaluated with non-canonical options: " + ", ".join(found))
         return report
     if evaluate is None:
         from posttrainbench.evaluate.run import evaluate_model
 
         evaluate = evaluate_model
     try:
-        again = _reevaluate(root, record, evaluate, work / "reeval")
+        again = _reevaluate(root, record, evaluate, work / "reeval", judge)
     except (EvaluationError, PtbError) as exc:
         report.verdict = "mismatch"
         report.problems.append(f"re-evaluation failed: {exc.message}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import os
 
+from posttrainbench.errors import PtbError
 from posttrainbench.registry import Registry
 from posttrainbench.sandbox.base import Capabilities, LaunchRequest, Sandbox
 
@@ -19,18 +20,37 @@ SANDBOXES.register(
 SANDBOXES.register("host", "posttrainbench.sandbox.host:HostSandbox")
 
 
+DEFAULT_ISOLATING = "bwrap"
+NO_ISOLATION_HINT = (
+    "install bubblewrap (apt-get install bubblewrap), allow user namespaces (sysctl "
+    "kernel.unprivileged_userns_clone=1, or kernel.apparmor_restrict_unprivileged_userns=0), or "
+    "pass --sandbox host knowingly (the agent can then read everything you can)"
+)
+
+
 def default_sandbox() -> str:
-    """PTB_SANDBOX if set; else `bwrap` where it works here, else `host` (which isolates
-    nothing, and says so)."""
+    """PTB_SANDBOX if set; else `bwrap`, checked to work here. Never `host` silently: where bwrap
+    cannot isolate, this raises MissingDependencyError naming why, before anything starts."""
     from posttrainbench.errors import MissingDependencyError
 
     if chosen := os.environ.get("PTB_SANDBOX"):
         return SANDBOXES.get(chosen).name
     try:
-        get_sandbox("bwrap")
-    except MissingDependencyError:
-        return "host"
-    return "bwrap"
+        get_sandbox(DEFAULT_ISOLATING)
+    except MissingDependencyError as exc:
+        raise MissingDependencyError(
+            f"no isolating sandbox works here ({exc.message})", NO_ISOLATION_HINT
+        ) from exc
+    return DEFAULT_ISOLATING
+
+
+def isolates(name: str) -> bool | None:
+    """Whether the backend `name` isolates the agent; None where no backend of that name is
+    registered here (a plug-in not installed, the published reference table)."""
+    try:
+        return SANDBOXES.get(name).capabilities.isolation
+    except PtbError:
+        return None
 
 
 def get_sandbox(name: str) -> Sandbox:
@@ -47,4 +67,5 @@ def _checked(cls: type[Sandbox]) -> Sandbox:
 
 __all__ = [
     "SANDBOXES", "Capabilities", "LaunchRequest", "Sandbox", "default_sandbox", "get_sandbox",
+    "isolates",
 ]  # fmt: skip

@@ -24,7 +24,8 @@ from typing import ClassVar
 
 from posttrainbench.records import NetworkPolicy
 
-BRIDGE_PORTS = {"relay": 4000, "egress": 3128}  # the agent's loopback ports inside a sandbox
+# The agent's loopback ports inside a sandbox.
+BRIDGE_PORTS = {"relay": 4000, "egress": 3128, "scoring": 4100}
 
 
 @dataclass(frozen=True)

@@ -46,8 +46,11 @@ from posttrainbench.sandbox.base import (
 log = logging.getLogger(__name__)
 UID_BASE, UID_SPAN = 200_000, 100_000
 GPU_CONTROL = ("nvidiactl", "nvidia-uvm", "nvidia-uvm-tools", "nvidia-modeset")
-# Evaluator and timer stay read-only inside (rule 4); `data/` is the benchmark's public data.
-READ_ONLY_IN_WORKSPACE = ("evaluate.py", "templates", "timer.sh", ".ptb_deadline", "data")
+# Evaluator, its test inputs and timer stay read-only inside (rule 4); `data/` is the
+# benchmark's public data.
+READ_ONLY_IN_WORKSPACE = (
+    "evaluate.py", "templates", "eval_data", "timer.sh", ".ptb_deadline", "data"
+)  # fmt: skip
 
 
 def agent_uid(run_id: str) -> int:

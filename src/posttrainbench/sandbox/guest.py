@@ -1,10 +1,11 @@
 """What an isolating sandbox mounts, read-only, besides the workspace.
 
-- The *agent environment*: the harness's own Python (its prefix, base prefix and every import
-  directory), mounted at the same paths so that the venv, its shebangs and the evaluation entry
-  point that `evaluate.py` calls work unchanged. Nothing of the harness's home, cache or results
-  is mounted, even when they sit beside the environment: a directory holding one of those is
-  refused rather than mounted.
+- The *agent environment*: the harness's own Python (its prefix, base prefix, standard library,
+  site-packages and the `posttrainbench` package folder — never the current folder or other
+  `sys.path` entries a launcher added), mounted at the same paths so that the venv, its shebangs
+  and the evaluation entry point that `evaluate.py` calls work unchanged. Nothing of the
+  harness's home, cache or results is mounted, even when they sit beside the environment: a
+  directory holding one of those is refused rather than mounted.
 - The base model, file by file at the guest model path (Hugging Face snapshots are symlinks into
   `blobs/`: each link is resolved, so the guest sees plain read-only files).
 - The system: `/usr` and the merged-usr links, and a curated part of `/etc` (name resolution,
@@ -56,14 +57,33 @@ def _covered(path: Path, roots: Iterable[Path]) -> bool:
     return any(path == r or path.is_relative_to(r) for r in roots)
 
 
+def environment_dirs() -> set[Path]:
+    """The directories of the harness's Python environment: its prefixes, interpreter, standard
+    library and site-packages (sysconfig's, and the user site if Python reads it), and the
+    `posttrainbench` package's own folder (an editable install's source). Never the current
+    folder or a `PYTHONPATH` entry: what a launcher added to sys.path is the user's, not the
+    environment's (`python -m` from a results folder's parent would expose that folder)."""
+    import site
+    import sysconfig
+
+    import posttrainbench
+
+    dirs = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).parent}
+    paths = sysconfig.get_paths()
+    dirs |= {Path(paths[k]) for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
+    if site.ENABLE_USER_SITE:
+        dirs.add(Path(site.getusersitepackages()))
+    dirs.add(Path(posttrainbench.__file__).resolve().parent)
+    return dirs
+
+
 def python_mounts(protected: Iterable[Path]) -> list[Mount]:
-    """The harness's Python environment, read-only at its own paths.
+    """The harness's Python environment (`environment_dirs`), read-only at its own paths.
 
     `protected` are directories the agent must never see (results, cache, the harness's home):
     an environment directory that contains one of them cannot be mounted whole."""
     protected = [p.resolve() for p in protected]
-    candidates = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).parent}
-    candidates |= {Path(p) for p in sys.path if p and Path(p).is_absolute()}
+    candidates = environment_dirs()
     roots: list[Path] = []
     for path in sorted({c.resolve() for c in candidates if c.exists()}, key=lambda p: len(p.parts)):
         if _covered(path, SYSTEM_DIRS_PATHS) or _covered(path, roots):

@@ -1,12 +1,15 @@
 """Resource samples of a running agent, appended to monitor.csv while the solve stage runs.
 
 Each row: wall time, CPU percent and resident memory of the agent's process tree, bytes in its
-workspace, and utilisation/memory of the GPUs the agent was given, when `nvidia-smi` is present.
+workspace and in its HOME, and utilisation/memory of the GPUs the agent was given, when
+`nvidia-smi` is present.
 Sampling never raises into the run: a failed sample is logged and skipped.
 
-The monitor also enforces the workspace's size limit: when a sample finds the workspace over it,
-the agent's process group is killed and `over_limit` says why (RLIMIT_FSIZE already caps any
-single file at the same size, so one sample interval bounds the overshoot of many files).
+The monitor also enforces the workspace's size limit (`--workspace-gb`), which the agent's HOME
+(`agent/home`, as writable as the workspace) counts against too: when a sample finds the two
+together over it, the agent's process group is killed and `over_limit` says why (RLIMIT_FSIZE
+already caps any single file at the same size, so one sample interval bounds the overshoot of
+many files).
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ from pathlib import Path
 import psutil
 
 log = logging.getLogger(__name__)
-FIELDS = ["time", "cpu_percent", "rss_mb", "workspace_mb", "gpu_util_percent", "gpu_mem_mb"]
+FIELDS = [
+    "time", "cpu_percent", "rss_mb", "workspace_mb", "gpu_util_percent", "gpu_mem_mb", "home_mb",
+]  # fmt: skip
 
 
 def _tree(pid: int) -> list[psutil.Process]:
@@ -37,7 +42,8 @@ def _tree(pid: int) -> list[psutil.Process]:
         return []
 
 
-def _dir_bytes(root: Path) -> int:
+def dir_bytes(root: Path) -> int:
+    """Bytes of the files under root (their sizes; links counted as links, never followed)."""
     total = 0
     for dirpath, _dirs, files in os.walk(root):
         for name in files:
@@ -46,6 +52,10 @@ def _dir_bytes(root: Path) -> int:
             except OSError:
                 continue
     return total
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.2f} GB" if n >= 2**30 // 10 else f"{n / 2**20:.1f} MB"
 
 
 def gpu_sample(gpus: list[int] | None = None) -> tuple[str, str]:
@@ -75,9 +85,10 @@ class Monitor:
         *,
         gpus: list[int] | None = None,
         workspace_limit: int | None = None,
+        home: Path | None = None,
     ) -> None:
         self.pid, self.workspace, self.out, self.interval_s = pid, workspace, out, interval_s
-        self.gpus, self.workspace_limit = gpus, workspace_limit
+        self.gpus, self.workspace_limit, self.home = gpus, workspace_limit, home
         self.over_limit: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="ptb-monitor", daemon=True)
@@ -103,9 +114,10 @@ class Monitor:
             except psutil.Error:
                 continue
         util, mem = gpu_sample(self.gpus)
-        size = _dir_bytes(self.workspace)
-        if self.workspace_limit is not None and size > self.workspace_limit:
-            self._stop_agent(size)
+        size = dir_bytes(self.workspace)
+        home = dir_bytes(self.home) if self.home is not None else 0
+        if self.workspace_limit is not None and size + home > self.workspace_limit:
+            self._stop_agent(size, home)
         return {
             "time": datetime.now(UTC).isoformat(timespec="seconds"),
             "cpu_percent": f"{cpu:.0f}",
@@ -113,13 +125,15 @@ class Monitor:
             "workspace_mb": f"{size / 2**20:.1f}",
             "gpu_util_percent": util,
             "gpu_mem_mb": mem,
+            "home_mb": f"{home / 2**20:.1f}",
         }
 
-    def _stop_agent(self, size: int) -> None:
+    def _stop_agent(self, size: int, home: int) -> None:
         if self.over_limit is None:
             limit = self.workspace_limit or 0
             self.over_limit = (
-                f"workspace over its limit: {size / 2**30:.2f} GB > {limit / 2**30:.2f} GB"
+                f"workspace over its limit: {_size(size + home)} > {_size(limit)}"
+                f" (workspace {_size(size)}, HOME {_size(home)})"
             )
             log.warning("stopping the agent: %s", self.over_limit)
         with contextlib.suppress(ProcessLookupError, PermissionError):

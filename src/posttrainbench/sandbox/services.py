@@ -1,8 +1,10 @@
-"""The harness-side services of one agent launch: the API relay and the egress proxy.
+"""The harness-side services of one agent launch: the API relay, the egress proxy and the
+scoring service of the agent's own evaluations (evaluate/scoring_service.py).
 
 Each listens on a unix socket in a short private temporary folder (socket paths must stay under
 108 bytes), bridged into the sandbox as a loopback port. The agent's environment gets the relay's
-base URL and a per-launch dummy token (never a real key), and the proxy variables. What the
+base URL and a per-launch dummy token (never a real key), the proxy variables, and the scoring
+service's URL and per-launch token (official benchmarks, whose targets stay here). What the
 services saw is written to the run directory (`agent/llm_calls.jsonl`, `egress.jsonl`) as it
 happens and summarised into run.json when the launch ends.
 """
@@ -10,6 +12,7 @@ happens and summarised into run.json when the launch ends.
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
 import shutil
 import socket
@@ -27,8 +30,11 @@ from posttrainbench.results.layout import RunPaths
 from posttrainbench.sandbox.base import Bridge, Sandbox
 
 if TYPE_CHECKING:
+    from posttrainbench.evaluate.scoring_service import ScoringService
     from posttrainbench.sandbox.egress import EgressProxy
     from posttrainbench.sandbox.relay import Relay
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,6 +43,7 @@ class Services:
     bridges: list[Bridge] = field(default_factory=list)
     relay: Relay | None = None
     proxy: EgressProxy | None = None
+    scoring: ScoringService | None = None
     relay_url: str | None = None  # the relay as the agent reaches it (no /v1)
     token: str | None = None  # the launch's dummy token: redacted wherever it shows up
 
@@ -67,6 +74,7 @@ def start(
                 log_path=paths.llm_calls,
                 dummy_token=token,
                 budget_usd=remaining_budget(spec, outcome),
+                allow_provider_tools=spec.allow_provider_tools,
             )
             svc.relay.start()
             port = sandbox.bridge_port("relay")
@@ -85,12 +93,58 @@ def start(
             port = sandbox.bridge_port("egress")
             svc.bridges.append(Bridge("egress", tmp / "egress.sock", port))
             svc.env |= _proxy_env(port)
+        if _scored_harness_side(spec):
+            svc.scoring = _start_scoring(paths, spec, sandbox, outcome, tmp, svc)
         yield svc
     finally:
-        for service in (svc.relay, svc.proxy):
+        for service in (svc.relay, svc.proxy, svc.scoring):
             if service is not None:
                 service.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _scored_harness_side(spec: RunSpec) -> bool:
+    """Official benchmarks: the workspace holds test inputs only, the service scores them.
+    Without socat (the bridge) the agent's evaluate.py says that no scoring service is there."""
+    from posttrainbench.catalog import BENCHMARKS
+
+    if BENCHMARKS.get(spec.benchmark).public_data is not None:
+        return False
+    if shutil.which("socat") is None:
+        log.warning("socat is not installed: the agent's evaluate.py cannot reach the scorer")
+        return False
+    return True
+
+
+def _start_scoring(
+    paths: RunPaths,
+    spec: RunSpec,
+    sandbox: Sandbox,
+    outcome: AgentOutcome | None,
+    tmp: Path,
+    svc: Services,
+) -> ScoringService:
+    from posttrainbench.evaluate.scoring_service import TOKEN_VAR, URL_VAR, ScoringService
+
+    spent = sum((e.judge_cost_usd or 0.0) for e in (outcome.evaluations if outcome else []))
+    token = "ptb-score-" + secrets.token_hex(16)
+    service = ScoringService(
+        benchmark=spec.benchmark,
+        socket_path=tmp / "scoring.sock",
+        token=token,
+        work_dir=paths.agent_dir / "scoring" / f"launch-{len(outcome.attempts) if outcome else 0}",
+        log_path=paths.agent_dir / "evaluations.jsonl",
+        seed=spec.seed,
+        judge_model=spec.judge_model,
+        judge_base_url=spec.judge_base_url,
+        judge_budget_usd=spec.agent_judge_budget_usd,
+        judge_spent_usd=spent,
+    )
+    service.start()
+    port = sandbox.bridge_port("scoring")
+    svc.bridges.append(Bridge("scoring", tmp / "scoring.sock", port))
+    svc.env |= {URL_VAR: f"http://127.0.0.1:{port}", TOKEN_VAR: token}
+    return service
 
 
 def check_relay(spec: RunSpec) -> None:
@@ -146,7 +200,7 @@ def _reachable(base_url: str, proxy: str | None) -> None:
 
 
 SUMMED = (*Usage.model_fields, "calls", "failed_calls", "refused_calls", "unpriced_calls",
-          "cost_usd")  # fmt: skip
+          "priced_at_max_calls", "provider_tool_calls", "cost_usd")  # fmt: skip
 
 
 def _add(before: ApiUsage | None, launch: ApiUsage) -> ApiUsage:
@@ -168,6 +222,9 @@ def record(svc: Services, paths: RunPaths, outcome: AgentOutcome) -> None:
     """The run's totals so far, over every launch: read back from the logs."""
     if svc.relay is not None:
         outcome.api_usage = _add(outcome.api_usage, svc.relay.usage())
+    if svc.scoring is not None:
+        outcome.evaluations.extend(svc.scoring.evaluations)
+        svc.scoring.evaluations = []  # recorded once, however often record() runs
     if svc.proxy is not None:
         from posttrainbench.sandbox.egress import read_events, summarize
 

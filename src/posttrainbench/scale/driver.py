@@ -100,8 +100,8 @@ def materialize(spec: SweepSpec, settings: Settings) -> tuple[Path, list[RunSpec
 
     check_sweep_name(spec.name)
     sweep_dir = settings.results_dir / spec.name
+    runs = spec.expand()  # first: a sandbox that cannot isolate refuses before any folder exists
     ensure_writable(sweep_dir)
-    runs = spec.expand()
     write_json(plan_path(sweep_dir), SweepPlan(spec=spec, run_ids=[r.run_id for r in runs]))
     for run in runs:
         if not (sweep_dir / run.run_id).exists():

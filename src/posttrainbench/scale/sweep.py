@@ -67,10 +67,11 @@ class SweepSpec(BaseModel):
     benchmarks: list[str]
     seeds: list[int] = [0]
     budget_s: int = Field(gt=0, alias="budget")
-    sandbox: str | None = None  # None: bwrap where it works, else host
+    sandbox: str | None = None  # None: the default (bwrap; refused where it cannot isolate)
     network: NetworkPolicy | None = None
     allow_hosts: list[str] = Field(default_factory=list)
     api_budget_usd: float | None = Field(default=None, gt=0)
+    allow_provider_tools: bool = False
     continue_min_s: int = Field(default=600, ge=0, alias="continue_min")
     eval_timeout_s: int | None = Field(default=None, gt=0, alias="eval_timeout")
     eval_backend: str = "hf"
@@ -108,6 +109,7 @@ class SweepSpec(BaseModel):
                 network=self.network,
                 allow_hosts=self.allow_hosts,
                 api_budget_usd=self.api_budget_usd,
+                allow_provider_tools=self.allow_provider_tools,
                 eval_timeout_s=self.eval_timeout_s,
                 eval_backend=self.eval_backend,
                 judge_model=self.judge_model,

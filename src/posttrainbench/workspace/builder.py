@@ -5,8 +5,9 @@ workspace/
   evaluate.py      calls the harness's evaluation code (the score never uses this copy)
   timer.sh         time left; reads .ptb_deadline, written when the agent starts
   templates/       the harness's chat templates
-  eval_data/       official benchmarks: the test items evaluate.py needs (no reference answers
-                   beyond what scoring needs)
+  eval_data/       official benchmarks: the test items' inputs evaluate.py generates on (no
+                   target, reference solution, test or rubric: the harness's scoring service
+                   scores, evaluate/scoring_service.py)
   data/            the benchmark's agent-allowed data, where it has any
 """
 
@@ -78,8 +79,9 @@ def render_prompt(
     data_note = (
         "- Training data the benchmark allows is in `data/` (see data/README.md).\n"
         if has_data
-        else f"- `{EVAL_DATA}/` holds the test items evaluate.py scores; training on them, "
-        "their paraphrases or their answers is contamination and is detected.\n"
+        else f"- `{EVAL_DATA}/` holds the test items' inputs evaluate.py generates on (the "
+        "harness scores the answers; the targets are not in the workspace); training on them "
+        "or their paraphrases is contamination and is detected.\n"
     )
     data_note += f"- Allowed training data: {bench.allowed_training}.\n"
     return Template((FILES / "prompt.md").read_text()).substitute(
@@ -114,7 +116,7 @@ def write_evaluator(dest: Path, model: BaseModelInfo, bench: BenchmarkInfo) -> N
         default_limit_args=repr(["--default-limit", str(limit)] if limit else []),
     )
     (dest / "evaluate.py").write_text(evaluate_py)
-    if bench.public_data is None:  # official benchmarks: the items evaluate.py needs
+    if bench.public_data is None:  # official benchmarks: the test inputs, never the targets
         bench.implementation().export(dest / EVAL_DATA)
 
 

@@ -7,11 +7,13 @@ Hugging Face cache snapshot of links to ../../blobs/<sha>); the copy holds plain
 
 Left behind and listed in `skipped` with a reason, never opened for reading: pickle files (.bin
 .pt .pth .pkl …, e.g. a Trainer's training_args.bin or optimizer.pt), other files (README.md,
-train.py), fifos, sockets, device nodes, broken links, unreadable files, link cycles and folders
-deeper than MAX_DEPTH.
+train.py), *.safetensors in sub-folders (outside the weight set), fifos, sockets, device nodes,
+broken links, unreadable files, link cycles and folders deeper than MAX_DEPTH.
 
 Refused, the whole model, with a one-line reason: a symlink that points outside the workspace; no
-config.json or no *.safetensors weights (e.g. only pytorch_model.bin); a top-level config.json or
+config.json or no *.safetensors weights (e.g. only pytorch_model.bin); not exactly one weight set
+(`weight_set`: model.safetensors, or the index and exactly the shards it names; the reason says
+what else is there), which is recorded in `weights`; a top-level config.json or
 *.safetensors that is not a readable regular file; more files or bytes than the bounds (sizes
 from lstat, before anything is read) or more entries than the walk's cap; a file that changed
 between check and copy. "missing": there is no final_model at all.
@@ -36,12 +38,14 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from posttrainbench.records import CollectedFile, CollectOutcome, SkippedFile
+from posttrainbench.workspace.weight_set import WeightSetError, is_weights, weight_set
 
 ALLOWED_SUFFIXES = frozenset({".safetensors", ".json", ".jinja", ".txt", ".model", ".tiktoken"})
 PICKLE_SUFFIXES = frozenset(
     {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".npy", ".npz", ".joblib"}
 )
 PICKLE_REASON = "pickle file: never loaded"
+NESTED_WEIGHTS_REASON = "weights in a sub-folder: outside the model's weight set, never loaded"
 MAX_DEPTH = 16  # folders below final_model
 MIN_ENTRY_CAP = 10_000  # the walk stops after max(10 * max_files, MIN_ENTRY_CAP) entries
 CHUNK = 1 << 20
@@ -76,13 +80,14 @@ def collect_final_model(
         if keep is None:
             _remove(dest)
             return CollectOutcome(status="missing", reason="the agent left no final_model/ folder")
-        files = _copy(keep, ws, dest, skipped)
+        files, weights = _copy(keep, ws, dest, skipped)
     except _Refused as refusal:
         _remove(dest)
         return CollectOutcome(status="refused", reason=str(refusal), skipped=_by_path(skipped))
     return CollectOutcome(
         status="collected",
         files=files,
+        weights=weights,
         skipped=_by_path(skipped),
         total_bytes=sum(f.bytes for f in files),
     )
@@ -198,7 +203,9 @@ def _walk(
                 _unusable(rel, f"{_kind(st.st_mode)}, not a regular file", skipped)
             else:
                 suffix = PurePosixPath(rel).suffix.lower()
-                if suffix in PICKLE_SUFFIXES:
+                if suffix == ".safetensors" and "/" in rel:
+                    skipped.append(SkippedFile(path=rel, reason=NESTED_WEIGHTS_REASON))
+                elif suffix in PICKLE_SUFFIXES:
                     skipped.append(SkippedFile(path=rel, reason=PICKLE_REASON))
                 elif suffix not in ALLOWED_SUFFIXES:
                     skipped.append(SkippedFile(path=rel, reason="not a model file"))
@@ -223,7 +230,9 @@ def _link_target(link: Path, rel: str, ws: Path) -> Path:
 
 def _copy(
     keep: list[_Keep], ws: Path, dest: Path, skipped: list[SkippedFile]
-) -> list[CollectedFile]:
+) -> tuple[list[CollectedFile], list[str]]:
+    """The copy's files and its weight set, checked on the copy (harness-owned, still
+    unpublished) so that nothing the agent changes later decides what the set is."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
     try:
@@ -242,6 +251,10 @@ def _copy(
             os.close(ws_fd)
         if not any(_is_weights(f.path) for f in files):
             raise _Refused("final_model has no readable *.safetensors weights")
+        try:
+            weights = weight_set(tmp)
+        except WeightSetError as e:
+            raise _Refused(str(e)) from None
         for folder, _, _ in os.walk(tmp):
             os.chmod(folder, 0o755)
         _remove(dest)
@@ -249,7 +262,7 @@ def _copy(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return files
+    return files, weights
 
 
 def _copy_one(ws_fd: int, item: _Keep, tmp: Path) -> CollectedFile:
@@ -308,7 +321,7 @@ def _required(rel: str) -> bool:
 
 
 def _is_weights(rel: str) -> bool:
-    return rel.lower().endswith(".safetensors")
+    return is_weights(rel)
 
 
 def _unusable(rel: str, what: str, skipped: list[SkippedFile]) -> None:

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 
 class Aime2025(Benchmark):
+    input_fields = ("problem",)
+
     def samples(self, split: str) -> list[Sample]:
         from inspect_ai.dataset import Sample
 

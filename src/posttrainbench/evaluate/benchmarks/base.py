@@ -6,9 +6,11 @@ it picks the items (`--limit`, a seeded shuffle where the catalog says so), fixe
 parameters and the ladder's max_tokens, and names the task with its version.
 
 Inside a sandbox the agent's evaluate.py has no hub cache: it reads the items the harness
-exported into the workspace (`PTB_EVAL_DATA_DIR/<split>.jsonl`, written by `export_samples`).
-What is exported is exactly what the task needs to run; `Benchmark.private_fields` names
-metadata kept out of the workspace (e.g. HealthBench's ideal completions).
+exported into the workspace (`PTB_EVAL_DATA_DIR/<split>.jsonl`, written by `export`). What is
+exported is the inputs only: id, input, choices and the metadata fields the solver reads
+(`Benchmark.input_fields`, an allow-list); never a target, reference solution, test or rubric.
+The agent generates on them and the harness-side scoring service scores the completions
+(evaluate/scoring_service.py), so the targets stay with the harness.
 """
 
 from __future__ import annotations
@@ -60,7 +62,9 @@ def sample_seed(run_seed: int, sample_id: str | int, epoch: int = 1) -> int:
 class Benchmark(ABC):
     """One benchmark's code; its facts are `self.info` (the catalog entry)."""
 
-    private_fields: tuple[str, ...] = ()  # sample metadata never exported to the workspace
+    # Sample metadata the solver (not the scorer) reads; the one metadata exported to the
+    # workspace. Questions may be listed; answers, tests, rubrics never.
+    input_fields: tuple[str, ...] = ()
 
     def __init__(self, info: BenchmarkInfo) -> None:
         self.info = info
@@ -106,22 +110,27 @@ class Benchmark(ABC):
             yield item, (text,)
 
     def export(self, dest: Path, split: str = "test") -> Path:
-        """Write the split's samples for the agent's evaluate.py (PTB_EVAL_DATA_DIR), byte for
-        byte the same on every call: the integrity check re-derives it to detect tampering."""
+        """Write the inputs of the split's samples for the agent's evaluate.py
+        (PTB_EVAL_DATA_DIR): no targets; byte for byte the same on every call, since the
+        integrity check re-derives it to detect tampering."""
         dest.mkdir(parents=True, exist_ok=True)
         path = dest / f"{split}.jsonl"
         tmp = path.with_suffix(".tmp")
         with tmp.open("w", encoding="utf-8") as f:
             for s in self.samples(split):
-                if s.metadata and self.private_fields:
-                    kept = {k: v for k, v in s.metadata.items() if k not in self.private_fields}
-                    s = s.model_copy(update={"metadata": kept})
-                row = s.model_dump(mode="json", exclude_none=True)
-                if isinstance(row.get("input"), list):  # messages get random ids: drop them
-                    row["input"] = [{k: v for k, v in m.items() if k != "id"} for m in row["input"]]
-                f.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+                f.write(json.dumps(self.input_row(s), ensure_ascii=False, sort_keys=True) + "\n")
         tmp.replace(path)
         return path
+
+    def input_row(self, s: Sample) -> dict[str, Any]:
+        """What the agent may see of a sample: id, input, choices, the `input_fields`."""
+        row = s.model_dump(mode="json", include={"id", "input", "choices"}, exclude_none=True)
+        if isinstance(row.get("input"), list):  # messages get random ids: drop them
+            row["input"] = [{k: v for k, v in m.items() if k != "id"} for m in row["input"]]
+        kept = {k: v for k, v in (s.metadata or {}).items() if k in self.input_fields}
+        if kept:
+            row["metadata"] = kept
+        return row
 
 
 def sample_text(s: Sample) -> str:

@@ -109,6 +109,8 @@ def judge_calls(calls: list[Call], target: Call) -> tuple[bool, str]:
 
 
 class Bfcl(Benchmark):
+    input_fields = ("functions",)
+
     def _records(self) -> list[dict[str, Any]]:
         from posttrainbench.evaluate.data import hub_snapshot, read_rows, snapshot_files
 

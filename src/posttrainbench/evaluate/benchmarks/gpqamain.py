@@ -41,6 +41,8 @@ def shuffled(record_id: str, correct: str, wrong: list[str]) -> tuple[list[str],
 
 
 class GpqaMain(Benchmark):
+    input_fields = ("question",)
+
     def _rows(self) -> list[dict[str, Any]]:
         from posttrainbench.evaluate.data import hub_snapshot, snapshot_files
 

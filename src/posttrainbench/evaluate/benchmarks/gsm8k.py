@@ -39,6 +39,8 @@ def fewshot_text(rows: list[dict[str, Any]]) -> str:
 
 
 class Gsm8k(Benchmark):
+    input_fields = ("question",)
+
     def _rows(self, split: str) -> list[dict[str, Any]]:
         from posttrainbench.evaluate.data import hub_rows
 

@@ -3,48 +3,32 @@
 Data: HF `openai/openai_humaneval` (`openai_humaneval/test-*.parquet`: task_id, prompt,
 canonical_solution, test, entry_point), at the revision inspect_evals pins. The model is asked
 for the whole function; a completion that defines the entry point replaces the prompt's stub,
-anything else is taken as the function's body. The program runs in the `ptb` sandbox
-(bubblewrap, no network, rlimits; see evaluate/code_sandbox.py), never in the grader's process.
+anything else is taken as the function's body. Answers are checked in isolation (v1.2): the
+tests run in a sandboxed checker and each call of the model's function in a fresh sandbox of its
+own, only plain values crossing (evaluate/answer_check.py), never in the grader's process.
 Canonical solutions are not part of the samples, so they never reach the agent's workspace.
 """
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
+from posttrainbench.evaluate.answer_check import find_code
 from posttrainbench.evaluate.benchmarks.base import Benchmark, TaskOptions, seeded_generate
 
 if TYPE_CHECKING:
     from inspect_ai import Task
     from inspect_ai.dataset import Sample
 
-VERIFY_TIMEOUT_S = 30
 INSTRUCTION = (
     "Read the following function signature and docstring, and fully implement the function "
     "described. Your response should only contain the code for this function.\n\n"
 )
-_FENCE = re.compile(r"```(?:python|py|Python)?[ \t]*\r?\n(.*?)```", re.DOTALL)
-
-
-def find_code(completion: str) -> str:
-    """The code of a completion: its first fenced block, else the text itself."""
-    blocks = _FENCE.findall(completion)
-    return (blocks[0] if blocks else completion).replace("\r\n", "\n")
-
-
-def program(prompt: str, completion: str, test: str, entry_point: str) -> str:
-    """The file that is run: the problem's prompt (imports, helpers, the stub), the model's
-    code, the tests and the call of `check`."""
-    code = find_code(completion)
-    if re.search(rf"^\s*def\s+{re.escape(entry_point)}\s*\(", code, re.MULTILINE):
-        body = f"{prompt}\n    pass\n\n{code}"  # the full function replaces the stub
-    else:
-        body = prompt + code
-    return f"{body}\n\n{test}\n\ncheck({entry_point})\n"
 
 
 class HumanEval(Benchmark):
+    input_fields = ("prompt", "entry_point")
+
     def _rows(self, split: str) -> list[dict[str, Any]]:
         from posttrainbench.evaluate.data import hub_rows
 
@@ -75,41 +59,35 @@ class HumanEval(Benchmark):
         from inspect_ai import Task
         from inspect_ai.dataset import MemoryDataset
 
-        import posttrainbench.evaluate.code_sandbox  # noqa: F401  (registers the sandbox)
+        from posttrainbench.evaluate import code_sandbox
 
+        code_sandbox.isolation()  # no isolation, no generation: refuse before the model runs
         return Task(
             name="humaneval",
             dataset=MemoryDataset(samples, name="humaneval"),
             solver=seeded_generate(opts.seed),
             scorer=passes_tests(),
-            sandbox=opts.code_sandbox,
         )
 
 
 def passes_tests() -> Any:
     from inspect_ai.scorer import CORRECT, INCORRECT, Score, Target, accuracy, scorer, stderr
     from inspect_ai.solver import TaskState
-    from inspect_ai.util import sandbox
 
     @scorer(metrics=[accuracy(), stderr()], name="passes_tests")
     def _passes_tests() -> Any:
         async def score(state: TaskState, target: Target) -> Score:
+            from posttrainbench.evaluate.answer_check import check_answer
+
             meta = state.metadata
-            code = program(
+            verdict = await check_answer(
                 meta["prompt"], state.output.completion, meta["test"], meta["entry_point"]
             )
-            try:
-                result = await sandbox().exec(["python", "-c", code], timeout=VERIFY_TIMEOUT_S)
-                ok, detail = result.success, result.stderr[-2000:]
-            except TimeoutError:
-                ok, detail = False, f"timed out after {VERIFY_TIMEOUT_S} s"
-            from posttrainbench.evaluate.code_sandbox import isolation
-
             return Score(
-                value=CORRECT if ok else INCORRECT,
+                value=CORRECT if verdict.passed else INCORRECT,
                 answer=find_code(state.output.completion),
-                explanation=detail or None,
-                metadata={"isolation": isolation()},
+                explanation=verdict.reason + (f"\n{verdict.detail}" if verdict.detail else ""),
+                metadata=verdict.model_dump(exclude={"detail"}),
             )
 
         return score

@@ -3,10 +3,14 @@
 Usage: `message_start` carries the prompt's tokens, `message_delta` the running output count (and,
 in newer API versions, final prompt counts); the latest value of each field wins. Anthropic's
 `input_tokens` leaves out cache reads and writes, so they are added to get every prompt token.
+
+Provider-side tools are the typed ones (`web_search_20250305`, `web_fetch_*`, `code_execution_*`,
+...) and `mcp_servers`; the agent's own tools have no type, or `custom`.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +21,8 @@ from posttrainbench.sandbox.relay.wire import (
     bearer,
     count,
     json_error,
+    limit,
+    strip_tools,
 )
 
 _ERROR_TYPES = {
@@ -42,10 +48,12 @@ class AnthropicMeter(Meter):
             self._take(message.get("usage") if isinstance(message, dict) else None)
         elif data.get("type") == "message_delta":
             self._take(data.get("usage"))
+            self.final = isinstance(data.get("usage"), dict)
 
     def body(self, data: Any) -> None:
         if isinstance(data, dict):
             self._take(data.get("usage"))
+            self.final = self.seen
 
     def _take(self, usage: Any) -> None:
         if not isinstance(usage, dict):
@@ -78,6 +86,7 @@ class Anthropic(WireFormat):
         Route("POST", r"/v1/messages/count_tokens", metered=False),
         Route("GET", r"/v1/models(/[^/]+)?", metered=False),
     )
+    default_max_output = 128_000
 
     def client_tokens(self, headers: Mapping[str, str], query: str) -> list[str]:
         keys = [headers["x-api-key"]] if "x-api-key" in headers else []
@@ -93,5 +102,18 @@ class Anthropic(WireFormat):
     def meter(self) -> Meter:
         return AnthropicMeter()
 
+    def max_output(self, match: re.Match[str], body: dict[str, Any], default: int) -> int:
+        return limit(body, "max_tokens") or default
+
+    def provider_tools(
+        self, match: re.Match[str], body: dict[str, Any]
+    ) -> tuple[dict[str, Any], list[str]]:
+        return strip_tools(body, _split, ("mcp_servers",), ("tool_choice",))
+
     def client_env(self, base_url: str, token: str) -> dict[str, str]:
         return {"ANTHROPIC_BASE_URL": base_url.rstrip("/"), "ANTHROPIC_API_KEY": token}
+
+
+def _split(tool: Any) -> tuple[Any, list[str]]:
+    kind = tool.get("type") if isinstance(tool, dict) else None
+    return (tool, []) if kind in (None, "custom") else (None, [str(kind)])

@@ -9,6 +9,7 @@ request and answers scripted replies, plus canned answers in each wire format. N
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -94,6 +95,10 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     fake: FakeUpstream
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a client that hung up is fine
+            super().handle_error(request, client_address)
 
 
 class FakeUpstream:
@@ -280,7 +285,8 @@ def gemini_sse(
     cached: int = 0,
     thoughts: int = 0,
 ) -> list[bytes]:
-    """`:streamGenerateContent?alt=sse` chunks; each has usage so far, the last the totals."""
+    """`:streamGenerateContent?alt=sse` chunks; each has usage so far, the last the totals and
+    the finish reason."""
     words = text.split(" ")
     chunks = []
     for i, word in enumerate(words, 1):
@@ -294,6 +300,7 @@ def gemini_sse(
                 "totalTokenCount": input_tokens + output_tokens + thoughts,
             }
         chunks.append(_gemini_chunk(word, usage))
+    chunks[-1]["candidates"][0]["finishReason"] = "STOP"
     return [f"data: {json.dumps(c)}\r\n\r\n".encode() for c in chunks]
 
 

@@ -5,6 +5,10 @@ Every streamed chunk carries `usageMetadata` so far, the last one the totals. `p
 includes `cachedContentTokenCount`; thinking (`thoughtsTokenCount`) is billed as output, and
 tool-use prompts (`toolUsePromptTokenCount`) as input. Without `alt=sse` the stream is one JSON
 array of chunks.
+
+A tool of a request may hold function declarations (the agent's own tools) and provider-side ones
+(`googleSearch`, `googleSearchRetrieval`, `urlContext`, `codeExecution`, ...); only the function
+declarations are the client's. The API takes every field in camelCase or snake_case.
 """
 
 from __future__ import annotations
@@ -20,10 +24,13 @@ from posttrainbench.sandbox.relay.wire import (
     count,
     drop_query_param,
     json_error,
+    limit,
     query_values,
+    strip_tools,
 )
 
 _VERSION = r"/v1(?:beta|alpha)?"
+_FUNCTIONS = ("functionDeclarations", "function_declarations")
 _MODEL = r"/models/(?P<model>[^/:]+)"
 _STATUSES = {
     400: "INVALID_ARGUMENT",
@@ -38,9 +45,18 @@ _STATUSES = {
 
 class GeminiMeter(Meter):
     def event(self, name: str, data: Any) -> None:
-        self.body(data)
+        """Every chunk has the usage so far; the one with a finish reason, the totals."""
+        self._chunks(data)
+        candidates = data.get("candidates") if isinstance(data, dict) else None
+        for candidate in candidates if isinstance(candidates, list) else []:
+            if isinstance(candidate, dict) and candidate.get("finishReason"):
+                self.final = self.seen
 
     def body(self, data: Any) -> None:
+        self._chunks(data)
+        self.final = self.seen
+
+    def _chunks(self, data: Any) -> None:
         for chunk in data if isinstance(data, list) else [data]:
             if isinstance(chunk, dict) and isinstance(chunk.get("usageMetadata"), dict):
                 self._take(chunk["usageMetadata"])
@@ -65,6 +81,7 @@ class Gemini(WireFormat):
         Route("POST", _VERSION + _MODEL + r":countTokens", metered=False),
         Route("GET", _VERSION + r"/models(/[^/:]+)?", metered=False),
     )
+    default_max_output = 65_536
 
     def client_tokens(self, headers: Mapping[str, str], query: str) -> list[str]:
         keys = [headers["x-goog-api-key"]] if "x-goog-api-key" in headers else []
@@ -89,5 +106,22 @@ class Gemini(WireFormat):
     def is_stream(self, match: re.Match[str], body: Any, query: str) -> bool:
         return match.groupdict().get("action") == "streamGenerateContent"
 
+    def max_output(self, match: re.Match[str], body: dict[str, Any], default: int) -> int:
+        config = body.get("generationConfig", body.get("generation_config"))
+        most = limit(config, "maxOutputTokens", "max_output_tokens") or default
+        return most * (limit(config, "candidateCount", "candidate_count") or 1)
+
+    def provider_tools(
+        self, match: re.Match[str], body: dict[str, Any]
+    ) -> tuple[dict[str, Any], list[str]]:
+        return strip_tools(body, _split, (), ("toolConfig", "tool_config"))
+
     def client_env(self, base_url: str, token: str) -> dict[str, str]:
         return {"GOOGLE_GEMINI_BASE_URL": base_url.rstrip("/"), "GEMINI_API_KEY": token}
+
+
+def _split(tool: Any) -> tuple[Any, list[str]]:
+    if not isinstance(tool, dict):
+        return tool, []
+    client = {k: v for k, v in tool.items() if k in _FUNCTIONS}
+    return client or None, [k for k in tool if k not in _FUNCTIONS]

@@ -8,6 +8,11 @@ sends when the request asks `stream_options.include_usage`. The relay sets it on
 chat request, since a stream without usage cannot be priced nor held to a budget. The client then
 gets one more chunk than it asked for, byte for byte as the upstream sent it; clients built on the
 official SDKs read it as the usage they did not ask for.
+
+Provider-side tools are the built-in ones of Responses (`web_search`, `file_search`,
+`code_interpreter`, `mcp`, `image_generation`, ...: every type but `function`, `custom` and
+`local_shell`, which the client runs) and Chat Completions' `web_search_options`; the search
+models (`gpt-4o-search-preview`, `*-deep-research`) search whatever the request holds.
 """
 
 from __future__ import annotations
@@ -23,9 +28,12 @@ from posttrainbench.sandbox.relay.wire import (
     bearer,
     count,
     json_error,
+    limit,
+    strip_tools,
 )
 
 _CHAT = "/v1/chat/completions"
+_CLIENT_TOOLS = ("function", "custom", "local_shell")
 _ERROR_TYPES = {
     400: "invalid_request_error",
     401: "invalid_request_error",
@@ -59,7 +67,7 @@ class OpenAIMeter(Meter):
             prompt, output, details = "prompt_tokens", "completion_tokens", "prompt_tokens_details"
         else:
             return
-        self.seen = True
+        self.seen = self.final = True  # usage comes once, with the end of the answer
         self.usage.input_tokens = count(usage, prompt) or 0
         self.usage.output_tokens = count(usage, output) or 0
         self.usage.cached_tokens = count(usage, details, "cached_tokens") or 0
@@ -75,6 +83,8 @@ class OpenAI(WireFormat):
         Route("POST", re.escape(_CHAT)),
         Route("GET", r"/v1/models(/[^/]+)?", metered=False),
     )
+    default_max_output = 128_000
+    search_models = ("*search*", "*deep-research*")
 
     def client_tokens(self, headers: Mapping[str, str], query: str) -> list[str]:
         return bearer(headers)
@@ -103,5 +113,22 @@ class OpenAI(WireFormat):
             return None
         return {**body, "stream_options": {**options, "include_usage": True}}
 
+    def max_output(self, match: re.Match[str], body: dict[str, Any], default: int) -> int:
+        if match.string != _CHAT:
+            return limit(body, "max_output_tokens") or default
+        most = limit(body, "max_completion_tokens", "max_tokens") or default
+        return most * (limit(body, "n") or 1)
+
+    def provider_tools(
+        self, match: re.Match[str], body: dict[str, Any]
+    ) -> tuple[dict[str, Any], list[str]]:
+        fields = ("web_search_options",) if match.string == _CHAT else ()
+        return strip_tools(body, _split, fields, ("tool_choice",))
+
     def client_env(self, base_url: str, token: str) -> dict[str, str]:
         return {"OPENAI_BASE_URL": base_url.rstrip("/") + "/v1", "OPENAI_API_KEY": token}
+
+
+def _split(tool: Any) -> tuple[Any, list[str]]:
+    kind = tool.get("type") if isinstance(tool, dict) else None
+    return (tool, []) if kind in _CLIENT_TOOLS else (None, [str(kind)])

@@ -48,12 +48,20 @@ class LongContextRates(Rates):
 
 class Price(Rates):
     long_context: LongContextRates | None = None
+    max_output: int | None = Field(
+        default=None, gt=0, description="The model's most output tokens, for requests with none."
+    )
 
     def cost(self, usage: Usage) -> Decimal:
         tier = self.long_context
         if tier is not None and usage.input_tokens > tier.above:
             return tier.cost(usage)
         return super().cost(usage)
+
+    def most(self, request_bytes: int, output_tokens: int) -> Decimal:
+        """A bound on a call's cost: every request byte a prompt token (no tokenizer gives more
+        tokens than bytes of text), and all the output tokens it may generate."""
+        return self.cost(Usage(input_tokens=request_bytes, output_tokens=output_tokens))
 
 
 class PriceTable(Record):

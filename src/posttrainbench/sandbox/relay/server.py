@@ -4,6 +4,13 @@ It forwards only the run's provider, swaps the per-run dummy token for the real 
 answer back byte for byte (SSE included, each chunk flushed as it arrives) while reading usage on
 the side, prices each call, refuses calls once the budget is spent, and logs every request.
 
+Under a budget each call holds, from its start until its usage is charged, the most it could cost
+(every request byte a prompt token, plus its output limit), and starts only if that fits beside
+what is spent and held by the calls in flight. An answer cut before its final usage is charged
+that most. Provider-side tools (web search and fetch, code execution, MCP) would reach the
+internet around the egress proxy: unless the run allows them they are stripped from requests, and
+models that search by themselves are refused; every attempt is logged.
+
 Refusals (other providers' endpoints, unknown paths, a spent budget, an unpriced model under a
 budget) answer 403 with `x-should-retry: false`: the SDKs behind Claude Code, Codex, Gemini CLI
 and OpenCode retry 408, 409, 429 and 5xx, never 403, and unlike 400 a 403 does not read as a
@@ -39,7 +46,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from posttrainbench.errors import ConfigError, InfrastructureError
-from posttrainbench.sandbox.relay.calls import ApiUsage, CallLog, LlmCall, Refusal
+from posttrainbench.sandbox.relay.calls import ApiUsage, CallLog, LlmCall, Refusal, Reservation
 from posttrainbench.sandbox.relay.prices import PRICES_VAR, Price, load_prices
 from posttrainbench.sandbox.relay.providers import WIRE_FORMATS, real_key, wire_format
 from posttrainbench.sandbox.relay.wire import (
@@ -139,6 +146,11 @@ class _Exchange:
     cost_usd: Decimal = Decimal(0)
     priced: bool = True
     metered: bool = True
+    max_cost: Decimal | None = None
+    held: Decimal = Decimal(0)  # reserved against the budget until the call is logged
+    priced_at_max: bool = False
+    provider_tools: list[str] = field(default_factory=list)
+    provider_tools_stripped: bool = False
     request_bytes: int = 0
     response_bytes: int = 0
     first_byte_s: float | None = None
@@ -161,6 +173,10 @@ class _Exchange:
             cost_usd=self.cost_usd,
             priced=self.priced,
             metered=self.metered,
+            max_cost_usd=self.max_cost,
+            priced_at_max=self.priced_at_max,
+            provider_tools=self.provider_tools,
+            provider_tools_stripped=self.provider_tools_stripped,
             request_bytes=self.request_bytes,
             response_bytes=self.response_bytes,
             refused=self.refused,
@@ -276,6 +292,7 @@ class Relay:
         budget_usd: Decimal | float | int | str | None = None,
         prices: Path | None = None,
         environ: Mapping[str, str] | None = None,
+        allow_provider_tools: bool = False,
     ) -> None:
         env = os.environ if environ is None else environ
         self.format: WireFormat = wire_format(provider)
@@ -283,6 +300,7 @@ class Relay:
         self.socket_path = Path(socket_path)
         self.log_path = Path(log_path)
         self.budget_usd = _usd(budget_usd)
+        self.allow_provider_tools = allow_provider_tools
         self._key = real_key(provider, env)
         if not dummy_token or dummy_token.strip() != dummy_token:
             raise ConfigError("the relay's dummy token is empty or has spaces", "pass a token")
@@ -434,7 +452,7 @@ class Relay:
                     message = "ptb relay: internal error (see the run's llm_calls.jsonl)"
                     self._reply(h, x, 500, self.format.error_body(500, message))
             finally:
-                self._log.add(x.record())
+                self._log.add(x.record(), release=x.held)
 
     def _exchange(self, h: BaseHTTPRequestHandler, x: _Exchange, path: str, query: str) -> None:
         fmt = self.format
@@ -458,25 +476,60 @@ class Relay:
         x.stream = fmt.is_stream(match, parsed, query)
         price: Price | None = None
         if route.metered:
+            encoding = headers.get("content-encoding", "identity").strip().lower()
+            if not isinstance(parsed, dict) or encoding != "identity":
+                message = "ptb relay: the request body is not one plain JSON object"
+                return self._refuse(h, x, 400, "bad_request", message)
+            stripped, x.provider_tools = fmt.provider_tools(match, parsed)
+            searches = fmt.searches(x.model)
+            if searches:
+                x.provider_tools.append(f"model:{x.model}")
+            if not self.allow_provider_tools:
+                if searches:
+                    message = (
+                        f"ptb relay: model {x.model!r} searches the web, and this run does not "
+                        "allow provider-side tools"
+                    )
+                    return self._refuse(h, x, 403, "provider_tool", message)
+                x.provider_tools_stripped = bool(x.provider_tools)
+                if x.provider_tools:
+                    parsed = stripped
+            if (new := fmt.prepare(match, parsed)) is not None:
+                parsed = new
+            if new is not None or x.provider_tools_stripped:
+                body = json.dumps(parsed, ensure_ascii=False, separators=(",", ":")).encode()
             price = self.prices.lookup(x.model)
             x.priced = price is not None
+            if price is not None:
+                default = price.max_output or fmt.default_max_output
+                x.max_cost = price.most(len(body), fmt.max_output(match, parsed, default))
             if self.budget_usd is not None:
-                if price is None:
+                if price is None or x.max_cost is None:
                     message = (
                         f"ptb relay: model {x.model!r} has no price, so the run's API budget of "
                         f"{money(self.budget_usd)} cannot be enforced"
                     )
                     return self._refuse(h, x, 403, "unpriced", message)
-                spent = self._log.spent()
-                if spent >= self.budget_usd:
-                    message = (
-                        f"ptb relay: the run's API budget of {money(self.budget_usd)} is spent "
-                        f"({money(spent)} used)"
-                    )
-                    return self._refuse(h, x, 403, "budget", message)
-            if (new := fmt.prepare(match, parsed)) is not None:
-                body = json.dumps(new, ensure_ascii=False, separators=(",", ":")).encode()
+                held = self._log.reserve(x.max_cost, self.budget_usd)
+                if not held.fits:
+                    return self._refuse(h, x, 403, "budget", self._over(x.max_cost, held))
+                x.held = x.max_cost
         self._forward(h, x, path, query, body, route.metered, price)
+
+    def _over(self, most: Decimal, held: Reservation) -> str:
+        assert self.budget_usd is not None
+        budget = money(self.budget_usd)
+        if held.spent >= self.budget_usd:
+            return (
+                f"ptb relay: the run's API budget of {budget} is spent ({money(held.spent)} used)"
+            )
+        left = self.budget_usd - held.spent - held.held
+        return (
+            f"ptb relay: this call may cost up to {money(most)}, more than the "
+            f"{money(max(left, Decimal(0)))} left of the run's API budget of {budget} "
+            f"({money(held.spent)} spent, {money(held.held)} held by calls in flight); "
+            "ask for fewer output tokens or send a shorter request"
+        )
 
     def _refuse_endpoint(self, h: BaseHTTPRequestHandler, x: _Exchange, path: str) -> None:
         owner = next(
@@ -675,15 +728,28 @@ class Relay:
                 x.error = x.error or side.error or "no usage in the response"
             if price is not None:
                 x.cost_usd = price.cost(x.usage)
+                if not side.meter.final and x.max_cost is not None:
+                    x.cost_usd = max(x.cost_usd, x.max_cost)
+                    x.priced_at_max = True
+                    x.error = x.error or "the answer ended before its final usage"
 
 
 def _json_or_none(body: bytes) -> Any:
+    """The body parsed, or None where it is empty, not JSON, or has an object with a key twice
+    (which the relay and the provider might read differently)."""
     if not body:
         return None
     try:
-        return json.loads(body)
+        return json.loads(body, object_pairs_hook=_unique)
     except ValueError:
         return None
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise ValueError("a key appears twice")
+    return obj
 
 
 def _read_chunked(h: BaseHTTPRequestHandler) -> bytes | None:

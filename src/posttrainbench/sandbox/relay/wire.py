@@ -8,6 +8,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import Any, ClassVar
 from urllib.parse import unquote_plus, urlsplit
 
@@ -29,11 +30,13 @@ class Route:
 
 
 class Meter(ABC):
-    """Reads a response's usage on the side: every SSE event, or the whole JSON body."""
+    """Reads a response's usage on the side: every SSE event, or the whole JSON body. `seen`: some
+    usage came; `final`: the usage of the whole answer came (a cut stream has none)."""
 
     def __init__(self) -> None:
         self.usage = Usage()
         self.seen = False
+        self.final = False
 
     @abstractmethod
     def event(self, name: str, data: Any) -> None:
@@ -53,6 +56,42 @@ def count(obj: Any, *keys: str) -> int | None:
     return obj if isinstance(obj, int) and not isinstance(obj, bool) else None
 
 
+def limit(obj: Any, *names: str) -> int | None:
+    """The first of `obj[name]` that is a positive integer (a request's token limit, its count of
+    answers), or None."""
+    for name in names:
+        if (n := count(obj, name)) is not None and n > 0:
+            return n
+    return None
+
+
+ToolSplit = Callable[[Any], tuple[Any, list[str]]]
+
+
+def strip_tools(
+    body: dict[str, Any], split: ToolSplit, fields: tuple[str, ...], choice: tuple[str, ...]
+) -> tuple[dict[str, Any], list[str]]:
+    """`body` without provider-side tools, and their names. `split(tool)` gives the tool's client
+    part (None: nothing) and what it held besides; `fields` are request fields that are tools in
+    themselves; `choice` the tool-choice fields, dropped with the last tool."""
+    found = [name for name in fields if name in body]
+    out = {k: v for k, v in body.items() if k not in fields}
+    tools = body.get("tools")
+    if isinstance(tools, list):
+        kept = []
+        for tool in tools:
+            client, names = split(tool)
+            found += names
+            if client is not None:
+                kept.append(client)
+        if kept != tools:
+            out["tools"] = kept
+        if not kept and tools:
+            for name in ("tools", *choice):
+                out.pop(name, None)
+    return out, found
+
+
 class WireFormat(ABC):
     """One provider: its endpoints, authentication, error shape and usage fields."""
 
@@ -61,6 +100,8 @@ class WireFormat(ABC):
     base_var: ClassVar[str]  # harness variable overriding the upstream base URL
     default_base: ClassVar[str]
     routes: ClassVar[tuple[Route, ...]]
+    default_max_output: ClassVar[int]  # the most output tokens of any of the provider's models
+    search_models: ClassVar[tuple[str, ...]] = ()  # globs of models that search the web unasked
 
     def route(self, method: str, path: str) -> tuple[Route, re.Match[str]] | None:
         for route in self.routes:
@@ -100,6 +141,23 @@ class WireFormat(ABC):
     def prepare(self, match: re.Match[str], body: Any) -> Any | None:
         """The request body to send upstream instead of the client's, or None to keep it."""
         return None
+
+    def max_output(self, match: re.Match[str], body: dict[str, Any], default: int) -> int:
+        """The most output tokens the request may get: its own limit, else `default`, times the
+        answers it asks for."""
+        return default
+
+    def provider_tools(
+        self, match: re.Match[str], body: dict[str, Any]
+    ) -> tuple[dict[str, Any], list[str]]:
+        """The request without the tools the provider runs itself (web search and fetch, code
+        execution, MCP...), and their names; the agent's own function tools stay."""
+        return body, []
+
+    def searches(self, model: str | None) -> bool:
+        """The model searches the web by itself, without a tool in the request."""
+        name = (model or "").strip().lower().rsplit("/", 1)[-1]
+        return any(fnmatchcase(name, pattern) for pattern in self.search_models)
 
 
 def bearer(headers: Mapping[str, str]) -> list[str]:

@@ -63,7 +63,8 @@ class Job:
         """The job's command: the harness resuming its run from the first unfinished stage."""
         if self.command is not None:
             return list(self.command)
-        argv = [sys.executable, "-m", "posttrainbench", "run", "--resume", str(self.run_dir)]
+        # -P: the folder the sweep was started from never goes on the harness's sys.path.
+        argv = [sys.executable, "-P", "-m", "posttrainbench", "run", "--resume", str(self.run_dir)]
         return argv + (["--until", self.until] if self.until else [])
 
 

@@ -10,7 +10,7 @@ lost (worker or node died, cancelled, unschedulable) ends with returncode None a
 run no node of the cluster can hold ends at once the same way instead of waiting forever.
 
 The nodes must see the results folder and run the driver's Python at the same path (the job's
-command is `<driver python> -m posttrainbench run --resume RUN_DIR`).
+command is `<driver python> -P -m posttrainbench run --resume RUN_DIR`).
 """
 
 from __future__ import annotations

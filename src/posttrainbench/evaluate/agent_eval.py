@@ -1,0 +1,196 @@
+"""The agent's evaluate.py: generate in the sandbox, score through the harness's scoring service.
+
+The workspace's `eval_data/` holds the test items' inputs only. On such a split this runs the
+benchmark's own task with the harness's generation code (backend, chat template, decoding,
+`--limit` selection) but no scorer, then posts each sample's output to the scoring service
+(`PTB_SCORING_URL`, token in `PTB_SCORING_TOKEN`), which scores it with the benchmark's real
+scorer where the targets are, and writes what it answered to `<log-dir>/metrics.json` and
+`<log-dir>/items.json`. Splits whose answers the agent may see (the embedded benchmark's public
+dev split) are evaluated locally, as before, by `posttrainbench.evaluate.__main__`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from posttrainbench.evaluate.__main__ import EXIT_CODES, parser
+from posttrainbench.evaluate.__main__ import main as local_main
+from posttrainbench.evaluate.benchmarks.base import EVAL_DATA_VAR
+from posttrainbench.evaluate.scoring_service import PATH, TOKEN_VAR, URL_VAR, ScoringReply
+
+ITEMS_FILE = "items.json"
+HARNESS_JUDGE = "none/judged-by-the-harness"
+
+
+def inputs_only(split: str) -> bool:
+    """Whether the split is the exported inputs (no targets here): scored by the service."""
+    exported = os.environ.get(EVAL_DATA_VAR)
+    return exported is not None and (Path(exported) / f"{split}.jsonl").is_file()
+
+
+def generate(args: Any, limit: int | None) -> tuple[Any, int | None]:
+    """The benchmark's task on the exported inputs, generation only: (inspect log, max_tokens)."""
+    from inspect_ai import eval as inspect_eval
+
+    from posttrainbench.catalog import BENCHMARKS
+    from posttrainbench.errors import EvaluationError
+    from posttrainbench.evaluate.backends import BACKENDS, ModelRequest
+    from posttrainbench.evaluate.benchmarks.base import TaskOptions, make_task
+    from posttrainbench.evaluate.chat_templates import family, template_path
+
+    info = BENCHMARKS.get(args.benchmark)
+    opts = TaskOptions(
+        split=args.split,
+        limit=limit,
+        max_tokens=args.max_tokens,
+        seed=args.seed,
+        judge_model=HARNESS_JUDGE if info.judged else None,  # never called: no scorer here
+    )
+    task = make_task(info.implementation(), opts)
+    task.scorer = None  # the targets are not here: the scoring service scores
+    task.sandbox = None  # code runs only when scored, harness-side
+    fam = args.template_family
+    req = ModelRequest(
+        model_dir=args.model_path,
+        template_file=template_path(fam, tools=info.tools) if fam else None,
+        tokenizer_dir=getattr(args, "tokenizer_path", None),  # as the harness's evaluation
+        stop_tokens=family(fam).stop if fam else (),
+        tools=info.tools,
+        batch_size=args.batch_size,
+        base_url=args.base_url,
+    )
+    served = BACKENDS.get(args.backend).model(req)
+    args.log_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        log = inspect_eval(
+            task,
+            model=served.name,
+            model_args=served.args,
+            model_base_url=served.base_url,
+            log_dir=str(args.log_dir),
+            display="none",
+            max_connections=args.batch_size,
+            fail_on_error=True,
+            log_samples=True,
+            score_display=False,
+        )[0]
+    except Exception as exc:
+        from posttrainbench.evaluate.run import classify
+
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise EvaluationError(
+            f"cannot evaluate {args.model_path}: {type(exc).__name__}: {first}", kind=classify(exc)
+        ) from exc
+    if log.status != "success":
+        detail = log.error.message if log.error else f"status {log.status}"
+        raise EvaluationError(f"generation on {args.benchmark}/{args.split} failed: {detail}")
+    return log, task.config.max_tokens
+
+
+def post(body: dict[str, Any]) -> ScoringReply:
+    """Send the outputs to the scoring service; its reply, or EvaluationError."""
+    import httpx
+
+    from posttrainbench.errors import EvaluationError
+
+    url, token = os.environ.get(URL_VAR), os.environ.get(TOKEN_VAR)
+    if not url or not token:
+        raise EvaluationError(
+            f"no scoring service ({URL_VAR} is not set): the test answers stay with the harness",
+            "run evaluate.py inside a run's sandbox, where the harness scores it",
+            kind="fatal",
+        )
+    try:
+        with httpx.Client(trust_env=False, timeout=httpx.Timeout(None, connect=30)) as client:
+            r = client.post(
+                url.rstrip("/") + PATH, json=body, headers={"authorization": f"Bearer {token}"}
+            )
+    except httpx.HTTPError as exc:
+        raise EvaluationError(
+            f"the scoring service at {url} did not answer: {exc}", kind="infrastructure"
+        ) from None
+    if r.status_code != 200:
+        try:
+            why = str(r.json().get("error"))
+        except ValueError:
+            why = r.text[:200]
+        raise EvaluationError(
+            f"the scoring service refused: {why} (HTTP {r.status_code})",
+            kind="fatal" if r.status_code in (400, 401, 403) else "infrastructure",
+        )
+    return ScoringReply.model_validate_json(r.content)
+
+
+def evaluate_remote(args: Any, limit: int | None) -> ScoringReply:
+    from posttrainbench.catalog import BENCHMARKS
+    from posttrainbench.records import EvalMetrics
+    from posttrainbench.results.layout import EvalPaths
+    from posttrainbench.results.store import write_json
+
+    started = time.monotonic()
+    log, max_tokens = generate(args, limit)
+    completions = [
+        {"id": s.id, "epoch": s.epoch, "output": s.output.model_dump(mode="json")}
+        for s in log.samples or []
+    ]
+    reply = post({"split": args.split, "limit": limit, "completions": completions})
+    info = BENCHMARKS.get(args.benchmark)
+    write_json(
+        EvalPaths(args.log_dir).metrics,
+        EvalMetrics(
+            benchmark=args.benchmark,
+            benchmark_version=info.version,
+            split=args.split,
+            metric=reply.metric,
+            score=reply.score,
+            n_samples=reply.n_items,
+            n_failed=reply.n_failed,
+            model_path=str(args.model_path),
+            log_file=str(log.location),
+            params={"limit": limit, "batch_size": args.batch_size, "scored_by": "harness"},
+            backend=args.backend,
+            template_family=args.template_family,
+            max_tokens=max_tokens,
+            seed=args.seed,
+            duration_s=round(time.monotonic() - started, 2),
+        ),
+    )
+    items = [i.model_dump(mode="json") for i in reply.items]
+    (args.log_dir / ITEMS_FILE).write_text(json.dumps(items, indent=1) + "\n")
+    return reply
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if not inputs_only(args.split):
+        return local_main(argv)
+    if not (args.model_path / "config.json").is_file():
+        print(f"error: {args.model_path} has no config.json (not a model folder)", file=sys.stderr)
+        return EXIT_CODES["fatal"]
+    from posttrainbench.errors import EvaluationError, PtbError
+    from posttrainbench.evaluate.run import classify
+
+    limit = args.limit if args.limit is not None else args.default_limit
+    try:
+        reply = evaluate_remote(args, limit or None)
+    except PtbError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        if isinstance(exc, EvaluationError) and exc.kind:
+            return EXIT_CODES.get(exc.kind, 1)
+        return EXIT_CODES.get(classify(exc), 1)
+    print(
+        f"{reply.benchmark}/{reply.split}: {reply.metric} {reply.score:.4f} on {reply.n_items} "
+        "samples (scored by the harness)"
+        + (f" ({reply.n_failed} failed)" if reply.n_failed else "")
+    )
+    print(f"per item: {args.log_dir / ITEMS_FILE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
