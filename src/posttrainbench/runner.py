@@ -395,6 +395,7 @@ def _mounts(
     return [
         *guest.etc_mounts(),
         *guest.python_mounts(protected),
+        *guest.hidden_item_packages(settings.cache_dir / "empty"),
         *guest.model_mounts(model_path, layout.model),
         *(Mount(path, PurePosixPath(path)) for path in extra),
     ]

