@@ -118,6 +118,8 @@ def test_agent_finds_no_target_but_gets_a_harness_score(ptb: PtbRunner, tmp_path
     assert ev.metric == "accuracy" and ev.score is not None and ev.error is None
     assert rec.outcome and rec.outcome.source == "evaluated", rec.eval_error
     assert rec.verdict is not None and "tamper" not in rec.verdict.failed
+    shown = ptb("show", str(run_json.parent))
+    assert "own evaluations" in shown.stdout and "1 (last: test, 2 items" in shown.stdout
 
 
 # Built in two parts: this file is readable inside the sandbox.

@@ -104,7 +104,7 @@ def _fake_child(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str) ->
     real = launch.command
 
     def fake(*args: object) -> list[str]:
-        return [sys.executable, str(child), *real(*args)[3:]]  # type: ignore[arg-type]
+        return [sys.executable, str(child), *real(*args)[4:]]  # type: ignore[arg-type]
 
     monkeypatch.setattr(launch, "command", fake)
     return []

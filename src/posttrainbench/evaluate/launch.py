@@ -74,7 +74,7 @@ def command(
     collected: Path | None = None,
 ) -> list[str]:
     cmd = [
-        sys.executable, "-m", "posttrainbench.evaluate",
+        sys.executable, "-P", "-m", "posttrainbench.evaluate",
         "--benchmark", benchmark, "--model-path", str(model_dir), "--split", opts.split,
         "--log-dir", str(out), "--max-tokens", str(tokens), "--seed", str(opts.seed),
         "--backend", opts.backend,

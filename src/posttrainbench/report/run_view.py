@@ -191,6 +191,17 @@ def _llm(agent: AgentOutcome) -> str | None:
     )
 
 
+def _own_evaluations(agent: AgentOutcome) -> str | None:
+    """The agent's evaluate.py calls the scoring service scored: how many, and the last."""
+    if not agent.evaluations:
+        return None
+    last = agent.evaluations[-1]
+    result = last.error or (f"{_pct(last.score)}" if last.score is not None else "no score")
+    cost = sum(e.judge_cost_usd or 0.0 for e in agent.evaluations)
+    judged = f", judge ${cost:.4f}" if cost else ""
+    return f"{len(agent.evaluations)} (last: {last.split}, {last.n_items} items, {result}{judged})"
+
+
 def _agent(agent: AgentOutcome) -> list[RenderableType]:
     ended = [a for a in agent.attempts if a.ended_at is not None]
     summary = _section(
@@ -207,6 +218,7 @@ def _agent(agent: AgentOutcome) -> list[RenderableType]:
             ("re-prompts", str(agent.reprompts) if agent.reprompts else None),
             ("LLM calls", _llm(agent)),
             ("CLI's report", agent.usage_check),
+            ("own evaluations", _own_evaluations(agent)),
         ],
     )
     parts: list[RenderableType] = [summary]
