@@ -306,7 +306,14 @@ class ScoringService:
             judge_base_url=self.judge_base_url,
         )
         env = {k: v for k, v in env.items() if k not in _DROPPED_ENV}
-        argv = [sys.executable, "-P", "-m", __name__, str(out / "job.json"), str(out / "reply.json")]
+        argv = [
+            sys.executable,
+            "-P",
+            "-m",
+            __name__,
+            str(out / "job.json"),
+            str(out / "reply.json"),
+        ]
         with (out / "scoring.log").open("wb") as log:
             self._job = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
             try:
