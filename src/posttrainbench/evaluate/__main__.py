@@ -25,6 +25,16 @@ from posttrainbench.results.layout import EvalPaths
 EXIT_CODES = {"fatal": 2, "pathology": 3, "infrastructure": 4}
 
 
+def report_error(exc: PtbError) -> int:
+    """Print the error in one line; the exit code says its kind (EXIT_CODES)."""
+    from posttrainbench.evaluate.run import classify
+
+    print(f"error: {exc}", file=sys.stderr)
+    if isinstance(exc, EvaluationError) and exc.kind:
+        return EXIT_CODES.get(exc.kind, 1)
+    return EXIT_CODES.get(classify(exc), 1)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="evaluate.py", description=__doc__)
     p.add_argument("--benchmark", required=True)
@@ -54,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.model_path} has no config.json (not a model folder)", file=sys.stderr)
         return EXIT_CODES["fatal"]
     limit = args.limit if args.limit is not None else args.default_limit
-    from posttrainbench.evaluate.run import classify, evaluate_model
+    from posttrainbench.evaluate.run import evaluate_model
 
     try:
         m = evaluate_model(
@@ -75,10 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             base_url=args.base_url,
         )
     except PtbError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        if isinstance(exc, EvaluationError) and exc.kind:
-            return EXIT_CODES.get(exc.kind, 1)
-        return EXIT_CODES.get(classify(exc), 1)
+        return report_error(exc)
     print(
         f"{m.benchmark}/{m.split}: {m.metric} {m.score:.4f} on {m.n_samples} samples"
         + (f" ({m.n_failed} failed)" if m.n_failed else "")

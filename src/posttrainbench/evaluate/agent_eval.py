@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from posttrainbench.evaluate.__main__ import EXIT_CODES, parser
+from posttrainbench.evaluate.__main__ import EXIT_CODES, parser, report_error
 from posttrainbench.evaluate.__main__ import main as local_main
 from posttrainbench.evaluate.benchmarks.base import EVAL_DATA_VAR
 from posttrainbench.evaluate.scoring_service import PATH, TOKEN_VAR, URL_VAR, ScoringReply
@@ -172,17 +172,13 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.model_path / "config.json").is_file():
         print(f"error: {args.model_path} has no config.json (not a model folder)", file=sys.stderr)
         return EXIT_CODES["fatal"]
-    from posttrainbench.errors import EvaluationError, PtbError
-    from posttrainbench.evaluate.run import classify
+    from posttrainbench.errors import PtbError
 
     limit = args.limit if args.limit is not None else args.default_limit
     try:
         reply = evaluate_remote(args, limit or None)
     except PtbError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        if isinstance(exc, EvaluationError) and exc.kind:
-            return EXIT_CODES.get(exc.kind, 1)
-        return EXIT_CODES.get(classify(exc), 1)
+        return report_error(exc)
     print(
         f"{reply.benchmark}/{reply.split}: {reply.metric} {reply.score:.4f} on {reply.n_items} "
         "samples (scored by the harness)"
