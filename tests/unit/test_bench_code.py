@@ -3,6 +3,8 @@ known right and wrong answers through the whole task, and each end to end on the
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -158,13 +160,18 @@ def test_a_checker_that_cannot_start_is_an_infrastructure_failure(
             return Reply(404, [b"{}"])
         return Reply(chunks=[chat_json("    return 1\n", model=seen.json()["model"])])
 
+    # The real entry point, in its own process as the ladder runs it: exit 4 is "retry".
     with hf_home(tmp_path / "hf"), FakeUpstream() as server:
         write_humaneval(tmp_path / "hf")
         server.handler = reply
-        with pytest.raises(EvaluationError) as err:
-            evaluate_model(
-                tiny_model_dir, "humaneval", tmp_path / "eval", limit=1,
-                template_family="ptb-tiny", backend="vllm", base_url=f"{server.url}/v1",
-            )  # fmt: skip
-    assert classify(err.value) == "infrastructure", err.value
-    assert "failed twice, not because of the answer" in str(err.value)
+        done = subprocess.run(
+            [sys.executable, "-P", "-m", "posttrainbench.evaluate", "--benchmark", "humaneval",
+             "--model-path", str(tiny_model_dir), "--limit", "1", "--template-family",
+             "ptb-tiny", "--backend", "vllm", "--base-url", f"{server.url}/v1",
+             "--log-dir", str(tmp_path / "eval")],
+            capture_output=True, text=True, timeout=300, env=os.environ.copy(),
+        )  # fmt: skip
+    assert done.returncode == 4, done.stderr[-2000:]
+    said = done.stderr.strip()
+    assert "failed twice, not because of the answer" in said, said[-2000:]
+    assert classify(EvaluationError(said)) == "infrastructure"

@@ -2,13 +2,20 @@
 fixtures in the upstream schema, and each task end to end (mockllm and the tiny model)."""
 
 from collections import Counter
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
 from posttrainbench.catalog import BENCHMARKS
 from posttrainbench.errors import DataUnavailableError
-from posttrainbench.evaluate.answers import choice_letter, final_answer, numbers_equal, to_number
+from posttrainbench.evaluate.answers import (
+    choice_letter,
+    last_number,
+    number_value,
+    numbers_equal,
+    strip_boxed,
+)
 from posttrainbench.evaluate.benchmarks.base import TaskOptions, make_task
 from posttrainbench.evaluate.benchmarks.gpqamain import shuffled
 from posttrainbench.evaluate.benchmarks.gsm8k import split_answer
@@ -16,40 +23,106 @@ from tests.fixtures.hub import hf_home
 from tests.fixtures.math_data import write_aime, write_gpqa, write_gsm8k
 
 
+def _gsm8k(completion: str, target: str) -> bool:
+    return numbers_equal(last_number(completion), target)
+
+
+def _aime(completion: str, target: str) -> bool:
+    return numbers_equal(last_number(strip_boxed(completion)), target)
+
+
+# The reference (PostTrainBench src/eval/exact_numeric_match.py over inspect_ai's
+# match(numeric=True)) reads the output's last whitespace-separated number word, wherever it is,
+# after dropping `$ £ € , * _` and dots not followed by a digit; we compare it exactly.
 @pytest.mark.parametrize(
     ("completion", "target", "right"),
     [
         ("so the total is 711.\nANSWER: 711", "11", False),  # the reference's endswith bug
         ("ANSWER: 11", "11", True),
         ("ANSWER: 1,000", "1000", True),
-        ("ANSWER: $18.00", "18", True),
+        ("ANSWER: 14,000", "14,000", True),
+        ("ANSWER: $18.00.", "18", True),
         ("The answer is **42**.", "42", True),
+        ("ANSWER: 42 apples", "42", True),
         ("ANSWER: -3", "3", False),
         ("ANSWER: 3", "-3", False),
+        ("ANSWER: -3", "-3", True),
         ("#### 72", "72", True),
-        ("\\boxed{204}", "204", True),
-        ("ANSWER: 1/2", "0.5", True),
-        ("ANSWER: 50%", "50", True),
-        ("ANSWER: 42 apples", "42", True),
+        ("ANSWER: .5", "0.5", True),  # ".5" is 0.5
+        ("ANSWER: 7.5", "7", False),
+        ("ANSWER: 262499", "262500", False),  # upstream's 5 significant digits made these equal
+        # "10", "-", "3", "=", "7": the last number word is 7 ("-" alone is no number)
+        ("ANSWER: 10 - 3 = 7", "7", True),
+        ("ANSWER: 10 - 3 = 7", "10", False),
+        # the last number of the whole output, not of the ANSWER line: 5, so 204 is wrong
+        ("ANSWER: 204\n\nNote: 5 steps", "204", False),
+        ("ANSWER: 204\n\nNote: 5 steps", "5", True),
+        ("first 5 then ANSWER: 12\nnext line 99", "12", False),
+        ("ANSWER: 1/2", "0.5", False),  # "1/2" and "50%" are no number words
+        ("ANSWER: 50%", "50", False),
+        ("\\boxed{204}", "204", False),  # GSM8K does not unwrap \boxed
+        ("ANSWER: .10.00.50", "50", False),  # does not parse: upstream crashed, here wrong
+        ("ANSWER: 2⁴", "16", False),  # upstream reads 16: DEVIATIONS.md
         ("I do not know.", "7", False),
         ("", "7", False),
-        ("ANSWER: 7.5", "7", False),
-        ("first 5 then ANSWER: 12\nnext line 99", "12", True),
     ],
 )
-def test_numeric_answers_are_compared_exactly(completion: str, target: str, right: bool) -> None:
-    assert numbers_equal(final_answer(completion), target) is right
-
-
-def test_numbers_normalise() -> None:
-    assert to_number("1,234.50") == to_number("1234.5")
-    assert to_number("12,34") is None  # not a thousands separator
-    assert to_number("x") is None
+def test_gsm8k_answers_are_the_last_number_compared_exactly(
+    completion: str, target: str, right: bool
+) -> None:
+    assert _gsm8k(completion, target) is right
 
 
 @pytest.mark.parametrize(
+    ("completion", "target", "right"),
+    [
+        ("ANSWER: \\boxed{11}", "11", True),  # inspect_evals' AIME scorer unwraps \boxed
+        ("so \\boxed{204}.", "204", True),
+        ("ANSWER: 711", "11", False),
+        ("ANSWER: 149", "49", False),
+        ("ANSWER: 049", "49", True),
+        ("ANSWER: 49.0", "49", True),
+        ("ANSWER: 49 and then 50", "49", False),  # the last number counts
+        ("ANSWER: 11.0001", "11", False),  # upstream's 5 significant digits: right
+    ],
+)
+def test_aime_answers_unwrap_boxed(completion: str, target: str, right: bool) -> None:
+    assert _aime(completion, target) is right
+
+
+def test_number_words() -> None:
+    assert last_number("ANSWER: 10 - 3 = 7") == "7"
+    assert last_number("x = -12.") == "-12"
+    assert last_number("no digits") is None
+    assert number_value(".5") == Fraction(1, 2)
+    assert number_value("1.2.3") == Fraction(6, 5)  # inspect's parser reads the leading decimal
+    assert number_value(".1.2") is None
+    with pytest.raises(ValueError, match="not a number"):
+        numbers_equal("5", "five")
+
+
+# inspect_ai's parse_answers as the reference ran it (0.1.dev3780, solver/_multiple_choice.py):
+# the first line starting `ANSWER:`, else the first `ANSWER:` anywhere; the rest of the line must
+# be exactly one capital choice letter.
+@pytest.mark.parametrize(
     ("completion", "letter"),
-    [("ANSWER: C", "C"), ("I think (B) is right", "B"), ("ANSWER: $D$", "D"), ("none", None)],
+    [
+        ("ANSWER: B", "B"),
+        ("Reasoning.\nANSWER: C.", "C"),
+        ("answer: D", "D"),  # the keyword is matched in any case
+        ("**ANSWER: A**", "A"),  # no line starts with ANSWER: the lenient search finds it
+        ("ANSWER: A\nOn reflection\nANSWER: C", "A"),  # the first, not the last
+        ("… the answer is B … A good guess.", None),  # no ANSWER: line, no answer
+        ("I think (B) is right", None),
+        ("ANSWER: B and C", None),
+        ("ANSWER: B, C", None),
+        ("ANSWER: BC", None),
+        ("ANSWER: (B)", None),  # "(" is not allowed after the colon
+        ("ANSWER: b", None),  # letters must be capitals
+        ("ANSWER: $D$", None),
+        ("ANSWER: E", None),
+        ("none", None),
+    ],
 )
 def test_choice_letters(completion: str, letter: str | None) -> None:
     assert choice_letter(completion) == letter
@@ -123,6 +196,12 @@ def test_scorers_through_the_whole_task(tmp_path: Path) -> None:
         assert _scripted(tmp_path, "gpqamain", right) == 1.0
         wrong = [f"ANSWER: {'A' if s.target != 'A' else 'B'}" for s in gpqa]
         assert _scripted(tmp_path, "gpqamain", wrong) == 0.0
+        no_line = [f"So the answer is {s.target}." for s in gpqa]  # no ANSWER: line
+        assert _scripted(tmp_path, "gpqamain", no_line) == 0.0
+        write_aime(tmp_path / "hf")
+        # targets 70, 71, 72: boxed and right, the endswith kind of wrong, a later number
+        aime = ["ANSWER: \\boxed{70}", "ANSWER: 171", "ANSWER: 72\n\nNote: 5 steps"]
+        assert _scripted(tmp_path, "aime2025", aime) == pytest.approx(1 / 3)
 
 
 @pytest.mark.parametrize("benchmark", ["gsm8k", "aime2025", "gpqamain"])

@@ -1,10 +1,18 @@
-"""Final answers out of completions, compared exactly.
+"""Final answers out of completions, read as the reference harness reads them.
 
-Math answers are compared as numbers after normalisation — commas (`1,000`), `$`, `%`, a
-leading `+`, trailing zeros (`18.00`), `\\boxed{}` and markdown emphasis — with exact rational
-equality, never by suffix or substring: the reference's `endswith` counted "ANSWER: 711" right
-for 11. A fraction `a/b` is its value (`1/2` equals `0.5`). Multiple-choice answers are one
-letter from the allowed set.
+Math (GSM8K, AIME) follows the reference's final evaluation (aisa-group/PostTrainBench
+`src/eval/exact_numeric_match.py`, which keeps the extraction of inspect_ai's
+`match(numeric=True)`): drop `$ £ € , * _` and every `.` not followed by a digit, split on
+whitespace, and take the last word that is a number (digits and dots, an optional leading `-`).
+That is the output's last number, wherever it stands: an `ANSWER:` line earns nothing more. It
+is compared with the target by value, exactly, never by suffix (the reference's `endswith`
+counted "ANSWER: 711" right for 11). AIME first unwraps `\\boxed{…}`, as inspect_evals' AIME
+scorer does. Differences from the reference are listed in DEVIATIONS.md.
+
+Multiple choice (GPQA) follows inspect_ai's `multiple_choice` rule as the reference ran it
+(`parse_answers` in `solver/_multiple_choice.py` of inspect_ai 0.1.dev3780): the first line that
+starts with `ANSWER:`, else the first `ANSWER:` anywhere; what follows must be exactly one of
+the choice letters, in capitals. Anything else is no answer, and no answer is wrong.
 """
 
 from __future__ import annotations
@@ -12,61 +20,54 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
-_ANSWER_LINE = re.compile(r"ANSWER\s*[:：]\s*(.+)", re.IGNORECASE)
-_HASHES = re.compile(r"####\s*(.+)")
-_BOXED = re.compile(r"\\boxed\s*\{((?:[^{}]|\{[^{}]*\})*)\}")
-_NUMBER = re.compile(r"[-+]?\$?\s*(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?")
-_NUMBER_ONLY = re.compile(r"^[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?$")
+_NUMERIC_PUNCTUATION = re.compile(r"[$£€,*_]|\.(?=\s|$|\D)")
+_BOXED = re.compile(r"\\boxed\{(.+)\}")
+_DIGITS = re.compile(r"[\d.]+")
+_DECIMAL = re.compile(r"\.\d+$|\d+(?:\.\d+)?")
+_TARGET = re.compile(r"-?\d+(?:\.\d+)?")
+_ANSWER_LINE = re.compile(r"^ANSWER\s*:\s*([A-Za-z\d ,]+)\s*(?:$|\n|\.)", re.I | re.M)
+_ANSWER_ANYWHERE = re.compile(r"ANSWER\s*:\s*([A-Za-z\d ,]+)(?:[^\w]|\n|$|\.)", re.I)
 
 
-def to_number(text: str) -> Fraction | None:
-    """The exact value of a number written as people write answers, else None."""
-    t = text.strip()
-    t = re.sub(r"\\boxed\s*\{(.*)\}", r"\1", t)
-    t = re.sub(r"\\(?:text|mathrm)\s*\{[^}]*\}", "", t)
-    t = re.sub(r"\\d?frac\s*\{([^}]*)\}\s*\{([^}]*)\}", r"\1/\2", t)
-    t = t.replace("\\$", "").replace("$", "").replace("\\%", "").replace("%", "")
-    t = t.strip(" *_`.\"'()[]\t\n").replace(" ", "")
-    if not _NUMBER_ONLY.match(t):
+def strip_boxed(text: str) -> str:
+    """`\\boxed{x}` as `x`, line by line (inspect_evals' `remove_boxed_from_ans`)."""
+    return _BOXED.sub(r"\1", text)
+
+
+def _is_number(word: str) -> bool:
+    return word.removeprefix("-").replace(".", "").isnumeric()
+
+
+def last_number(text: str) -> str | None:
+    """The last whitespace-separated word of `text` that is a number, punctuation removed."""
+    words = _NUMERIC_PUNCTUATION.sub("", text.strip()).split()
+    return next((w for w in reversed(words) if _is_number(w)), None)
+
+
+def number_value(word: str) -> Fraction | None:
+    """The exact value of a number word: a leading `-`, then `.5` or the decimal that starts
+    the word (`1.2.3` is 1.2, as inspect's parser reads it). None for what does not parse
+    (`.1.2`) and for numerals other than digits (`5²`, `½`; see DEVIATIONS.md)."""
+    digits = word.removeprefix("-")
+    found = _DECIMAL.match(digits) if _DIGITS.fullmatch(digits) else None
+    if found is None:
         return None
-    t = t.replace(",", "").lstrip("+")
-    try:
-        return Fraction(t)
-    except (ValueError, ZeroDivisionError):
-        return None
-
-
-def final_answer(completion: str) -> str | None:
-    """The completion's final answer: the last `ANSWER: x`, else `#### x`, else the last
-    `\\boxed{x}`, else the last number in the text."""
-    for pattern in (_ANSWER_LINE, _HASHES, _BOXED):
-        found = pattern.findall(completion)
-        if found:
-            return str(found[-1]).strip()
-    numbers = _NUMBER.findall(completion)
-    return numbers[-1].strip() if numbers else None
+    value = Fraction(found.group(0))
+    return -value if word.startswith("-") else value
 
 
 def numbers_equal(answer: str | None, target: str) -> bool:
-    if answer is None:
-        return False
-    got = to_number(answer)
-    if got is None:  # "ANSWER: 42 apples": the first number of the answer line
-        first = _NUMBER.search(answer)
-        got = to_number(first.group(0)) if first else None
-    want = to_number(target)
-    return got is not None and want is not None and got == want
+    """Whether the extracted answer equals the target as a number, exactly."""
+    plain = _NUMERIC_PUNCTUATION.sub("", target.strip())
+    if not _TARGET.fullmatch(plain):
+        raise ValueError(f"target {target!r} is not a number")
+    return answer is not None and number_value(answer) == Fraction(plain)
 
 
 def choice_letter(completion: str, letters: str = "ABCD") -> str | None:
-    """The chosen letter: the last `ANSWER: X`, else the last `(X)` or standalone X."""
-    found = _ANSWER_LINE.findall(completion)
-    if found:
-        m = re.search(rf"\b([{letters}])\b", found[-1].upper())
-        if m:
-            return m.group(1)
-    alone = re.findall(rf"(?:\(([{letters}])\)|\b([{letters}])\b)", completion)
-    if alone:
-        a, b = alone[-1]
-        return a or b
-    return None
+    """The chosen letter by inspect's rule: the first `ANSWER: X`, X exactly one of letters."""
+    found = _ANSWER_LINE.search(completion) or _ANSWER_ANYWHERE.search(completion)
+    if found is None:
+        return None
+    chosen = found.group(1).strip()
+    return chosen if len(chosen) == 1 and chosen in letters else None

@@ -1,7 +1,8 @@
-"""AIME 2025: 30 problems, the final integer answer compared exactly.
+"""AIME 2025: 30 problems, the last number of the output compared exactly.
 
 Data: HF `math-ai/aime25` (`test.jsonl`: `problem`, `answer`, `id`), at the revision
-inspect_evals pins. Zero-shot, the prompt asks for `ANSWER: n`.
+inspect_evals pins. Zero-shot, the prompt asks for `ANSWER: n`; `\\boxed{n}` is unwrapped
+before the last number is read, as in inspect_evals' AIME scorer.
 """
 
 from __future__ import annotations
@@ -43,5 +44,5 @@ class Aime2025(Benchmark):
             name="aime2025",
             dataset=MemoryDataset(samples, name="aime2025"),
             solver=seeded_generate(opts.seed),
-            scorer=exact_number(),
+            scorer=exact_number(unbox=True),
         )

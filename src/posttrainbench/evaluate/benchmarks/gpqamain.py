@@ -4,7 +4,8 @@ Data: HF `Idavidrein/gpqa` (gated), config `gpqa_main` (`gpqa_main.csv`: `Questi
 Answer`, `Incorrect Answer 1..3`, `Record ID`). The raw file lists the correct answer first; the
 four choices are shuffled with a seed derived from the item's record id, so the exam is the
 same on every build and the right letter is spread over A–D (the reference shuffled unseeded,
-so scores moved between identical runs). Prompt as in OpenAI's simple-evals.
+so scores moved between identical runs). Prompt as in OpenAI's simple-evals; the answer is read
+by inspect's `multiple_choice` rule (evaluate/answers.py): no `ANSWER: X` line, no credit.
 """
 
 from __future__ import annotations

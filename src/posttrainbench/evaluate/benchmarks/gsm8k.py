@@ -1,4 +1,4 @@
-"""GSM8K: 1,319 grade-school math problems, 10-shot, the final number compared exactly.
+"""GSM8K: 1,319 grade-school math problems, 10-shot, the last number compared exactly.
 
 Data: HF `openai/gsm8k`, config `main` (`main/test-*.parquet`, `main/train-*.parquet`), at the
 revision inspect_evals pins. The ten few-shot examples are drawn from the train split with a

@@ -1,5 +1,5 @@
 """What GSM8K and AIME share: the prompt that asks for `ANSWER: x` and the exact-number
-scorer (see evaluate/answers.py)."""
+scorer (the rule is in evaluate/answers.py)."""
 
 from __future__ import annotations
 
@@ -15,22 +15,24 @@ PROMPT = (
 )
 
 
-def exact_number() -> Any:
-    """Correct when the completion's final answer equals the target as a number."""
+def exact_number(unbox: bool = False) -> Any:
+    """Correct when the completion's last number equals the target exactly; `unbox` first
+    unwraps `\\boxed{…}` (AIME, as inspect_evals' AIME scorer does; GSM8K does not)."""
     from inspect_ai.scorer import CORRECT, INCORRECT, Score, Target, accuracy, scorer, stderr
     from inspect_ai.solver import TaskState
 
-    from posttrainbench.evaluate.answers import final_answer, numbers_equal
+    from posttrainbench.evaluate.answers import last_number, numbers_equal, strip_boxed
 
     @scorer(metrics=[accuracy(), stderr()], name="exact_number")
     def _exact_number() -> Any:
         async def score(state: TaskState, target: Target) -> Score:
-            answer = final_answer(state.output.completion)
+            completion = state.output.completion
+            answer = last_number(strip_boxed(completion) if unbox else completion)
             right = numbers_equal(answer, target.text)
             return Score(
                 value=CORRECT if right else INCORRECT,
                 answer=answer,
-                explanation=state.output.completion[-2000:],
+                explanation=completion[-2000:],
             )
 
         return score
