@@ -35,13 +35,10 @@ def inputs_only(split: str) -> bool:
 
 def generate(args: Any, limit: int | None) -> tuple[Any, int | None]:
     """The benchmark's task on the exported inputs, generation only: (inspect log, max_tokens)."""
-    from inspect_ai import eval as inspect_eval
-
     from posttrainbench.catalog import BENCHMARKS
     from posttrainbench.errors import EvaluationError
-    from posttrainbench.evaluate.backends import BACKENDS, ModelRequest
     from posttrainbench.evaluate.benchmarks.base import TaskOptions, make_task
-    from posttrainbench.evaluate.chat_templates import family, template_path
+    from posttrainbench.evaluate.run import model_request, run_task
 
     info = BENCHMARKS.get(args.benchmark)
     opts = TaskOptions(
@@ -54,38 +51,12 @@ def generate(args: Any, limit: int | None) -> tuple[Any, int | None]:
     task = make_task(info.implementation(), opts)
     task.scorer = None  # the targets are not here: the scoring service scores
     task.sandbox = None  # code runs only when scored, harness-side
-    fam = args.template_family
-    req = ModelRequest(
-        model_dir=args.model_path,
-        template_file=template_path(fam, tools=info.tools) if fam else None,
+    req = model_request(
+        info, args.model_path, template_family=args.template_family,
         tokenizer_dir=getattr(args, "tokenizer_path", None),  # as the harness's evaluation
-        stop_tokens=family(fam).stop if fam else (),
-        tools=info.tools,
-        batch_size=args.batch_size,
-        base_url=args.base_url,
-    )
-    served = BACKENDS.get(args.backend).model(req)
-    args.log_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        log = inspect_eval(
-            task,
-            model=served.name,
-            model_args=served.args,
-            model_base_url=served.base_url,
-            log_dir=str(args.log_dir),
-            display="none",
-            max_connections=args.batch_size,
-            fail_on_error=True,
-            log_samples=True,
-            score_display=False,
-        )[0]
-    except Exception as exc:
-        from posttrainbench.evaluate.run import classify
-
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        raise EvaluationError(
-            f"cannot evaluate {args.model_path}: {type(exc).__name__}: {first}", kind=classify(exc)
-        ) from exc
+        batch_size=args.batch_size, base_url=args.base_url,
+    )  # fmt: skip
+    log = run_task(task, req, args.backend, args.log_dir)
     if log.status != "success":
         detail = log.error.message if log.error else f"status {log.status}"
         raise EvaluationError(f"generation on {args.benchmark}/{args.split} failed: {detail}")

@@ -116,6 +116,56 @@ def classify(exc: BaseException) -> FailureKind:
     return "pathology"
 
 
+def model_request(
+    info: BenchmarkInfo,
+    model_dir: Path,
+    *,
+    template_family: str | None,
+    tokenizer_dir: Path | None,
+    batch_size: int,
+    base_url: str | None,
+) -> ModelRequest:
+    """What the backend serves: the model with its family's template and stop tokens."""
+    return ModelRequest(
+        model_dir=model_dir,
+        template_file=template_path(template_family, tools=info.tools) if template_family else None,
+        stop_tokens=family(template_family).stop if template_family else (),
+        tokenizer_dir=tokenizer_dir,
+        tools=info.tools,
+        batch_size=batch_size,
+        base_url=base_url,
+    )
+
+
+def run_task(task: Any, req: ModelRequest, backend: str, log_dir: Path) -> Any:
+    """The inspect task run on the model as the backend serves it: its log. A model that
+    cannot even be loaded is EvaluationError."""
+    from inspect_ai import eval as inspect_eval
+
+    served = BACKENDS.get(backend).model(req)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return inspect_eval(
+            task,
+            model=served.name,
+            model_args=served.args,
+            model_base_url=served.base_url,
+            log_dir=str(log_dir),
+            display="none",
+            max_connections=req.batch_size,
+            fail_on_error=True,
+            log_samples=True,
+            score_display=False,
+        )[0]
+    except PtbError:
+        raise
+    except Exception as exc:  # loading a broken model raises before inspect can log it
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise EvaluationError(
+            f"cannot evaluate {req.model_dir}: {type(exc).__name__}: {first}", kind=classify(exc)
+        ) from exc
+
+
 def evaluate_model(
     model_dir: Path,
     benchmark: str,
@@ -134,8 +184,6 @@ def evaluate_model(
     backend: str = "hf",
     base_url: str | None = None,
 ) -> EvalMetrics:
-    from inspect_ai import eval as inspect_eval
-
     from posttrainbench.evaluate.benchmarks.base import TaskOptions, make_task
 
     if collected is not None:
@@ -150,39 +198,12 @@ def evaluate_model(
         judge_base_url=judge_base_url,
     )
     task = make_task(info.implementation(), opts)
-    engine = BACKENDS.get(backend)
-    req = ModelRequest(
-        model_dir=model_dir,
-        template_file=template_path(template_family, tools=info.tools) if template_family else None,
-        stop_tokens=family(template_family).stop if template_family else (),
-        tokenizer_dir=tokenizer_dir,
-        tools=info.tools,
-        batch_size=batch_size,
-        base_url=base_url,
-    )
-    served = engine.model(req)
-    out_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    try:
-        log = inspect_eval(
-            task,
-            model=served.name,
-            model_args=served.args,
-            model_base_url=served.base_url,
-            log_dir=str(out_dir),
-            display="none",
-            max_connections=batch_size,
-            fail_on_error=True,
-            log_samples=True,
-            score_display=False,
-        )[0]
-    except PtbError:
-        raise
-    except Exception as exc:  # loading a broken model raises before inspect can log it
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        raise EvaluationError(
-            f"cannot evaluate {model_dir}: {type(exc).__name__}: {first}", kind=classify(exc)
-        ) from exc
+    req = model_request(
+        info, model_dir, template_family=template_family, tokenizer_dir=tokenizer_dir,
+        batch_size=batch_size, base_url=base_url,
+    )  # fmt: skip
+    log = run_task(task, req, backend, out_dir)
     if log.status != "success" or not log.results or not log.results.scores:
         detail = log.error.message if log.error else f"status {log.status}"
         kind = classify(RuntimeError(detail))
@@ -210,7 +231,7 @@ def evaluate_model(
             if template_family
             else None,
             "tokenizer": str(tokenizer_dir) if tokenizer_dir else OWN_TOKENIZER,
-            **engine.describe(req),
+            **BACKENDS.get(backend).describe(req),
             **code_isolation(samples),
         },
         backend=backend,

@@ -20,7 +20,6 @@ import hmac
 import json
 import os
 import socketserver
-import stat
 import subprocess
 import sys
 import tempfile
@@ -33,8 +32,8 @@ from typing import Any, cast
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from posttrainbench.catalog import BENCHMARKS
-from posttrainbench.errors import ConfigError, InfrastructureError
 from posttrainbench.records import AgentEvaluation, now
+from posttrainbench.sandbox import unix_service
 from posttrainbench.sandbox.env import evaluation_environ
 
 URL_VAR = "PTB_SCORING_URL"
@@ -213,25 +212,9 @@ class ScoringService:
         self._job: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ScoringService:
-        path = self.socket_path
-        if path.is_symlink() or path.exists():
-            if not stat.S_ISSOCK(path.lstat().st_mode):
-                raise ConfigError(f"{path} exists and is not a socket", "remove it or pick another")
-            path.unlink()
-        try:
-            self._server = _Server(str(path), self)
-        except OSError as e:
-            raise InfrastructureError(
-                f"cannot listen on scoring socket {path}: {e.strerror}", "check the directory"
-            ) from None
-        os.chmod(path, 0o600)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="ptb-scoring",
-            daemon=True,
+        self._server, self._thread = unix_service.serve(
+            self.socket_path, lambda path: _Server(path, self), "scoring"
         )
-        self._thread.start()
         return self
 
     def stop(self) -> None:

@@ -28,7 +28,6 @@ import json
 import os
 import socket
 import socketserver
-import stat
 import threading
 import time
 import zlib
@@ -45,7 +44,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from posttrainbench.errors import ConfigError, InfrastructureError
+from posttrainbench.errors import ConfigError, PtbError
+from posttrainbench.sandbox import unix_service
 from posttrainbench.sandbox.relay.calls import ApiUsage, CallLog, LlmCall, Refusal, Reservation
 from posttrainbench.sandbox.relay.prices import PRICES_VAR, Price, load_prices
 from posttrainbench.sandbox.relay.providers import WIRE_FORMATS, real_key, wire_format
@@ -344,12 +344,6 @@ class Relay:
     def start(self) -> Relay:
         if self._server is not None:
             raise RuntimeError("relay already started")
-        path = self.socket_path
-        if path.is_symlink() or path.exists():
-            if not stat.S_ISSOCK(path.lstat().st_mode):
-                raise ConfigError(f"{path} exists and is not a socket", "remove it or pick another")
-            path.unlink()
-        path.parent.mkdir(parents=True, exist_ok=True)
         self._client = httpx.Client(
             timeout=UPSTREAM_TIMEOUT,
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
@@ -358,20 +352,12 @@ class Relay:
             follow_redirects=False,
         )
         try:
-            self._server = _Server(str(path), self)
-        except OSError as e:
+            self._server, self._thread = unix_service.serve(
+                self.socket_path, lambda path: _Server(path, self), f"relay-{self.provider}"
+            )
+        except PtbError:
             self._client.close()
-            raise InfrastructureError(
-                f"cannot listen on relay socket {path}: {e.strerror}", "check the directory"
-            ) from None
-        os.chmod(path, 0o600)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"ptb-relay-{self.provider}",
-            daemon=True,
-        )
-        self._thread.start()
+            raise
         return self
 
     def stop(self, grace_s: float = STOP_GRACE_S) -> None:
