@@ -50,7 +50,6 @@ def generate(args: Any, limit: int | None) -> tuple[Any, int | None]:
     )
     task = make_task(info.implementation(), opts)
     task.scorer = None  # the targets are not here: the scoring service scores
-    task.sandbox = None  # code runs only when scored, harness-side
     req = model_request(
         info, args.model_path, template_family=args.template_family,
         tokenizer_dir=getattr(args, "tokenizer_path", None),  # as the harness's evaluation

@@ -1,7 +1,7 @@
-"""`ptb`: the inspect-ai sandbox environment that runs model-written code (HumanEval's tests).
+"""The sandbox that runs model-written code (each call of a HumanEval answer, and its checker).
 
 The reference ran completions in the grader's own process (`sandbox="local"`). Here every
-`exec` runs under bubblewrap: no network (a fresh network namespace), its own PID, IPC and UTS
+command runs under bubblewrap: no network (a fresh network namespace), its own PID, IPC and UTS
 namespaces, the system read-only, the sample's own temporary directory as the only writable
 place (plus a private /tmp), no environment but PATH, and rlimits on CPU seconds, address space,
 file size, open files and processes; a wall-clock timeout kills the whole sandbox. As root the
@@ -23,18 +23,16 @@ import resource
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import Any
 
-from inspect_ai.util import ExecResult, SandboxEnvironment, sandboxenv
+from inspect_ai.util import ExecResult
 
 from posttrainbench.errors import ConfigError
 from posttrainbench.sandbox import guest
 
 log = logging.getLogger(__name__)
 
-NAME = "ptb"
 WORKDIR = "/work"
 CPU_S = 30
 ADDRESS_SPACE = 2 << 30  # 2 GiB
@@ -220,70 +218,3 @@ def _kill_session(pid: int) -> None:
 
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-
-
-@sandboxenv(name=NAME)
-class CodeSandbox(SandboxEnvironment):
-    """One temporary directory per sample; every exec is sandboxed (see the module doc)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.directory = Path(tempfile.mkdtemp(prefix="ptb-code-"))
-        if os.geteuid() == 0:
-            os.chown(self.directory, CODE_UID, CODE_UID)
-        self.directory.chmod(0o700)
-
-    @classmethod
-    async def sample_init(
-        cls, task_name: str, config: Any, metadata: dict[str, str]
-    ) -> dict[str, SandboxEnvironment]:
-        return {"default": cls()}
-
-    @classmethod
-    async def sample_cleanup(
-        cls,
-        task_name: str,
-        config: Any,
-        environments: dict[str, SandboxEnvironment],
-        interrupted: bool,
-    ) -> None:
-        for env in environments.values():
-            shutil.rmtree(env.as_type(CodeSandbox).directory, ignore_errors=True)
-
-    async def exec(
-        self,
-        cmd: list[str],
-        input: str | bytes | None = None,
-        cwd: str | None = None,
-        env: dict[str, str] | None = None,
-        user: str | None = None,
-        timeout: int | None = None,
-        timeout_retry: bool = True,
-        concurrency: bool = True,
-    ) -> ExecResult[str]:
-        inner = cwd if cwd and cwd.startswith("/") else f"{WORKDIR}/{cwd or ''}".rstrip("/")
-        return await run(cmd, self.directory, cwd=inner, input=input, timeout=timeout or CPU_S)
-
-    def _host_path(self, file: str) -> Path:
-        rel = file.removeprefix(WORKDIR).lstrip("/") if file.startswith("/") else file
-        path = (self.directory / rel).resolve()
-        if not path.is_relative_to(self.directory.resolve()):
-            raise PermissionError(f"{file} is outside the sandbox's directory")
-        return path
-
-    async def write_file(self, file: str, contents: str | bytes) -> None:
-        path = self._host_path(file)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(contents.encode() if isinstance(contents, str) else contents)
-        if os.geteuid() == 0:
-            os.chown(path, CODE_UID, CODE_UID)
-
-    @overload
-    async def read_file(self, file: str, text: Literal[True] = True) -> str: ...
-
-    @overload
-    async def read_file(self, file: str, text: Literal[False]) -> bytes: ...
-
-    async def read_file(self, file: str, text: bool = True) -> str | bytes:
-        data = self._host_path(file).read_bytes()
-        return data.decode() if text else data

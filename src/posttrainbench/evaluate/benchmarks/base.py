@@ -50,7 +50,6 @@ class TaskOptions(BaseModel):
     seed: int = 0  # the run seed: per-sample seeds and choice shuffles derive from it
     judge_model: str | None = None  # an inspect model name, e.g. openai/gpt-5-mini
     judge_base_url: str | None = None
-    code_sandbox: str = "ptb"  # the inspect sandbox environment that runs model-written code
 
 
 def sample_seed(run_seed: int, sample_id: str | int, epoch: int = 1) -> int:
