@@ -27,7 +27,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 MAX_BUDGET_S = 7 * 24 * 3600  # longer budgets need --allow-long
 
 StageName = Literal["prepare", "solve", "collect", "integrity", "evaluate", "score"]
@@ -321,6 +321,10 @@ class RunSpec(Versioned):
     )
     base_model: str = Field(description="Base model registry name, e.g. 'Qwen/Qwen3-1.7B-Base'.")
     benchmark: str = Field(description="Benchmark registry id, e.g. 'gsm8k'.")
+    suite: str = Field(
+        default="ptb-v1.2",
+        description="Protocol version the run follows (catalog.suites): benchmarks, seeds, weights.",
+    )
     budget_s: int = Field(gt=0, description="Wall-clock budget of the agent in seconds.")
     sandbox: str = Field("host", description="Sandbox backend registry name.")
     seed: int = 0
@@ -870,6 +874,13 @@ class RunRecord(Versioned):
     @property
     def failed_stage(self) -> StageName | None:
         return next((s for s in STAGES if self.stages[s].state == "failed"), None)
+
+
+@migration("RunSpec", 3)
+def _run_spec_v3(data: dict[str, Any]) -> dict[str, Any]:
+    """v3 runs predate suites; they followed v1.0's protocol (one seed, seven benchmarks)."""
+    data.setdefault("suite", "ptb-v1.0")
+    return data
 
 
 @migration("RunRecord", 1)

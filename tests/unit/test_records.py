@@ -125,3 +125,12 @@ def test_a_record_built_in_code_takes_the_current_version() -> None:
     del data["schema_version"]
     assert RunRecord.model_validate(data).schema_version == SCHEMA_VERSION
     assert RunRecord.model_validate_json(json.dumps(data)).schema_version == SCHEMA_VERSION
+
+
+def test_a_run_stored_before_suites_reads_as_v1_0_and_a_new_one_as_v1_2() -> None:
+    data = _stored_run()
+    data["schema_version"] = data["spec"]["schema_version"] = 3
+    data["spec"].pop("suite", None)
+    old = RunRecord.model_validate_json(json.dumps(data), context=STORED)
+    assert old.spec.suite == "ptb-v1.0"
+    assert RunRecord.model_validate(_stored_run()).spec.suite == "ptb-v1.2"
