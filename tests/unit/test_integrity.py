@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 
 from posttrainbench.catalog import BENCHMARKS
+from posttrainbench.catalog.suites import suite
 from posttrainbench.integrity import frozen, manifest, policy, review
 from posttrainbench.integrity.egress_review import _egress, _Rules, _Text
-from posttrainbench.integrity.llm_judge import CATEGORIES, parse
+from posttrainbench.integrity.llm_judge import CATEGORIES, CategoryVerdict, _votes, parse
 from posttrainbench.integrity.model_files import ADDRESSED
 from posttrainbench.records import STORED, CheckResult, Review, RunSpec
 from posttrainbench.workspace.builder import EVALUATOR_PATHS
@@ -255,3 +256,43 @@ def test_judge_replies_are_parsed_per_category() -> None:
     assert parsed and parsed["contamination"].verdict == "violation"
     assert parse(json.dumps({"contamination": good["contamination"]})) is None  # incomplete
     assert parse("clean") is None
+
+
+def _run_verdicts(contamination: str) -> dict[str, CategoryVerdict]:
+    verdicts = {c: CategoryVerdict(verdict="clean", justification="ok") for c in CATEGORIES}
+    verdicts["contamination"] = CategoryVerdict(
+        verdict=contamination,  # type: ignore[arg-type]
+        justification=f"judged {contamination}",
+        citations=["step 3"],
+    )
+    return verdicts
+
+
+@pytest.mark.parametrize(
+    ("draws", "flag_at", "decisive"),
+    [
+        (["violation", "clean", "clean"], 2, False),  # one run of three is a minority
+        (["violation", "unclear", "violation"], 2, True),
+        (["violation"], 1, True),  # v1.0: one run decides
+        (["unclear", "clean", "clean"], 2, False),
+    ],
+)
+def test_the_judge_flags_only_where_enough_independent_runs_agree(
+    draws: list[str], flag_at: int, decisive: bool
+) -> None:
+    notes = _votes([_run_verdicts(d) for d in draws], flag_at)
+    assert len(notes) == 1 and notes[0].decisive is decisive
+    assert notes[0].summary.startswith("contamination:")
+    if len(draws) > 1:
+        assert f"of {len(draws)} runs" in notes[0].summary
+
+
+def test_suites_set_how_many_judge_runs_decide() -> None:
+    assert (
+        suite("ptb-v1.2").judges.contamination_runs,
+        suite("ptb-v1.2").judges.contamination_flag_at,
+    ) == (3, 2)
+    assert (
+        suite("ptb-v1.0").judges.contamination_runs,
+        suite("ptb-v1.0").judges.contamination_flag_at,
+    ) == (1, 1)

@@ -59,6 +59,7 @@ class Judge:
     settings: dict[str, Any] = field(default_factory=dict)  # e.g. reasoning_effort
     cache_dir: Path | None = None
     attempts: int = ATTEMPTS
+    draw: int = 0  # > 0: an independent repeat of the same judgment (majority votes), cached apart
 
     def __post_init__(self) -> None:
         if self.cache_dir is None:
@@ -68,7 +69,8 @@ class Judge:
         self._model: Any = None
 
     def key(self, prompt: str) -> str:
-        blob = json.dumps([self.model, self.settings, prompt], sort_keys=True)
+        parts: list[Any] = [self.model, self.settings, prompt]
+        blob = json.dumps([*parts, self.draw] if self.draw else parts, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def _cache_path(self, key: str) -> Path:

@@ -5,7 +5,8 @@ Runs in the harness on the frozen copy, with any inspect model or OpenAI-compati
 agent wrote is fenced as data, and the judge is told that text addressed to it is evidence of
 manipulation, not an instruction. It returns a verdict per category with a justification citing
 steps and files. A `violation` fails the check; `unclear` is kept as context; no judge configured
-is `skipped`; a judge that cannot answer is an `error` (the policy fails it closed).
+is `skipped`; a judge that cannot answer is an `error` (the policy fails it closed). The run's suite
+sets how many independent runs judge and how many must agree (v1.2: a violation needs 2 of 3).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
+from posttrainbench.catalog.suites import suite
 from posttrainbench.integrity.base import Check, CheckContext, harness_file, vendored
 from posttrainbench.integrity.frozen import read_inside
 from posttrainbench.records import CheckResult, Evidence
@@ -126,6 +128,28 @@ Answer with one JSON object and nothing else, keyed by category, each value \
 Cite the steps and files your justification rests on."""
 
 
+def _votes(runs: list[dict[str, CategoryVerdict]], flag_at: int) -> list[Evidence]:
+    """One note per category some run did not call clean; decisive where `flag_at` runs agree."""
+    evidence = []
+    for category in CATEGORIES:
+        verdicts = [run[category] for run in runs]
+        flagged = [v for v in verdicts if v.verdict == "violation"]
+        shown = flagged or [v for v in verdicts if v.verdict != "clean"]
+        if not shown:
+            continue
+        tag = f" ({len(flagged)} of {len(runs)} runs)" if len(runs) > 1 else ""
+        first = shown[0]
+        evidence.append(
+            Evidence(
+                kind="note",
+                decisive=len(flagged) >= flag_at,
+                summary=f"{category}: {first.verdict}{tag} — {first.justification}"[:600],
+                excerpt="; ".join(first.citations)[:300] or None,
+            )
+        )
+    return evidence
+
+
 class JudgeCheck(Check):
     name = "judge"
     order = 10
@@ -139,25 +163,24 @@ class JudgeCheck(Check):
             )
         from posttrainbench.evaluate.judge import Judge, Tally
 
-        judge = Judge(
-            ctx.judge_model,
-            base_url=ctx.judge_base_url,
-            cache_dir=ctx.settings.cache_dir / "judgments",
-        )
-        tally = Tally(model=judge.model)
-        got = asyncio.run(judge.ask(prompt(ctx), parse, tally))
-        if got.value is None:
-            raise RuntimeError(f"the judge gave no verdict after {got.attempts} tries: {got.error}")
-        evidence = [
-            Evidence(
-                kind="note",
-                decisive=v.verdict == "violation",
-                summary=f"{category}: {v.verdict} — {v.justification}"[:600],
-                excerpt="; ".join(v.citations)[:300] or None,
+        policy = suite(ctx.record.spec.suite).judges
+        tally = Tally(model=ctx.judge_model)
+        text = prompt(ctx)
+        runs: list[dict[str, CategoryVerdict]] = []
+        for draw in range(policy.contamination_runs):
+            judge = Judge(
+                ctx.judge_model,
+                base_url=ctx.judge_base_url,
+                cache_dir=ctx.settings.cache_dir / "judgments",
+                draw=draw,
             )
-            for category, v in got.value.items()
-            if v.verdict != "clean"
-        ]
+            got = asyncio.run(judge.ask(text, parse, tally))
+            if got.value is None:
+                raise RuntimeError(
+                    f"the judge gave no verdict after {got.attempts} tries: {got.error}"
+                )
+            runs.append(got.value)
+        evidence = _votes(runs, policy.contamination_flag_at)
         return CheckResult(
             name=self.name,
             status="failed" if any(e.decisive for e in evidence) else "passed",
