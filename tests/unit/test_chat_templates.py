@@ -1,11 +1,12 @@
-"""The harness's chat templates rendered by transformers on tokenizers that know each family's
-special tokens: exact prompts, thinking off, Gemma's folding and strict alternation, tools."""
+"""The template families: their files, tool variants, stop tokens and errors. What the official
+families render is proven against the reference in test_chat_templates_reference.py."""
 
 from typing import Any
 
 import pytest
 
-from posttrainbench.evaluate.chat_templates import FAMILIES, read_template, template_path
+from posttrainbench.errors import ConfigError
+from posttrainbench.evaluate.chat_templates import FAMILIES, family, read_template, template_path
 from tests.fixtures.models import tokenizer
 
 CHAT = [
@@ -14,46 +15,33 @@ CHAT = [
     {"role": "assistant", "content": "Hello."},
     {"role": "user", "content": "2+2?"},
 ]
-TOOL = {
-    "type": "function",
-    "function": {
-        "name": "add",
-        "description": "Add two numbers.",
-        "parameters": {"type": "object", "properties": {"a": {"type": "integer"}}},
-    },
-}
-CALL = {"type": "function", "function": {"name": "add", "arguments": {"a": 1}}}
 
 
-def render(family: str, messages: list[dict[str, Any]], tools: bool = False, **kw: Any) -> str:
-    out = tokenizer(family).apply_chat_template(
-        messages,
-        tools=[TOOL] if tools else None,
-        chat_template=read_template(family, tools=tools),
-        tokenize=False,
-        add_generation_prompt=True,
-        **kw,
+def render(fam: str, messages: list[dict[str, Any]], **kw: Any) -> str:
+    out = tokenizer(fam).apply_chat_template(
+        messages, chat_template=read_template(fam), tokenize=False, add_generation_prompt=True, **kw
     )
     assert isinstance(out, str)
     return out
 
 
-def test_qwen3_is_chatml_with_thinking_off() -> None:
+def test_qwen3_is_chatml_and_leaves_thinking_on() -> None:
     assert render("qwen3", CHAT) == (
         "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi?<|im_end|>\n"
         "<|im_start|>assistant\nHello.<|im_end|>\n<|im_start|>user\n2+2?<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+    # thinking off only when a caller asks for it, as in Qwen3's own template
+    assert render("qwen3", CHAT[1:2], enable_thinking=False).endswith(
         "<|im_start|>assistant\n<think>\n\n</think>\n\n"
     )
 
 
-def test_smollm3_has_its_metadata_block_and_no_think() -> None:
+def test_smollm3_thinks_by_default() -> None:
     text = render("smollm3", CHAT[1:2])
-    assert text.startswith("<|im_start|>system\n## Metadata\n\nKnowledge Cutoff Date: June 2025\n")
-    assert "Reasoning Mode: /no_think" in text and "named SmolLM" in text
-    assert text.endswith(
-        "<|im_start|>user\nHi?<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n"
-    )
-    assert "Be brief." in render("smollm3", CHAT)  # a system message replaces the default
+    assert "Reasoning Mode: /think\n" in text and "/no_think" not in text
+    assert text.endswith("<|im_start|>user\nHi?<|im_end|>\n<|im_start|>assistant\n")
+    assert "Reasoning Mode: /no_think" in render("smollm3", CHAT[1:2], enable_thinking=False)
 
 
 def test_gemma3_folds_system_and_alternates() -> None:
@@ -65,20 +53,21 @@ def test_gemma3_folds_system_and_alternates() -> None:
         render("gemma3", [CHAT[1], CHAT[1]])
 
 
-@pytest.mark.parametrize("family", ["qwen3", "smollm3", "gemma3"])
-def test_tools_are_described_and_calls_rendered(family: str) -> None:
-    messages = [
-        {"role": "user", "content": "Add one."},
-        {"role": "assistant", "content": "", "tool_calls": [CALL]},
-        {"role": "tool", "content": "1"},
-    ]
-    text = render(family, messages, tools=True)
-    assert '"name": "add"' in text and "<tools>" in text
-    assert '<tool_call>\n{"name": "add", "arguments": {"a": 1}}\n</tool_call>' in text
-    assert "<tool_response>\n1\n</tool_response>" in text
-
-
 def test_gemma_has_a_tools_variant_and_the_others_one_template() -> None:
     assert template_path("gemma3", tools=True).name == "gemma3-tools.jinja"
     assert template_path("qwen3", tools=True).name == "qwen3.jinja"
+    assert template_path("ptb-tiny", tools=True).name == "ptb-tiny.jinja"
     assert set(FAMILIES) == {"qwen3", "smollm3", "gemma3", "ptb-tiny"}
+
+
+def test_stop_tokens_end_an_assistant_turn() -> None:
+    assert family("qwen3").stop == ("<|im_end|>", "<|endoftext|>")
+    assert family("smollm3").stop == ("<|im_end|>", "<|end_of_text|>")
+    assert family("gemma3").stop == ("<end_of_turn>", "<eos>")
+    for name in ("qwen3", "smollm3", "gemma3"):
+        assert "think" not in " ".join(family(name).stop)  # thinking ends no turn
+
+
+def test_an_unknown_family_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="no chat template for family 'llama'"):
+        template_path("llama")

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from posttrainbench.records import SamplingDefaults
 from posttrainbench.registry import Registry
 
 
@@ -31,6 +32,8 @@ class ModelRequest(BaseModel):
     tools: bool = False
     batch_size: int = 64
     base_url: str | None = None
+    sampling: SamplingDefaults | None = None  # the model's own (evaluate/generation.py); None: greedy
+    seed: int | None = None  # the evaluation seed: seeds the hf sampler
 
 
 class ModelSpec(BaseModel):
@@ -65,9 +68,13 @@ class HfBackend(EvalBackend):
             "model_path": str(req.model_dir),
             "trust_remote_code": False,
             "use_safetensors": True,
-            "do_sample": False,
+            "do_sample": bool(req.sampling and not req.sampling.greedy),
             "batch_size": req.batch_size,
             "stop_tokens": list(req.stop_tokens),
+            "sampling": hf_backend.sampling_fields(req.sampling),
+            "seed": req.seed,
+            # as vLLM's chat endpoint: the template writes the BOS (Gemma), nothing is added
+            "tokenizer_call_args": {"add_special_tokens": False},
         }
         if req.tokenizer_dir is not None:
             args["tokenizer_path"] = str(req.tokenizer_dir)
@@ -91,7 +98,8 @@ class VllmBackend(EvalBackend):
         url = self.base_url(req)
         if not url:  # vllm serve arguments
             args["trust_remote_code"] = False
-            args["generation_config"] = "vllm"  # ignore the folder's generation_config.json
+            # neutral server defaults: the allow-listed sampling goes explicitly in every request
+            args["generation_config"] = "vllm"
             if req.tokenizer_dir is not None:
                 args["tokenizer"] = str(req.tokenizer_dir)
             if req.template_file is not None:
@@ -106,7 +114,7 @@ class VllmBackend(EvalBackend):
         return {
             "backend": self.name,
             "server": url or "started by inspect",
-            # A running server applies its own chat template and sampling defaults.
+            # A running server applies its own chat template; sampling is sent in every request.
             "template_applied_by": "server" if url else "harness (vllm --chat-template)",
         }
 

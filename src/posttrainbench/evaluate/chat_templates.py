@@ -3,9 +3,16 @@
 The evaluator always applies the family's template named by the base model's catalog entry,
 whatever template the submitted tokenizer carries: gains must come from training, not from
 prompt engineering (the paper's rule). A family may ship a tool-calling variant
-(`<family>-tools.jinja`) used by benchmarks whose items carry tools (BFCL). Each family names the
-tokens that end an assistant turn; the backends stop generation on them. The workspace gets a
-copy of templates/ for the agent to train with.
+(`<family>-tools.jinja`) used by benchmarks whose items carry tools (BFCL, ptb-v1.0 only). Each
+family names the tokens that end an assistant turn; the backends stop generation on them. The
+workspace gets a copy of templates/ for the agent to train with.
+
+The official families' files are the reference harness's own templates, byte for byte
+(tests/fixtures/reference_templates/SOURCE.md), rendered with no `enable_thinking`, as the
+reference leaves it: Qwen3 and SmolLM3 think (Qwen3's prompt ends at `<|im_start|>assistant\n`,
+SmolLM3's system block says `/think`, carries the day of the evaluation and, without tools, is
+never closed). The model's `<think>…</think>` stays in the answer the scorers read, as in the
+reference (no reasoning parser); the stop tokens are unchanged.
 """
 
 from __future__ import annotations
@@ -33,17 +40,20 @@ FAMILIES: dict[str, TemplateFamily] = {
         TemplateFamily(
             name="qwen3",
             stop=("<|im_end|>", "<|endoftext|>"),
-            description="ChatML with an empty <think> block (thinking off), Hermes tool calls",
+            description="ChatML, thinking on (prompt ends at the assistant header), Hermes tools",
         ),
         TemplateFamily(
             name="smollm3",
             stop=("<|im_end|>", "<|end_of_text|>"),
-            description="SmolLM3's ChatML with its metadata system block, /no_think",
+            description="SmolLM3's ChatML, metadata system block (dated), /think, Hermes tools",
         ),
         TemplateFamily(
             name="gemma3",
             stop=("<end_of_turn>", "<eos>"),
-            description="<start_of_turn>user/model, system folded into the first user turn",
+            description=(
+                "<bos><start_of_turn>user/model, system folded into the first user turn;"
+                " -tools: the reference's tool-calling variant"
+            ),
         ),
         TemplateFamily(name="ptb-tiny", stop=(), description="Q:/A: lines (embedded toy model)"),
     )

@@ -7,18 +7,18 @@ calls (`calc_binomial_probability(n=20, k=5, p=0.6)`). NB: the hub dataset names
 `train`, but it IS the test set — training on it is contamination.
 
 Each item's functions become the sample's tools (BFCL's `dict`/`float`/`tuple` types mapped to
-JSON schema); the model's call is recorded, never executed. A response is correct when it holds
-exactly one tool call — from the provider's parsed tool calls, or Hermes `<tool_call>{json}
-</tool_call>` blocks in the text (the template's format) — whose name equals the target's and
-whose arguments equal the target's after JSON normalisation (an int equals the same float;
-tuples are lists; nothing missing, nothing extra).
+JSON schema); the model's call is recorded, never executed. The calls are the ones the backend
+parsed, as in the reference: vLLM's `hermes` parser (`--tool-call-parser hermes`), or the same
+rule on the `hf` backend (evaluate/hermes.py) — a fenced or malformed block inside `<tool_call>`
+voids every call of the response. A response is correct when it holds exactly one tool call whose
+name equals the target's and whose arguments equal the target's after JSON normalisation (an int
+equals the same float; tuples are lists; nothing missing, nothing extra).
 """
 
 from __future__ import annotations
 
 import ast
 import json
-import re
 from typing import TYPE_CHECKING, Any
 
 from posttrainbench.evaluate.benchmarks.base import (
@@ -33,8 +33,10 @@ if TYPE_CHECKING:
 
 QUESTIONS = ("BFCL_v*_exec_simple.json",)  # at the root; answers live in possible_answer/
 ANSWERS = ("possible_answer/BFCL_v*_exec_simple.json",)
-_TYPES = {"dict": "object", "float": "number", "tuple": "array", "any": "string"}
-_TOOL_CALL = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.DOTALL)
+# BFCL's type names as the reference's inspect_evals solver maps them ("any": no type at all)
+_TYPES: dict[str, str | None] = {
+    "dict": "object", "float": "number", "tuple": "array", "bool": "boolean", "any": None
+}  # fmt: skip
 
 Call = tuple[str, dict[str, Any]]
 
@@ -52,8 +54,13 @@ def json_schema(schema: Any) -> Any:
     """BFCL's parameter schema as JSON schema."""
     if isinstance(schema, dict):
         out = {k: json_schema(v) for k, v in schema.items()}
-        if isinstance(out.get("type"), str):
-            out["type"] = _TYPES.get(out["type"], out["type"])
+        kind = out.get("type")
+        if isinstance(kind, str):
+            mapped = _TYPES.get(kind.lower(), kind.lower())
+            if mapped is None:
+                del out["type"]
+            else:
+                out["type"] = mapped
         return out
     if isinstance(schema, list):
         return [json_schema(v) for v in schema]
@@ -75,25 +82,9 @@ def normalise(value: Any) -> Any:
     return value
 
 
-def calls_of(completion: str, parsed: list[Any] | None) -> list[Call]:
-    """The tool calls of a response: the provider's parsed ones, else Hermes blocks."""
-    if parsed:
-        return [(c.function, dict(c.arguments or {})) for c in parsed]
-    calls: list[Call] = []
-    for block in _TOOL_CALL.findall(completion):
-        try:
-            obj = json.loads(block)
-        except json.JSONDecodeError:
-            calls.append(("<unparsable>", {}))
-            continue
-        args = obj.get("arguments", obj.get("parameters", {}))
-        if isinstance(args, str):
-            try:
-                args = json.loads(args)
-            except json.JSONDecodeError:
-                args = {"<unparsable>": args}
-        calls.append((str(obj.get("name")), args if isinstance(args, dict) else {}))
-    return calls
+def calls_of(parsed: list[Any] | None) -> list[Call]:
+    """The response's tool calls as the backend parsed them (none parsed: none made)."""
+    return [(c.function, dict(c.arguments or {})) for c in parsed or []]
 
 
 def judge_calls(calls: list[Call], target: Call) -> tuple[bool, str]:
@@ -205,7 +196,7 @@ def tool_call_match() -> Any:
         async def score(state: TaskState, target: Target) -> Score:
             want = json.loads(target.text)
             message = state.output.message
-            calls = calls_of(state.output.completion, message.tool_calls if message else None)
+            calls = calls_of(message.tool_calls if message else None)
             ok, why = judge_calls(calls, (want["name"], want["arguments"]))
             return Score(
                 value=CORRECT if ok else INCORRECT,
