@@ -15,7 +15,12 @@ import pytest
 
 from posttrainbench.errors import EvaluationError
 from posttrainbench.evaluate import code_sandbox
-from posttrainbench.evaluate.answer_check import AnswerVerdict, candidate_code, check_answer
+from posttrainbench.evaluate.answer_check import (
+    AnswerVerdict,
+    candidate_code,
+    check_answer,
+    find_code,
+)
 from tests.fixtures.code_data import humaneval_rows
 
 PROMPT = 'def add_one(x):\n    """Return x + 1."""\n'
@@ -267,3 +272,17 @@ def test_without_bubblewrap_nothing_runs_unless_the_user_opts_in(
     )
     v = check(leak, test=env_test)
     assert v.passed and v.isolation == "rlimits-only", v
+
+
+@pytest.mark.parametrize(
+    ("completion", "code"),
+    [
+        ("```python\nreturn 1\n```\n```python\nreturn 2\n```", "return 1\n"),  # the first block
+        ("<think>```python\ndraft\n```</think>```python\nfinal\n```", "draft\n"),  # thinking too
+        ("```py\nreturn 1\n```", "```py\nreturn 1\n```"),  # not a python fence: all of it
+        ("```\nreturn 1\n```", "```\nreturn 1\n```"),
+        ("    return 1\n", "    return 1\n"),
+    ],
+)
+def test_code_is_found_by_the_references_rule(completion: str, code: str) -> None:
+    assert find_code(completion) == code

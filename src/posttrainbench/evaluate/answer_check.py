@@ -44,7 +44,7 @@ _here = files("posttrainbench.evaluate")
 _PLAIN = _here.joinpath("plain_values.py").read_text()
 CHECKER_SOURCE = _PLAIN + "\n" + _here.joinpath("answer_checker.py").read_text()
 CALL_SOURCE = _PLAIN + "\n" + _here.joinpath("answer_call.py").read_text()
-_FENCE = re.compile(r"```(?:python|py|Python)?[ \t]*\r?\n(.*?)```", re.DOTALL)
+_FENCE = re.compile(r"```python\n(.*?)```", re.DOTALL)  # inspect_evals' humaneval, as pinned
 
 
 class AnswerVerdict(BaseModel):
@@ -76,9 +76,10 @@ def code_isolation(samples: list[Any]) -> dict[str, str]:
 
 
 def find_code(completion: str) -> str:
-    """The code of a completion: its first fenced block, else the text itself."""
+    """The code of a completion: its first ```python block, else the text itself (the
+    reference's rule: a block fenced otherwise is not extracted)."""
     blocks = _FENCE.findall(completion)
-    return (blocks[0] if blocks else completion).replace("\r\n", "\n")
+    return blocks[0] if blocks else completion
 
 
 def candidate_code(prompt: str, completion: str, entry_point: str) -> str:
