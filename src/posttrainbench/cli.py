@@ -35,6 +35,8 @@ from posttrainbench import (
     runner,
 )
 from posttrainbench.catalog import AGENTS, BENCHMARKS, MODELS
+from posttrainbench.catalog.suites import DEFAULT_SUITE, SUITES, suite_for_run
+from posttrainbench.catalog.suites import suite as suite_by_name
 from posttrainbench.config import Settings, load_settings
 from posttrainbench.errors import ConfigError, HarnessInterrupted, PtbError
 from posttrainbench.progress import StageProgress
@@ -142,11 +144,23 @@ ResultsOpt = Annotated[
 ]
 
 
+SuiteOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--suite",
+        metavar="ID",
+        help="Protocol version: ptb-v1.2 (default: six benchmarks, several seeds) or ptb-v1.0 "
+        "(the paper's seven); see: ptb list suites.",
+    ),
+]
+
+
 class ListKind(StrEnum):
     models = "models"
     benchmarks = "benchmarks"
     agents = "agents"
     sandboxes = "sandboxes"
+    suites = "suites"
 
 
 class ReportFormat(StrEnum):
@@ -453,6 +467,7 @@ def run(
             "evaluating); `--resume` carries on later.",
         ),
     ] = None,
+    suite: SuiteOpt = None,
 ) -> None:
     """Run one agent on one base model and benchmark, end to end.
 
@@ -469,6 +484,8 @@ def run(
         missing = [n for n, v in (("--agent", agent), ("--base-model", base_model),
                                   ("--benchmark", benchmark)) if not v]  # fmt: skip
         raise ConfigError(f"missing {', '.join(missing)}", "or pass --resume RUN_DIR")
+    benchmark_id = BENCHMARKS.get(benchmark).id
+    run_suite = suite_for_run(suite, benchmark_id)  # before anything is created
     budget_s = _duration("--budget", budget, "10h")
     if budget_s > MAX_BUDGET_S and not allow_long:
         raise ConfigError(
@@ -486,7 +503,8 @@ def run(
         continue_prompts=continue_prompts,
         continue_min_s=_duration("--continue-min", continue_min, "10m"),
         base_model=MODELS.get(base_model).name,
-        benchmark=BENCHMARKS.get(benchmark).id,
+        benchmark=benchmark_id,
+        suite=run_suite.id,
         budget_s=budget_s,
         sandbox=SANDBOXES.get(sandbox).name if sandbox else default_sandbox(),
         seed=seed,
@@ -515,6 +533,7 @@ def demo(
     minutes: Annotated[
         float, typer.Option(metavar="N", help="Budget of each agent, in minutes.")
     ] = 6.0,
+    suite: SuiteOpt = None,
 ) -> None:
     """Run noop and recipe on ptb-tiny × arith offline; print the leaderboard.
 
@@ -529,6 +548,7 @@ def demo(
         base_models=["ptb-tiny"],
         benchmarks=["arith"],
         budget=max(1, round(minutes * 60)),
+        suite=suite_by_name(suite).id,
     )
     runs = sweep.expand()  # first: refused here if no sandbox can isolate
     ensure_writable(settings.results_dir / sweep.name)
@@ -570,25 +590,30 @@ def report(
         bool,
         typer.Option(
             "--with-published",
-            help="Add the published PostTrainBench agents (imported with `ptb import reference`, "
-            "else the copy shipped with ptb) as rows next to yours.",
+            help="Add the published PostTrainBench agents of the board's suite (imported with "
+            "`ptb import reference`, else the copy shipped with ptb) as rows next to yours.",
         ),
     ] = False,
+    suite: Annotated[
+        str | None,
+        typer.Option(
+            "--suite",
+            metavar="ID",
+            help="Build the board for this suite (ptb-v1.2, ptb-v1.0); runs of others are listed "
+            "as left out. Default: the one suite the runs follow.",
+        ),
+    ] = None,
 ) -> None:
     """Aggregate the runs under DIRECTORY into the weighted leaderboard.
 
     Benchmarks are weighted as in the paper; a run without a usable model, with a failed
     evaluation or flagged by integrity counts with its base model's score.
     """
-    board = build_leaderboard(directory)
+    board = build_leaderboard(directory, suite)
     if with_published:
-        from posttrainbench.results.published import (
-            load_imported,
-            load_published,
-            with_published_rows,
-        )
+        from posttrainbench.results.published import published_for, with_published_rows
 
-        for published in load_imported(directory) or [load_published()]:
+        for published in published_for(board, directory):
             board = with_published_rows(board, published)
     if compare:
         from posttrainbench.report.compare import compare_agents, render_comparison
@@ -801,7 +826,7 @@ def list_(
     kind: Annotated[
         ListKind,
         typer.Argument(
-            metavar="KIND", help="What to list: models, benchmarks, agents or sandboxes."
+            metavar="KIND", help="What to list: models, benchmarks, agents, sandboxes or suites."
         ),
     ],
 ) -> None:
@@ -817,6 +842,10 @@ def list_(
     elif kind is ListKind.agents:
         for name, a in AGENTS:
             out.print(f"{name:12} {a.description}", markup=False)
+    elif kind is ListKind.suites:
+        for name, s in SUITES:
+            default = " (default)" if name == DEFAULT_SUITE else ""
+            out.print(f"{name:10} {s.published}{default}: {s.description}", markup=False)
     else:
         for name, cls in SANDBOXES:
             out.print(f"{name:10} {cls.capabilities}", markup=False)

@@ -21,7 +21,9 @@ def import_reference_cmd(
     folder: Annotated[
         Path,
         typer.Argument(
-            metavar="DIR", help="The website's data/ folder (aggregated_*/final_* tables)."
+            metavar="DIR",
+            help="The website's data/ folder (v1.0) or its data/v1.2/ (aggregated_*/final_* "
+            "tables).",
         ),
     ],
     name: Annotated[
@@ -44,8 +46,9 @@ def import_reference_cmd(
     path = save_imported(root, name, board)
     src = board.source
     origin = f"{src.repo or '?'}@{(src.commit or '?')[:12]} {src.folder}"
+    suite = f"suite {board.suite}" if board.suite else "no suite (other benchmarks)"
     console.print(
-        f"imported {len(board.agents)} agents from {escape(origin)} → {escape(str(path))}"
+        f"imported {len(board.agents)} agents ({suite}) from {escape(origin)} → {escape(str(path))}"
     )
     for a in board.agents:
         ours = f"{100 * a.average:6.2f}" if a.average is not None else "     –"

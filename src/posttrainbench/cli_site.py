@@ -23,6 +23,15 @@ def site_cmd(
         Path,
         typer.Option("--out", "-o", metavar="DIR", help="Where to write index.html and runs/."),
     ] = Path("ptb-site"),
+    suite: Annotated[
+        str | None,
+        typer.Option(
+            "--suite",
+            metavar="ID",
+            help="Build the leaderboard for this suite (ptb-v1.2, ptb-v1.0). Default: the one "
+            "suite the runs follow.",
+        ),
+    ] = None,
 ) -> None:
     """Write a static HTML site: leaderboard with filters and plots, one page per run.
 
@@ -32,7 +41,7 @@ def site_cmd(
     from posttrainbench.report.site import write_site
 
     with console.status("rendering the site"):
-        index = write_site(results, out_dir)
+        index = write_site(results, out_dir, suite)
     print(index.resolve().as_uri())
 
 

@@ -323,7 +323,7 @@ class RunSpec(Versioned):
     benchmark: str = Field(description="Benchmark registry id, e.g. 'gsm8k'.")
     suite: str = Field(
         default="ptb-v1.2",
-        description="Protocol version the run follows (catalog.suites): benchmarks, seeds, weights.",
+        description="Protocol version the run follows (catalog.suites): benchmarks, seeds.",
     )
     budget_s: int = Field(gt=0, description="Wall-clock budget of the agent in seconds.")
     sandbox: str = Field("host", description="Sandbox backend registry name.")
@@ -752,6 +752,33 @@ class JudgeUsage(Record):
     cost_usd: float | None = None
 
 
+class SamplingDefaults(Record):
+    """The sampling an evaluation used: the model's own generation config, allow-listed fields
+    only, over vLLM's neutral defaults (evaluate/generation.py)."""
+
+    source: str = Field(description="generation_config.json, config.json or none.")
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = Field(default=0, description="0: no top-k.")
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    greedy: bool = False
+    used: list[str] = Field(default_factory=list, description="Allow-listed fields read.")
+    ignored: list[str] = Field(default_factory=list, description="Fields read and not used.")
+    note: str | None = None
+
+
+class SeedScore(Record):
+    """One evaluation seed's result; a failed seed has an error and no score."""
+
+    seed: int
+    score: float | None = Field(default=None, ge=0, le=1)
+    n_samples: int = 0
+    n_failed: int = 0
+    log_file: str | None = None
+    error: str | None = None
+
+
 class EvalMetrics(Versioned):
     """eval/metrics.json: one evaluation of one model on one benchmark split."""
 
@@ -759,9 +786,11 @@ class EvalMetrics(Versioned):
     benchmark_version: str | None = None
     split: str
     metric: str = Field("accuracy", description="The scorer metric the score is read from.")
-    score: float = Field(ge=0, le=1)
-    n_samples: int = Field(description="Samples scored (the denominator).")
-    n_failed: int = Field(default=0, description="Samples that errored or whose judgment failed.")
+    score: float = Field(ge=0, le=1, description="Mean over the seeds that succeeded.")
+    n_samples: int = Field(description="Samples scored per seed (the denominator of one seed).")
+    n_failed: int = Field(
+        default=0, description="Samples that errored or whose judgment failed, over scored seeds."
+    )
     model_path: str
     log_file: str | None = None
     params: dict[str, str | int | float | None] = Field(default_factory=dict)
@@ -774,6 +803,11 @@ class EvalMetrics(Versioned):
     )
     attempts: list[EvalAttempt] = Field(default_factory=list)
     seed: int = 0
+    suite: str | None = Field(default=None, description="The suite whose seed policy applied.")
+    sampling: SamplingDefaults | None = None
+    seeds: list[SeedScore] = Field(
+        default_factory=list, description="Each evaluation seed; `score`: the mean of the scored."
+    )
     datasets: list[str] = Field(default_factory=list, description="Data sources and revisions.")
     judge: JudgeUsage | None = None
     duration_s: float | None = None
@@ -1021,11 +1055,15 @@ class LeftOutRun(Record):
         None, description="The failed stage, or the first stage not done."
     )
     reason: str = Field(description="The stage's error message, or what the run waits for.")
+    suite: str | None = Field(default=None, description="The suite the run follows.")
 
 
 class Leaderboard(Versioned):
     """The report over a results dir: one section per weighting, and every run left out."""
 
+    suite: str | None = Field(
+        default=None, description="The suite (catalog.suites) the board is built for."
+    )
     sections: list[LeaderboardSection] = Field(
         description="Published-gap (`paper`) section first, then the `uniform` one, if any."
     )
@@ -1037,6 +1075,10 @@ class Leaderboard(Versioned):
     )
     in_progress: list[LeftOutRun] = Field(
         default_factory=list, description="Runs without an outcome yet: running or interrupted."
+    )
+    other_suite: list[LeftOutRun] = Field(
+        default_factory=list,
+        description="Runs of another suite, or of an official benchmark the suite leaves out.",
     )
     baselines: str | None = Field(
         default=None, description="Where the base and instruct scores (weights) came from."

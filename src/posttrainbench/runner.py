@@ -178,6 +178,7 @@ def eval_options(spec: RunSpec) -> EvalOptions:
         judge_model=spec.judge_model,
         judge_base_url=spec.judge_base_url,
         seed=spec.seed,
+        suite=spec.suite,
     )
 
 

@@ -33,8 +33,9 @@ def _run(ptb: PtbRunner, results: Path, cmd: str, env: dict[str, str]) -> RunRec
 def test_gsm8k_run_end_to_end(ptb: PtbRunner, tmp_path: Path) -> None:
     hf = tmp_path / "hf"
     with hf_home(hf):
-        build_family_model(hf, "qwen3")
-        write_gsm8k(hf, n_test=3)
+        # 1,319 items in seconds; greedy, so ptb-v1.2 evaluates it once
+        build_family_model(hf, "qwen3", ends_turn_at_once=True, sampling={"temperature": 0.0})
+        write_gsm8k(hf)
     env = {"HF_HOME": str(hf), "HF_HUB_CACHE": str(hf / "hub")}
 
     rec = _run(ptb, tmp_path / "r", AGENT, env)
@@ -48,8 +49,9 @@ def test_gsm8k_run_end_to_end(ptb: PtbRunner, tmp_path: Path) -> None:
     assert dev["n_samples"] == 2 and dev["template_family"] == "qwen3"
     assert rec.outcome and rec.outcome.source == "evaluated", rec.eval_error
     m = rec.metrics
-    assert m and m.n_samples == 3 and m.template_family == "qwen3" and m.ladder_step == 1
+    assert m and m.n_samples == 1319 and m.template_family == "qwen3" and m.ladder_step == 1
     assert m.max_tokens == 4000 and m.attempts[0].outcome == "ok"
+    assert m.sampling and m.sampling.greedy and len(m.seeds) == 1
     assert m.datasets and "@cc7b047b6e5b" in m.datasets[0]
     base = published()["Qwen3-1.7B-Base"]["gsm8k"]
     assert rec.baseline and rec.baseline.source == "published" and rec.baseline.score == base

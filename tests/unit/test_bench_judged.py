@@ -10,17 +10,23 @@ import pytest
 
 from posttrainbench.catalog import BENCHMARKS
 from posttrainbench.errors import ConfigError
-from posttrainbench.evaluate.benchmarks.arenahardwriting import (
-    battles,
-    clean_answer,
-    limit_repetitions,
-    verdict,
-)
-from posttrainbench.evaluate.benchmarks.healthbench import criteria_met, example_score, selected
+from posttrainbench.evaluate.benchmarks import arenahardwriting as arena
+from posttrainbench.evaluate.benchmarks import healthbench as hb
+from posttrainbench.evaluate.benchmarks.arenahardwriting import battles, verdict
+from posttrainbench.evaluate.benchmarks.healthbench import criteria_met, example_score
+from posttrainbench.evaluate.benchmarks.postprocess import clean_answer, limit_repetitions
 from posttrainbench.evaluate.judge import Judge, Tally
 from posttrainbench.evaluate.run import evaluate_model
 from tests.fixtures.judge import FakeJudge
-from tests.fixtures.judged_data import HEALTH, _package_file, write_arena, write_healthbench
+from tests.fixtures.judged_data import (
+    baseline_answers,
+    health_rows,
+    old_rule,
+    write_arena,
+    write_healthbench,
+)
+
+REFERENCE = Path(__file__).parents[1] / "fixtures"
 
 
 @pytest.mark.parametrize(
@@ -52,18 +58,53 @@ def test_answers_are_cleaned_like_the_reference() -> None:
     assert limit_repetitions("ha" * 3 + "abc" * 20).count("abc") == 5
 
 
+def test_post_processing_matches_outputs_of_the_reference_code() -> None:
+    """Inputs run through the reference's own `limit_repetitions` and think strip
+    (fixtures/reference_postprocess.json records its source and revision)."""
+    cases = json.loads((REFERENCE / "reference_postprocess.json").read_text())["cases"]
+    assert sum(c["limited"] != c["input"] for c in cases) >= 10  # the cases exercise it
+    for c in cases:
+        assert limit_repetitions(c["input"]) == c["limited"], c["input"][:60]
+        assert clean_answer(c["input"]) == c["cleaned"], c["input"][:60]
+
+
 def test_rubric_arithmetic() -> None:
     rubrics = [{"points": 5}, {"points": 3}, {"points": -4}]
     assert example_score(rubrics, [True, True, False]) == 1.0
     assert example_score(rubrics, [True, False, True]) == pytest.approx(1 / 8)
     assert example_score(rubrics, [False, False, True]) == pytest.approx(-0.5)  # the mean clips
     assert criteria_met('```json\n{"explanation": "x", "criteria_met": true}\n```') is True
+    assert criteria_met('{"criteria_met": false}') is False
     assert criteria_met("yes") is None
+    # read as the reference reads it: the whole reply is the JSON object
+    assert criteria_met('Sure: {"criteria_met": true}') is None
+    assert criteria_met('{"criteria_met": "true"}') is None
+    assert criteria_met('```\n{"criteria_met": true}\n```') is None
 
 
-def test_subset_selection_on_the_real_rows() -> None:
-    rows = [json.loads(x) for x in _package_file(HEALTH).read_text().split("\n") if x]
-    assert len(rows) == 500 and sum(selected(r) for r in rows) == 39
+def test_healthbench_selects_exactly_the_reference_ids(cache_dir: Path) -> None:
+    """Among rows in OpenAI's format, decoys that pass the old selection rules stay out."""
+    rows = health_rows()
+    ids = set(hb.prompt_ids())
+    assert len(hb.prompt_ids()) == len(ids) == 245
+    decoys = [r for r in rows if r["prompt_id"] not in ids and old_rule(r)]
+    assert len(decoys) >= 40
+    write_healthbench(cache_dir)
+    samples = BENCHMARKS.get("healthbench").implementation().samples("test")
+    assert [s.id for s in samples] == list(hb.prompt_ids())
+
+
+def test_grader_prompts_are_openais_template() -> None:
+    ref = json.loads((REFERENCE / "reference_judges.json").read_text())
+    assert hb.grader_template() == ref["healthbench_grader"]
+    assert len(hb.grader_template()) == 3181
+    turns = [("user", "Is smoking good?"), ("assistant", "No.")]
+    prompt = hb.grader_prompt(turns, -5, "Fails to warn")
+    assert "# Conversation\nuser: Is smoking good?\n\nassistant: No.\n\n# Rubric item\n" in prompt
+    assert "# Rubric item\n[-5] Fails to warn\n\n# Instructions" in prompt
+    assert ref["arena_system"] == arena.SYSTEM
+    filled = arena.TEMPLATE.format(question="Q", a="A1", b="B1")
+    assert filled == ref["arena_user"].format(QUESTION="Q", ANSWER_A="A1", ANSWER_B="B1")
 
 
 async def _ask(judge: Judge, prompt: str, tally: Tally):  # type: ignore[no-untyped-def]
@@ -98,16 +139,25 @@ def test_a_judged_benchmark_needs_a_judge(tmp_path: Path, cache_dir: Path) -> No
         make_task(BENCHMARKS.get("arenahardwriting").implementation(), TaskOptions(limit=1))
 
 
-_BASELINE = re.compile(r"BASELINE ANSWER to \w+")
+_A = re.compile(r"Start of Assistant A's Answer\|>\\n(.*?)\\n<\|The End of Assistant A", re.DOTALL)
 
 
-def _favour_candidate(prompt: str) -> str:
+def _favour_candidate(body: str) -> str:
     """Assistant A is the baseline in game 1 and the candidate in game 2: always pick the one
-    that is not the baseline."""
-    a_start = prompt.index("Start of Assistant A")
-    b_start = prompt.index("Start of Assistant B", a_start)
-    baseline_is_a = bool(_BASELINE.search(prompt[a_start:b_start]))
+    that is not the reference's Qwen3-1.7B answer. The judge is sent a system turn (the
+    creative-writing prompt) and the filled template as the user turn."""
+    messages = json.loads(body).get("messages") or json.loads(body)["input"]
+    assert messages[0]["role"] in ("system", "developer"), messages[0]
+    assert "impartial judge" in str(messages[0]["content"])
+    user = str(messages[1]["content"])
+    assert user.startswith("<|User Prompt|>") or "<|User Prompt|>" in user
+    found = _A.search(body)
+    assert found, body[:500]
+    baseline_is_a = json.loads(f'"{found.group(1)}"') in _BASELINES
     return "Clear. [[B>>A]]" if baseline_is_a else "Clear. [[A>>B]]"
+
+
+_BASELINES = set(baseline_answers().values())
 
 
 def test_arena_end_to_end(tiny_model_dir: Path, tmp_path: Path, cache_dir: Path) -> None:
@@ -126,7 +176,7 @@ def test_healthbench_end_to_end(tiny_model_dir: Path, tmp_path: Path, cache_dir:
     write_healthbench(cache_dir)
     impl = BENCHMARKS.get("healthbench").implementation()
     samples = impl.samples("test")
-    assert len(samples) == 39
+    assert len(samples) == 245
     assert "ideal_completion" not in impl.export(tmp_path / "export").read_text()
     with FakeJudge(lambda _: '{"explanation": "ok", "criteria_met": false}') as server:
         m = evaluate_model(
@@ -136,3 +186,33 @@ def test_healthbench_end_to_end(tiny_model_dir: Path, tmp_path: Path, cache_dir:
         )  # fmt: skip
     assert m.score == 0.0 and m.n_samples == 2 and m.judge and m.judge.failed == 0
     assert m.judge.calls == server.calls() > 0
+
+
+def _met_unless_negative(body: str) -> str:
+    """Every positive criterion met; a negative one never judged (no JSON)."""
+    if re.search(r"# Rubric item\\n\[-", body):
+        return "I would rather not say."
+    assert "# Example 2" in body and "# Final instruction" in body  # the whole template
+    return '```json\n{"explanation": "ok", "criteria_met": true}\n```'
+
+
+def test_healthbench_judge_failures_count_as_not_met(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the reference: five attempts, then the criterion is not met, so a failed negative
+    criterion subtracts nothing. (Its own cache: no verdict stored by another test.)"""
+    monkeypatch.setenv("PTB_CACHE", str(tmp_path / "cache"))
+    write_healthbench(tmp_path / "cache")
+    with FakeJudge(_met_unless_negative) as server:
+        m = evaluate_model(
+            tiny_model_dir, "healthbench", tmp_path / "eval", limit=3,
+            template_family="ptb-tiny", max_tokens=8, judge_model="openai/gpt-5-mini",
+            judge_base_url=f"{server.url}/v1",
+        )  # fmt: skip
+        asked_negative = [
+            s for s in server.seen if re.search(r"# Rubric item\\n\[-", s.body.decode())
+        ]
+    assert m.judge and m.judge.failed > 0 and m.judge.cached == 0
+    assert m.judge.calls == server.calls()
+    assert len(asked_negative) == 5 * m.judge.failed  # each failed criterion asked five times
+    assert m.score == 1.0  # the old rule (a failed negative criterion met) scored below 1

@@ -1,6 +1,7 @@
 """GSM8K, AIME 2025 and GPQA: exact answers, seeded choice shuffles, loading from hub-cache
 fixtures in the upstream schema, and each task end to end (mockllm and the tiny model)."""
 
+import random
 from collections import Counter
 from fractions import Fraction
 from pathlib import Path
@@ -18,9 +19,9 @@ from posttrainbench.evaluate.answers import (
 )
 from posttrainbench.evaluate.benchmarks.base import TaskOptions, make_task
 from posttrainbench.evaluate.benchmarks.gpqamain import shuffled
-from posttrainbench.evaluate.benchmarks.gsm8k import split_answer
+from posttrainbench.evaluate.benchmarks.gsm8k import fewshot_indices, split_answer, target
 from tests.fixtures.hub import hf_home
-from tests.fixtures.math_data import write_aime, write_gpqa, write_gsm8k
+from tests.fixtures.math_data import gsm8k_rows, write_aime, write_gpqa, write_gsm8k
 
 
 def _gsm8k(completion: str, target: str) -> bool:
@@ -137,25 +138,46 @@ def test_choice_shuffles_are_seeded_per_item() -> None:
     assert set(letters) == set("ABCD") and max(letters.values()) <= 20
 
 
-def test_gsm8k_answer_split_drops_calculator_notes() -> None:
+def test_gsm8k_answer_split_keeps_calculator_notes_as_inspect_evals() -> None:
     reasoning, final = split_answer("She has 2*3=<<2*3=6>>6.\n#### 1,006")
-    assert reasoning == "She has 2*3=6." and final == "1006"
+    assert reasoning == "She has 2*3=<<2*3=6>>6." and final == "1,006"
+    assert target("She has 2*3=<<2*3=6>>6.\n#### 1,006") == "1006"
+
+
+def test_gsm8k_shots_are_the_datasets_shuffle_of_train() -> None:
+    """The ten shots are the first rows of `Dataset.shuffle(seed=42)` over the 7,473 train
+    rows, computed here without datasets; checked against datasets itself."""
+    from datasets import Dataset
+
+    n_train = 7473
+    shuffled = Dataset.from_dict({"row": list(range(n_train))}).shuffle(seed=42)
+    expected = [shuffled[i]["row"] for i in range(10)]
+    assert fewshot_indices(n_train, 10) == expected
+    assert expected != random.Random(42).sample(range(n_train), 10)  # the old draw differs
 
 
 def test_loaders_read_the_hub_cache(tmp_path: Path) -> None:
     with hf_home(tmp_path / "hf"):
-        write_gsm8k(tmp_path / "hf", n_test=4)
+        write_gsm8k(tmp_path / "hf")
         write_aime(tmp_path / "hf")
         write_gpqa(tmp_path / "hf")
         gsm = BENCHMARKS.get("gsm8k").implementation().samples("test")
-        assert [s.id for s in gsm] == [f"gsm8k-test-{i}" for i in range(4)]
+        assert [s.id for s in gsm[:4]] == [f"gsm8k-test-{i}" for i in range(4)]
+        assert len(gsm) == BENCHMARKS.get("gsm8k").n_items
         system = gsm[0].input[0]  # type: ignore[index]
         assert system.role == "system" and system.text.count("ANSWER:") == 10
-        assert "<<" not in system.text and gsm[0].target == "12"
+        assert "<<" in system.text and gsm[0].target == "12"
+        train = gsm8k_rows(20, offset=1000)
+        first = train[fewshot_indices(20, 10)[0]]
+        reasoning = first["answer"].rpartition("####")[0].strip()
+        final = first["answer"].rpartition("####")[2].strip()
+        assert system.text.startswith(
+            f"{first['question']}\n\nReasoning:\n{reasoning}\n\nANSWER: {final}\n\n"
+        )
         aime = BENCHMARKS.get("aime2025").implementation().samples("test")
         assert aime[0].target == "70" and "ANSWER" in str(aime[0].input)
         gpqa = BENCHMARKS.get("gpqamain").implementation().samples("test")
-        assert len(gpqa) == 3 and gpqa[0].choices and len(gpqa[0].choices) == 4
+        assert len(gpqa) == 448 and gpqa[0].choices and len(gpqa[0].choices) == 4
         assert gpqa[0].choices["ABCD".index(str(gpqa[0].target))] == "Mitochondria"
 
 
@@ -185,7 +207,7 @@ def _scripted(tmp_path: Path, benchmark: str, answers: list[str]) -> float:
 
 def test_scorers_through_the_whole_task(tmp_path: Path) -> None:
     with hf_home(tmp_path / "hf"):
-        write_gsm8k(tmp_path / "hf", n_test=3)
+        write_gsm8k(tmp_path / "hf")
         write_gpqa(tmp_path / "hf")
         # targets 12, 24, 36: right, the 711-for-11 kind of wrong, right with commas
         assert _scripted(tmp_path, "gsm8k", ["ANSWER: 12", "ANSWER: 124", "ANSWER: 36.0"]) == (
@@ -209,7 +231,7 @@ def test_end_to_end_on_the_tiny_model(benchmark: str, tiny_model_dir: Path, tmp_
     from posttrainbench.evaluate.run import evaluate_model
 
     with hf_home(tmp_path / "hf"):
-        write_gsm8k(tmp_path / "hf", n_test=4)
+        write_gsm8k(tmp_path / "hf")
         write_aime(tmp_path / "hf")
         write_gpqa(tmp_path / "hf")
         m = evaluate_model(
@@ -227,7 +249,7 @@ def test_export_is_byte_identical_and_self_contained(
     """The integrity check re-derives eval_data/ and compares bytes; inside a sandbox the
     exported inputs alone must rebuild the same task, without its targets."""
     with hf_home(tmp_path / "hf"):
-        write_gsm8k(tmp_path / "hf", n_test=3)
+        write_gsm8k(tmp_path / "hf")
         impl = BENCHMARKS.get("gsm8k").implementation()
         a = impl.export(tmp_path / "a").read_bytes()
         b = impl.export(tmp_path / "b").read_bytes()

@@ -35,19 +35,18 @@ def test_evaluates_and_records_how(tiny_model_dir: Path, tmp_path: Path) -> None
     assert m.log_file and Path(m.log_file.removeprefix("file://")).exists()
     assert m.template_family == "ptb-tiny" and m.backend == "hf"
     assert m.max_tokens == 6 and m.decoding["temperature"] == 0.0
+    assert m.sampling and m.sampling.greedy and m.sampling.used == ["temperature"]
+    assert m.suite == "ptb-v1.2" and [s.seed for s in m.seeds] == [0]
     assert m.params["own_template"] == "present, ignored"  # the model carries one; it is not used
 
 
-def test_generation_config_and_own_template_are_ignored(
+def test_own_template_is_ignored_and_generation_config_read_as_vllm_does(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    """A submitted folder whose generation_config.json samples hot and whose tokenizer carries
-    another template generates exactly what the clean folder does."""
+    """A submitted tokenizer's own template changes nothing; its generation_config.json sets
+    sampling only through the allow-list (everything else ignored and named)."""
     lever = tmp_path / "lever"
     shutil.copytree(tiny_model_dir, lever)
-    (lever / "generation_config.json").write_text(
-        json.dumps({"do_sample": True, "temperature": 5.0, "top_k": 0, "repetition_penalty": 9.0})
-    )
     cfg = json.loads((lever / "tokenizer_config.json").read_text())
     cfg["chat_template"] = "{% for m in messages %}ANSWER 42 {{ m['content'] }}{% endfor %}"
     (lever / "tokenizer_config.json").write_text(json.dumps(cfg))
@@ -56,6 +55,13 @@ def test_generation_config_and_own_template_are_ignored(
     b = evaluate_model(lever, "arith", tmp_path / "b", limit=6, template_family="ptb-tiny")
     assert a.log_file and b.log_file
     assert _completions(a.log_file) == _completions(b.log_file)
+    (lever / "generation_config.json").write_text(
+        json.dumps({"do_sample": False, "temperature": 5.0, "top_k": 0, "max_length": 10**9})
+    )
+    hot = evaluate_model(lever, "arith", tmp_path / "c", limit=6, template_family="ptb-tiny")
+    assert hot.sampling and hot.sampling.temperature == 5.0 and not hot.sampling.greedy
+    assert hot.sampling.ignored == ["do_sample", "max_length"] and hot.max_tokens == 6
+    assert hot.decoding["temperature"] == 5.0 and len(hot.seeds) == 1  # arith: one seed
 
 
 def test_backends_apply_the_family_template(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """Each official family's tiny model from the hub cache through the real evaluation: the family
-template applied, Gemma 3's multimodal checkpoint generating from text, the hot sampling in
-generation_config.json ignored (greedy outputs are reproducible)."""
+template applied, Gemma 3's multimodal checkpoint generating from text, the sampling of
+generation_config.json applied and seeded (the same seed samples the same outputs)."""
 
 from pathlib import Path
 
@@ -20,7 +20,7 @@ def test_family_model_evaluates_offline(family: str, tmp_path: Path) -> None:
 
     with hf_home(tmp_path / "hf"):
         repo, _ = build_family_model(tmp_path / "hf", family)
-        write_gsm8k(tmp_path / "hf", n_test=3)
+        write_gsm8k(tmp_path / "hf")
         target = resolve(repo)  # the catalog names the family; the path is the cache's
         assert target.family == family and target.key == repo.rsplit("/", 1)[-1]
         runs = []
@@ -30,8 +30,9 @@ def test_family_model_evaluates_offline(family: str, tmp_path: Path) -> None:
                 max_tokens=8,
             )  # fmt: skip
             assert m.n_samples == 2 and m.log_file
+            assert m.sampling and m.sampling.temperature == 0.6 and not m.sampling.greedy
             log = read_eval_log(m.log_file.removeprefix("file://"))
             runs.append([s.output.completion for s in log.samples or []])
-    assert runs[0] == runs[1]  # greedy despite do_sample/temperature in generation_config.json
+    assert runs[0] == runs[1]  # seeded sampling (temperature 0.6 from generation_config.json)
     if family == "gemma3":
         assert auto_model_class(target.path) == "AutoModelForImageTextToText"

@@ -13,12 +13,12 @@ from posttrainbench.records import Leaderboard, Outcome, RunRecord, RunSpec
 from posttrainbench.results import baselines, scoring
 from posttrainbench.results.published import (
     PUBLISHED_SUFFIX,
-    SHIPPED_DIR,
     PublishedBoard,
     import_reference,
     load_imported,
     load_published,
     save_imported,
+    shipped_dir,
     with_published_rows,
 )
 from posttrainbench.runner import harness_info
@@ -45,7 +45,7 @@ FIG1_AGENTS = {
 
 @pytest.fixture(scope="module")
 def board() -> PublishedBoard:
-    return load_published()
+    return load_published("ptb-v1.0")
 
 
 def test_shipped_board_has_the_agents_and_cells(board: PublishedBoard) -> None:
@@ -81,7 +81,7 @@ def test_weights_and_averages_agree_with_the_site(board: PublishedBoard) -> None
     assert len(with_site) == 11
     for a in with_site:
         assert a.average == pytest.approx(a.site_average, abs=1e-12), a.name
-    with (SHIPPED_DIR / "fig1_leaderboard.csv").open() as f:
+    with (shipped_dir("ptb-v1.0") / "fig1_leaderboard.csv").open() as f:
         fig1 = {row["Method"]: float(row["Avg"]) for row in csv.DictReader(f)}
     agents = {a.name: a for a in board.agents}
     for label, name in FIG1_AGENTS.items():
@@ -111,7 +111,7 @@ def test_with_published_rows_adds_a_paper_section(board: PublishedBoard) -> None
 def _record(agent: str, model: str, score: float) -> RunRecord:
     rec = RunRecord(
         spec=RunSpec(run_id=f"{agent}-{model}", agent=agent, base_model=model,
-                     benchmark="gsm8k", budget_s=60),
+                     benchmark="gsm8k", budget_s=60, suite="ptb-v1.0"),
         harness=harness_info(),
     )  # fmt: skip
     rec.outcome = Outcome(score=score, source="evaluated", base_score=0.0)
@@ -142,7 +142,7 @@ def test_import_stores_and_loads(tmp_path: Path, board: PublishedBoard) -> None:
 
 def _copy(tmp_path: Path) -> Path:
     folder = tmp_path / "data"
-    shutil.copytree(SHIPPED_DIR, folder)
+    shutil.copytree(shipped_dir("ptb-v1.0"), folder)
     (folder / "SOURCE.md").unlink()
     return folder
 

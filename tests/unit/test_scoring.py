@@ -111,8 +111,8 @@ def test_configs_of_one_agent_are_separate_rows(
 
 def test_stray_arith_run_does_not_change_the_official_weights() -> None:
     model = "Qwen/Qwen3-1.7B-Base"
-    records = [_record("claude", b, model, 0, 0.3) for b in PUBLISHED_WEIGHTS]
-    records.append(_record("recipe", "arith", "ptb-tiny", 0, 0.5))
+    records = [_record("claude", b, model, 0, 0.3, suite="ptb-v1.0") for b in PUBLISHED_WEIGHTS]
+    records.append(_record("recipe", "arith", "ptb-tiny", 0, 0.5, suite="ptb-v1.0"))
     paper, uniform = scoring.leaderboard(records, baselines.published()).sections
     assert paper.weighting == "paper"
     assert paper.weights == pytest.approx(PUBLISHED_WEIGHTS, abs=5e-5)
@@ -124,9 +124,10 @@ def test_stray_arith_run_does_not_change_the_official_weights() -> None:
 
 def test_missing_cell_is_listed_not_renormalised() -> None:
     models = ["Qwen/Qwen3-1.7B-Base", "Qwen/Qwen3-4B-Base"]
-    records = [_record("a", b, m, 0, 0.4) for b in PUBLISHED_WEIGHTS for m in models]
-    records += [_record("a", b, m, 1, 0.2) for b in PUBLISHED_WEIGHTS for m in models]
-    records += [_record("b", b, m, 0, 0.9) for b in PUBLISHED_WEIGHTS for m in models]
+    v1_0 = {"suite": "ptb-v1.0"}  # the seven benchmarks are v1.0's
+    records = [_record("a", b, m, 0, 0.4, **v1_0) for b in PUBLISHED_WEIGHTS for m in models]
+    records += [_record("a", b, m, 1, 0.2, **v1_0) for b in PUBLISHED_WEIGHTS for m in models]
+    records += [_record("b", b, m, 0, 0.9, **v1_0) for b in PUBLISHED_WEIGHTS for m in models]
     records = [r for r in records if not (r.spec.run_id.startswith("a-gsm8k-Qwen/Qwen3-4B-Base-1"))]
     records = [r for r in records if not (r.spec.run_id.startswith("b-aime2025-Qwen/Qwen3-1.7B"))]
     (section,) = scoring.leaderboard(records, baselines.published()).sections

@@ -67,7 +67,7 @@ def _output(text: str) -> dict[str, Any]:
 @pytest.fixture
 def gsm8k_service(tmp_path: Path) -> Iterator[tuple[ScoringService, httpx.Client]]:
     with hf_home(tmp_path / "hf"):
-        write_gsm8k(tmp_path / "hf", n_test=4)
+        write_gsm8k(tmp_path / "hf")
         service = ScoringService(
             benchmark="gsm8k",
             socket_path=tmp_path / "s.sock",
@@ -147,7 +147,9 @@ def test_judged_scoring_stops_at_the_judge_budget(tmp_path: Path) -> None:
 def test_evaluate_py_without_the_service_says_why(tmp_path: Path, tiny_model_dir: Path) -> None:
     exported = tmp_path / "eval_data"
     exported.mkdir()
-    (exported / "test.jsonl").write_text('{"id": "a", "input": "What is 1 + 1?"}\n')
+    n = BENCHMARKS.get("gsm8k").n_items or 0  # a full test set: its size is checked first
+    rows = [json.dumps({"id": f"i{i}", "input": f"What is {i} + 1?"}) for i in range(n)]
+    (exported / "test.jsonl").write_text("\n".join(rows) + "\n")
     env = {k: v for k, v in os.environ.items() if k not in (URL_VAR, TOKEN_VAR)}
     env["PTB_EVAL_DATA_DIR"] = str(exported)
     done = subprocess.run(

@@ -1,10 +1,11 @@
 """Benchmarks a run can target: the seven official ids and the embedded `arith`.
 
 Each entry declares what a researcher needs to trust a score: the data and its revision, the
-metric, the decoding parameters, the max-token ladder, what the scorer executes, the agent's dev
-default and what training data is allowed. The code lives in the implementation named by `impl`
-(`module:Class`, a `posttrainbench.evaluate.benchmarks.base.Benchmark`), imported only when a
-benchmark is evaluated, so listing the catalog stays cheap.
+metric, the max-token ladder, what the scorer executes, the agent's dev default and what training
+data is allowed. Sampling is the model's own (evaluate/generation.py) and seed counts are the
+suite's (catalog/suites.py), not the benchmark's. The code lives in the implementation named
+by `impl` (`module:Class`, a `posttrainbench.evaluate.benchmarks.base.Benchmark`), imported only
+when a benchmark is evaluated, so listing the catalog stays cheap.
 """
 
 from __future__ import annotations
@@ -61,17 +62,6 @@ class UrlSource(BaseModel):
 DataSource = Annotated[HubSource | UrlSource, Field(discriminator="kind")]
 
 
-class Decoding(BaseModel):
-    """Decoding parameters fixed by the benchmark (never the model's generation_config.json)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    temperature: float = 0.0
-    top_p: float | None = None
-    top_k: int | None = None
-    epochs: int = Field(default=1, ge=1, description="Generations per item (seeds), averaged.")
-
-
 class LadderStep(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -102,7 +92,6 @@ class BenchmarkInfo(BaseModel):
     metric: str = "accuracy"  # the scorer metric that is the benchmark's score
     metric_label: str = "accuracy"  # what the metric means, for reports
     few_shot: int = 0
-    decoding: Decoding = Decoding()
     max_tokens: tuple[LadderStep, ...] = ladder(4000, 3000, 2000)
     dev_limit: int | None = None  # the agent's evaluate.py default `--limit`; None: all
     shuffle_limit: bool = False  # `--limit N` takes N items of a seeded shuffle, not the first N
@@ -174,10 +163,10 @@ OFFICIAL = [
             ),
             UrlSource(
                 name="Qwen3-1.7B.jsonl",
-                url="https://raw.githubusercontent.com/aisa-group/PostTrainBench/main/src/eval/"
-                "tasks/arenahardwriting/evaluation_code/data/arena-hard-v2.0/model_answer/"
-                "Qwen3-1.7B.jsonl",
-                sha256="",
+                url="https://raw.githubusercontent.com/aisa-group/PostTrainBench/"
+                "9082063a62e10e040f1acacdec2ccfc1467e0c00/src/eval/tasks/arenahardwriting/"
+                "evaluation_code/data/arena-hard-v2.0/model_answer/Qwen3-1.7B.jsonl",
+                sha256="87a72bb89edfd05fc8dd32152750649e1bab60ba1b62ebcd055610a729023c30",
                 license="Apache-2.0",
             ),
         ),
@@ -257,7 +246,7 @@ OFFICIAL = [
                 name="healthbench_oss_eval.jsonl",
                 url="https://openaipublic.blob.core.windows.net/simple-evals/healthbench/"
                 "2025-05-07-06-14-12_oss_eval.jsonl",
-                sha256="",
+                sha256="",  # no published digest: trusted on first use (DEVIATIONS.md)
                 license="MIT",
             ),
         ),
@@ -268,8 +257,8 @@ OFFICIAL = [
         dev_limit=32,
         shuffle_limit=True,
         judged=True,
-        description="245 multi-turn HealthBench conversations (the Easy subset), graded per "
-        "rubric criterion by a judge.",
+        description="The reference's 245 multi-turn HealthBench conversations (by prompt id), "
+        "graded per rubric criterion by a judge.",
         allowed_training="medical dialogue data that does not contain HealthBench conversations "
         "or their ideal completions",
     ),

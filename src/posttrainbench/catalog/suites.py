@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from posttrainbench.errors import ConfigError
 from posttrainbench.registry import Registry
 
 DecodingRule = Literal["generation_config"]
@@ -141,3 +142,21 @@ for _s in (V1_2, V1_0):
 def suite(name: str | None) -> Suite:
     """The suite of that id (the default where None); unknown ids raise with a suggestion."""
     return SUITES.get(name or DEFAULT_SUITE)
+
+
+def suites_with(benchmark: str) -> list[str]:
+    """Ids of the suites that include `benchmark` (none for an embedded one such as arith)."""
+    return [s.id for _, s in SUITES if benchmark in s.benchmarks]
+
+
+def suite_for_run(name: str | None, benchmark: str) -> Suite:
+    """The suite a new run follows; refuses an official benchmark the suite leaves out (the
+    embedded benchmarks are allowed in every suite)."""
+    chosen = suite(name)
+    holders = suites_with(benchmark)
+    if holders and benchmark not in chosen.benchmarks:
+        raise ConfigError(
+            f"benchmark {benchmark} is not in suite {chosen.id} ({', '.join(chosen.benchmarks)})",
+            f'pass --suite {holders[0]} (in a sweep file: suite = "{holders[0]}")',
+        )
+    return chosen

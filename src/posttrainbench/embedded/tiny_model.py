@@ -21,7 +21,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 NAME = "ptb-tiny"
-BUILD_VERSION = 2  # v2 records a digest of every file
+BUILD_VERSION = 3  # v2 records a digest of every file; v3 decodes greedily (temperature 0)
 BUILD_INFO = "ptb_build.json"
 EOS = "<|endoftext|>"
 CORPUS_DIR = Path("/usr/share/common-licenses")
@@ -154,6 +154,8 @@ def build(dest: Path) -> None:
     model = Qwen3ForCausalLM(config)
     model.generation_config.pad_token_id = eos_id
     model.save_pretrained(dest, safe_serialization=True)
+    gen = dest / "generation_config.json"  # greedy by its own config (evaluated once); written
+    gen.write_text(json.dumps({**json.loads(gen.read_text()), "temperature": 0.0}, indent=2))
     tokenizer.save_pretrained(dest)
     files = _digests(dest)
     info = {"name": NAME, "build_version": BUILD_VERSION, "files": files, "arch": ARCH}

@@ -20,6 +20,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 from posttrainbench.errors import EvaluationError, PtbError
+from posttrainbench.records import EvalMetrics
 from posttrainbench.results.layout import EvalPaths
 
 EXIT_CODES = {"fatal": 2, "pathology": 3, "infrastructure": 4}
@@ -33,6 +34,13 @@ def report_error(exc: PtbError) -> int:
     if isinstance(exc, EvaluationError) and exc.kind:
         return EXIT_CODES.get(exc.kind, 1)
     return EXIT_CODES.get(classify(exc), 1)
+
+
+def seeds_line(m: EvalMetrics) -> str:
+    """'3 seeds (seed 7 failed)': how many seeds the score averages."""
+    failed = [str(s.seed) for s in m.seeds if s.score is None]
+    scored = len(m.seeds) - len(failed)
+    return f"{scored} seeds" + (f" (seed {', '.join(failed)} failed)" if failed else "")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -50,7 +58,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--log-dir", type=Path, default=Path("eval_logs"))
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--max-tokens", type=int, default=None, help="default: the benchmark's")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="the run seed; evaluation seeds derive")
+    p.add_argument(
+        "--suite", default=None, help="protocol version whose seed policy applies (ptb-v1.2)"
+    )
+    p.add_argument(
+        "--seeds", type=int, default=None, help="evaluate N seeds (default: the suite's rule)"
+    )
     p.add_argument("--judge-model", default=None, help="judged benchmarks: an inspect model")
     p.add_argument("--judge-base-url", default=None, help="OpenAI-compatible judge endpoint")
     p.add_argument("--backend", default="hf", help="hf or vllm")
@@ -79,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size,
             max_tokens=args.max_tokens,
             seed=args.seed,
+            suite=args.suite,
+            seeds=args.seeds,
             judge_model=args.judge_model,
             judge_base_url=args.judge_base_url,
             backend=args.backend,
@@ -89,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{m.benchmark}/{m.split}: {m.metric} {m.score:.4f} on {m.n_samples} samples"
         + (f" ({m.n_failed} failed)" if m.n_failed else "")
+        + (f", mean of {seeds_line(m)}" if len(m.seeds) > 1 else "")
     )
     print(f"metrics: {EvalPaths(args.log_dir).metrics}")
     return 0

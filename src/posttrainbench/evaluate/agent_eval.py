@@ -1,10 +1,11 @@
 """The agent's evaluate.py: generate in the sandbox, score through the harness's scoring service.
 
 The workspace's `eval_data/` holds the test items' inputs only. On such a split this runs the
-benchmark's own task with the harness's generation code (backend, chat template, decoding,
-`--limit` selection) but no scorer, then posts each sample's output to the scoring service
-(`PTB_SCORING_URL`, token in `PTB_SCORING_TOKEN`), which scores it with the benchmark's real
-scorer where the targets are, and writes what it answered to `<log-dir>/metrics.json` and
+benchmark's own task with the harness's generation code (backend, chat template, the model's
+own sampling, `--limit` selection, the suite's evaluation seeds: `--suite`, `--seeds N` to
+limit the count for a quick look) but no scorer, then posts each sample's output to the scoring
+service (`PTB_SCORING_URL`, token in `PTB_SCORING_TOKEN`), which scores it with the benchmark's
+real scorer where the targets are, and writes what it answered to `<log-dir>/metrics.json` and
 `<log-dir>/items.json`. Splits whose answers the agent may see (the embedded benchmark's public
 dev split) are evaluated locally, as before, by `posttrainbench.evaluate.__main__`.
 """
@@ -33,7 +34,9 @@ def inputs_only(split: str) -> bool:
     return exported is not None and (Path(exported) / f"{split}.jsonl").is_file()
 
 
-def generate(args: Any, limit: int | None) -> tuple[Any, int | None]:
+def generate(
+    args: Any, limit: int | None, seed: int, choice_seed: int | None, sampling: Any
+) -> tuple[Any, int | None]:
     """The benchmark's task on the exported inputs, generation only: (inspect log, max_tokens)."""
     from posttrainbench.catalog import BENCHMARKS
     from posttrainbench.errors import EvaluationError
@@ -45,7 +48,9 @@ def generate(args: Any, limit: int | None) -> tuple[Any, int | None]:
         split=args.split,
         limit=limit,
         max_tokens=args.max_tokens,
-        seed=args.seed,
+        seed=seed,
+        choice_seed=choice_seed,
+        sampling=sampling,
         judge_model=HARNESS_JUDGE if info.judged else None,  # never called: no scorer here
     )
     task = make_task(info.implementation(), opts)
@@ -53,9 +58,9 @@ def generate(args: Any, limit: int | None) -> tuple[Any, int | None]:
     req = model_request(
         info, args.model_path, template_family=args.template_family,
         tokenizer_dir=getattr(args, "tokenizer_path", None),  # as the harness's evaluation
-        batch_size=args.batch_size, base_url=args.base_url,
+        batch_size=args.batch_size, base_url=args.base_url, sampling=sampling,
     )  # fmt: skip
-    log = run_task(task, req, args.backend, args.log_dir)
+    log = run_task(task, req.model_copy(update={"seed": seed}), args.backend, args.log_dir)
     if log.status != "success":
         detail = log.error.message if log.error else f"status {log.status}"
         raise EvaluationError(f"generation on {args.benchmark}/{args.split} failed: {detail}")
@@ -97,18 +102,48 @@ def post(body: dict[str, Any]) -> ScoringReply:
 
 
 def evaluate_remote(args: Any, limit: int | None) -> ScoringReply:
+    """Generate and have the service score once per evaluation seed, by the harness's rule
+    (the suite's seed policy, the model's own sampling; `--seeds` overrides the count); the
+    reply returned is the last seed's, metrics.json holds the mean and every seed."""
     from posttrainbench.catalog import BENCHMARKS
-    from posttrainbench.records import EvalMetrics
+    from posttrainbench.catalog.suites import suite as suite_named
+    from posttrainbench.evaluate.generation import model_sampling
+    from posttrainbench.evaluate.run import evaluation_seeds
+    from posttrainbench.records import EvalMetrics, SeedScore
     from posttrainbench.results.layout import EvalPaths
     from posttrainbench.results.store import write_json
 
     started = time.monotonic()
-    log, max_tokens = generate(args, limit)
-    completions = [
-        {"id": s.id, "epoch": s.epoch, "output": s.output.model_dump(mode="json")}
-        for s in log.samples or []
-    ]
-    reply = post({"split": args.split, "limit": limit, "completions": completions})
+    chosen = suite_named(args.suite)
+    policy = chosen.seed_policy(args.benchmark)
+    sampling = model_sampling(args.model_path)
+    count = args.seeds or policy.seeds_for(greedy=sampling.greedy)
+    seeds: list[SeedScore] = []
+    items: list[dict[str, Any]] = []
+    reply: ScoringReply | None = None
+    max_tokens: int | None = None
+    for value in evaluation_seeds(args.seed, count):
+        choice_seed = value if policy.shuffles_choices else None
+        log, max_tokens = generate(args, limit, value, choice_seed, sampling)
+        completions = [
+            {"id": s.id, "epoch": s.epoch, "output": s.output.model_dump(mode="json")}
+            for s in log.samples or []
+        ]
+        reply = post(
+            {"split": args.split, "limit": limit, "choice_seed": choice_seed,
+             "completions": completions}
+        )  # fmt: skip
+        seeds.append(
+            SeedScore(
+                seed=value,
+                score=reply.score,
+                n_samples=reply.n_items,
+                n_failed=reply.n_failed,
+                log_file=str(log.location),
+            )
+        )
+        items += [{"seed": value, **i.model_dump(mode="json")} for i in reply.items]
+    assert reply is not None
     info = BENCHMARKS.get(args.benchmark)
     write_json(
         EvalPaths(args.log_dir).metrics,
@@ -117,22 +152,24 @@ def evaluate_remote(args: Any, limit: int | None) -> ScoringReply:
             benchmark_version=info.version,
             split=args.split,
             metric=reply.metric,
-            score=reply.score,
+            score=sum(s.score or 0.0 for s in seeds) / len(seeds),
             n_samples=reply.n_items,
-            n_failed=reply.n_failed,
+            n_failed=sum(s.n_failed for s in seeds),
             model_path=str(args.model_path),
-            log_file=str(log.location),
+            log_file=seeds[0].log_file,
             params={"limit": limit, "batch_size": args.batch_size, "scored_by": "harness"},
             backend=args.backend,
             template_family=args.template_family,
             max_tokens=max_tokens,
             seed=args.seed,
+            suite=chosen.id,
+            sampling=sampling,
+            seeds=seeds,
             duration_s=round(time.monotonic() - started, 2),
         ),
     )
-    items = [i.model_dump(mode="json") for i in reply.items]
     (args.log_dir / ITEMS_FILE).write_text(json.dumps(items, indent=1) + "\n")
-    return reply
+    return reply.model_copy(update={"score": sum(s.score or 0.0 for s in seeds) / len(seeds)})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         return report_error(exc)
     print(
         f"{reply.benchmark}/{reply.split}: {reply.metric} {reply.score:.4f} on {reply.n_items} "
-        "samples (scored by the harness)"
+        "samples (scored by the harness; the mean over the evaluation seeds in metrics.json)"
         + (f" ({reply.n_failed} failed)" if reply.n_failed else "")
     )
     print(f"per item: {args.log_dir / ITEMS_FILE}")

@@ -32,7 +32,7 @@ class ModelRequest(BaseModel):
     tools: bool = False
     batch_size: int = 64
     base_url: str | None = None
-    sampling: SamplingDefaults | None = None  # the model's own (evaluate/generation.py); None: greedy
+    sampling: SamplingDefaults | None = None  # the model's own (generation.py); None: greedy
     seed: int | None = None  # the evaluation seed: seeds the hf sampler
 
 

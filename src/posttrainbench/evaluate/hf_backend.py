@@ -158,13 +158,15 @@ def sampling_fields(s: SamplingDefaults | None) -> dict[str, float | int]:
     temperature, top_p and top_k also travel in each request's GenerateConfig)."""
     if s is None or s.greedy:
         return {}
-    return {
+    fields: dict[str, float | int] = {
         "temperature": s.temperature,
         "top_p": s.top_p,
         "top_k": s.top_k,  # 0: no top-k in transformers as in vLLM
-        "min_p": s.min_p,
         "repetition_penalty": s.repetition_penalty,
     }
+    if s.min_p > 0:
+        fields["min_p"] = s.min_p
+    return fields
 
 
 def neutral_generation_config(tokenizer: Any, stop_tokens: list[str]) -> Any:

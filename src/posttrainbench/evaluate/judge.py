@@ -5,8 +5,9 @@ endpoint (`--judge-base-url`). Replies are cached on disk by content — judge m
 settings and the exact prompt — under `<cache>/judgments/`, so re-scoring costs nothing and a
 judgment never changes under a rerun. An unparsable reply or a failed call is retried; after the
 last attempt the judgment is a recorded failure that the scorer counts (never dropped from the
-denominator). Every call's tokens and cost (the relay's price table) are tallied per sample and
-reported in the score metadata under "judge" (summed into metrics.json by the evaluation).
+denominator); how it counts is the benchmark's rule. A prompt may come with a system turn
+(Arena-Hard sends one). Every call's tokens and cost (the relay's price table) are tallied per
+sample and reported in the score metadata under "judge" (summed into metrics.json).
 """
 
 from __future__ import annotations
@@ -68,8 +69,10 @@ class Judge:
             self.cache_dir = load_settings().cache_dir / "judgments"
         self._model: Any = None
 
-    def key(self, prompt: str) -> str:
+    def key(self, prompt: str, system: str | None = None) -> str:
         parts: list[Any] = [self.model, self.settings, prompt]
+        if system is not None:
+            parts.append({"system": system})
         blob = json.dumps([*parts, self.draw] if self.draw else parts, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -108,9 +111,16 @@ class Judge:
             )
         return self._model
 
-    async def ask(self, prompt: str, parse: Callable[[str], T | None], tally: Tally) -> Judgment[T]:
-        """The parsed judgment of `prompt`: from the cache, else asked up to `attempts` times."""
-        key = self.key(prompt)
+    async def ask(
+        self,
+        prompt: str,
+        parse: Callable[[str], T | None],
+        tally: Tally,
+        system: str | None = None,
+    ) -> Judgment[T]:
+        """The parsed judgment of `prompt` (the user turn, after `system` when given): from the
+        cache, else asked up to `attempts` times."""
+        key = self.key(prompt, system)
         reply = self._cached(key)
         if reply is not None:
             value = parse(reply)
@@ -120,7 +130,7 @@ class Judge:
         error = None
         for attempt in range(1, self.attempts + 1):
             try:
-                output = await self._get_model().generate(prompt)
+                output = await self._get_model().generate(_messages(prompt, system))
             except Exception as exc:  # an outage or refusal: retried, then counted
                 error = f"{type(exc).__name__}: {str(exc)[:200]}"
                 tally.calls += 1
@@ -154,3 +164,11 @@ class Judge:
                 )
             )
             tally.cost_usd = round((tally.cost_usd or 0.0) + float(cost), 6)
+
+
+def _messages(prompt: str, system: str | None) -> Any:
+    if system is None:
+        return prompt
+    from inspect_ai.model import ChatMessageSystem, ChatMessageUser
+
+    return [ChatMessageSystem(content=system), ChatMessageUser(content=prompt)]

@@ -5,7 +5,9 @@ a hang or an out-of-memory there becomes an `EvaluationError`, never a dead harn
 Failures walk the benchmark's max-token ladder: a model pathology (OOM, runaway generation,
 exit 3) steps down to the next, shorter max_tokens; an infrastructure failure (exit 4) or an
 unexplained crash retries the same step until its attempts are used; bad input (exit 2) and the
-overall time limit stop at once. Every attempt is recorded in metrics.json.
+overall time limit stop at once. Every attempt is recorded in metrics.json. One attempt
+evaluates every seed of the run's suite (`--suite`): the first seed's failure is the attempt's,
+a later seed's is recorded in metrics.json and left out of the mean (evaluate/run.py).
 
 Evaluating a collected final_model, the harness passes the base model's folder (`tokenizer_dir`:
 text is tokenised with the base's tokenizer) and collect's record (`collected`, written beside the
@@ -51,6 +53,7 @@ class EvalOptions(BaseModel):
     judge_model: str | None = None
     judge_base_url: str | None = None
     seed: int = 0
+    suite: str | None = None  # whose seed policy applies; None: the default suite
     limit: int | None = None
     max_tokens: int | None = None  # one fixed length instead of the benchmark's ladder
     split: str = "test"
@@ -81,6 +84,7 @@ def command(
     ]  # fmt: skip
     for flag, value in (
         ("--template-family", family),
+        ("--suite", opts.suite),
         ("--limit", opts.limit),
         ("--base-url", opts.base_url),
         ("--judge-model", opts.judge_model),

@@ -14,6 +14,7 @@ log and metrics.json into the output folder and returns the metrics. A failure r
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,7 +26,13 @@ from posttrainbench.errors import ConfigError, DataUnavailableError, EvaluationE
 from posttrainbench.evaluate.answer_check import code_isolation
 from posttrainbench.evaluate.backends import BACKENDS, ModelRequest
 from posttrainbench.evaluate.chat_templates import family, template_path
-from posttrainbench.records import CollectOutcome, EvalMetrics, JudgeUsage
+from posttrainbench.records import (
+    CollectOutcome,
+    EvalMetrics,
+    JudgeUsage,
+    SamplingDefaults,
+    SeedScore,
+)
 from posttrainbench.results.layout import EvalPaths
 from posttrainbench.results.store import write_json
 
@@ -124,10 +131,13 @@ def model_request(
     tokenizer_dir: Path | None,
     batch_size: int,
     base_url: str | None,
+    sampling: SamplingDefaults | None = None,
 ) -> ModelRequest:
-    """What the backend serves: the model with its family's template and stop tokens."""
+    """What the backend serves: the model with its family's template and stop tokens, sampling
+    as `sampling` (greedy where None)."""
     return ModelRequest(
         model_dir=model_dir,
+        sampling=sampling,
         template_file=template_path(template_family, tools=info.tools) if template_family else None,
         stop_tokens=family(template_family).stop if template_family else (),
         tokenizer_dir=tokenizer_dir,
@@ -144,6 +154,10 @@ def run_task(task: Any, req: ModelRequest, backend: str, log_dir: Path) -> Any:
 
     served = BACKENDS.get(backend).model(req)
     log_dir.mkdir(parents=True, exist_ok=True)
+    if req.seed is not None:  # inspect reuses a loaded model: its sampler restarts here
+        from transformers import set_seed
+
+        set_seed(req.seed)
     try:
         return inspect_eval(
             task,
@@ -166,6 +180,14 @@ def run_task(task: Any, req: ModelRequest, backend: str, log_dir: Path) -> Any:
         ) from exc
 
 
+def evaluation_seeds(run_seed: int, count: int) -> list[int]:
+    """The evaluation seeds of a run: its own seed first (one seed: the run's, as before
+    suites), then seeds derived from it, so runs with other seeds draw other evaluation seeds."""
+    from posttrainbench.evaluate.benchmarks.base import sample_seed
+
+    return [run_seed] + [sample_seed(run_seed, "evaluation-seed", i) for i in range(1, count)]
+
+
 def evaluate_model(
     model_dir: Path,
     benchmark: str,
@@ -179,51 +201,71 @@ def evaluate_model(
     batch_size: int = 64,
     max_tokens: int | None = None,
     seed: int = 0,
+    suite: str | None = None,
+    seeds: int | None = None,
     judge_model: str | None = None,
     judge_base_url: str | None = None,
     backend: str = "hf",
     base_url: str | None = None,
 ) -> EvalMetrics:
+    """Evaluate once per evaluation seed of the suite's policy for this benchmark (`seeds`
+    overrides the count); the score is the mean over the seeds that scored. The first seed's
+    failure raises (the ladder reruns the whole evaluation); a later seed's failure is recorded
+    in metrics.json and left out of the mean."""
+    from posttrainbench.catalog.suites import suite as suite_named
     from posttrainbench.evaluate.benchmarks.base import TaskOptions, make_task
+    from posttrainbench.evaluate.generation import model_sampling
 
     if collected is not None:
         check_collected(model_dir, collected)
     info = BENCHMARKS.get(benchmark)
-    opts = TaskOptions(
-        split=split,
-        limit=limit,
-        max_tokens=max_tokens,
-        seed=seed,
-        judge_model=judge_model,
-        judge_base_url=judge_base_url,
-    )
-    task = make_task(info.implementation(), opts)
+    chosen = suite_named(suite)
+    policy = chosen.seed_policy(benchmark)
+    sampling = model_sampling(model_dir)
+    count = seeds or policy.seeds_for(greedy=sampling.greedy)
     started = time.monotonic()
     req = model_request(
         info, model_dir, template_family=template_family, tokenizer_dir=tokenizer_dir,
-        batch_size=batch_size, base_url=base_url,
+        batch_size=batch_size, base_url=base_url, sampling=sampling,
     )  # fmt: skip
-    log = run_task(task, req, backend, out_dir)
-    if log.status != "success" or not log.results or not log.results.scores:
-        detail = log.error.message if log.error else f"status {log.status}"
-        kind = classify(RuntimeError(detail))
-        raise EvaluationError(
-            f"evaluation of {model_dir} on {benchmark}/{split} failed: {detail}", kind=kind
+    scores: list[SeedScore] = []
+    logs: list[Any] = []
+    task_max_tokens: int | None = None
+    for number, value in enumerate(evaluation_seeds(seed, count)):
+        opts = TaskOptions(
+            split=split,
+            limit=limit,
+            max_tokens=max_tokens,
+            seed=value,
+            choice_seed=value if policy.shuffles_choices else None,
+            sampling=sampling,
+            judge_model=judge_model,
+            judge_base_url=judge_base_url,
         )
-    score = read_metric(log.results.scores[0].metrics, info.metric, benchmark)
-    samples = log.samples or []
+        task = make_task(info.implementation(), opts)
+        task_max_tokens = task.config.max_tokens
+        try:
+            log = run_task(task, req.model_copy(update={"seed": value}), backend, out_dir)
+            scores.append(seed_score(log, info, value, judge_model))
+        except PtbError as exc:
+            if number == 0:
+                raise
+            scores.append(SeedScore(seed=value, error=str(exc).splitlines()[0][:300]))
+            continue
+        logs.append(log)
+    scored = [s for s in scores if s.score is not None]
+    samples = [sample for log in logs for sample in (log.samples or [])]
     judge = judge_usage(samples, judge_model)
-    errored = sum(1 for s in samples if s.error)
     metrics = EvalMetrics(
         benchmark=benchmark,
         benchmark_version=info.version,
         split=split,
         metric=info.metric,
-        score=score,
-        n_samples=log.results.completed_samples,
-        n_failed=errored + (judge.failed if judge else 0),
+        score=math.fsum(s.score or 0.0 for s in scored) / len(scored),
+        n_samples=scored[0].n_samples,
+        n_failed=sum(s.n_failed for s in scored),
         model_path=str(model_dir),
-        log_file=str(log.location),
+        log_file=scored[0].log_file,
         params={
             "limit": limit,
             "batch_size": batch_size,
@@ -236,9 +278,12 @@ def evaluate_model(
         },
         backend=backend,
         template_family=template_family,
-        decoding=decoding_of(info, task.config.max_tokens),
-        max_tokens=task.config.max_tokens,
+        decoding=decoding_of(sampling, task_max_tokens),
+        max_tokens=task_max_tokens,
         seed=seed,
+        suite=chosen.id,
+        sampling=sampling,
+        seeds=scores,
         datasets=dataset_labels(info),
         judge=judge,
         duration_s=round(time.monotonic() - started, 2),
@@ -247,13 +292,31 @@ def evaluate_model(
     return metrics
 
 
-def decoding_of(info: BenchmarkInfo, max_tokens: int | None) -> dict[str, float | int | None]:
-    d = info.decoding
+def seed_score(log: Any, info: BenchmarkInfo, seed: int, judge_model: str | None) -> SeedScore:
+    """One seed's result from its inspect log; a failed log raises EvaluationError."""
+    if log.status != "success" or not log.results or not log.results.scores:
+        detail = log.error.message if log.error else f"status {log.status}"
+        kind = classify(RuntimeError(detail))
+        raise EvaluationError(f"evaluation on {info.id} (seed {seed}) failed: {detail}", kind=kind)
+    samples = log.samples or []
+    judge = judge_usage(samples, judge_model)
+    return SeedScore(
+        seed=seed,
+        score=read_metric(log.results.scores[0].metrics, info.metric, info.id),
+        n_samples=log.results.completed_samples,
+        n_failed=sum(1 for s in samples if s.error) + (judge.failed if judge else 0),
+        log_file=str(log.location),
+    )
+
+
+def decoding_of(s: SamplingDefaults, max_tokens: int | None) -> dict[str, float | int | None]:
+    """The sampling parameters every request carried."""
     return {
-        "temperature": d.temperature,
-        "top_p": d.top_p,
-        "top_k": d.top_k,
-        "epochs": d.epochs,
+        "temperature": s.temperature,
+        "top_p": s.top_p,
+        "top_k": s.top_k,
+        "min_p": s.min_p,
+        "repetition_penalty": s.repetition_penalty,
         "max_tokens": max_tokens,
     }
 

@@ -60,6 +60,8 @@ class ScoringRequest(BaseModel):
 
     split: str = "test"
     limit: int | None = Field(default=None, ge=0)
+    # the evaluation seed that ordered the choices the agent generated on (GPQA under ptb-v1.2)
+    choice_seed: int | None = None
     completions: list[Completion]
 
 
@@ -132,6 +134,7 @@ def score_job(job: ScoringJob) -> ScoringReply:
         split=req.split,
         limit=req.limit or None,
         seed=job.seed,
+        choice_seed=req.choice_seed,
         judge_model=job.judge_model,
         judge_base_url=job.judge_base_url,
     )

@@ -1,7 +1,8 @@
 """Reports over run records: leaderboard tables (md, csv, json, terminal).
 
 `build_leaderboard` scans a results dir; a run.json that cannot be read is listed in the board
-as unreadable, with the one-line reason, instead of breaking the report.
+as unreadable, with the one-line reason, instead of breaking the report. The board is one
+suite's: the one named, else the one the runs follow (runs of several suites are refused).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ def _relative(path: Path, root: Path) -> str:
     return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
-def build_leaderboard(results: Path) -> Leaderboard:
-    """The leaderboard over every run below `results` (raises only if it is no directory)."""
+def build_leaderboard(results: Path, suite: str | None = None) -> Leaderboard:
+    """The leaderboard over every run below `results`, for `suite` (default: the one its runs
+    follow); raises if it is no directory, or its runs mix suites and none is named."""
     records: list[RunRecord] = []
     unreadable: list[UnreadableRun] = []
     for path, loaded in scan_all(results):
@@ -30,7 +32,7 @@ def build_leaderboard(results: Path) -> Leaderboard:
     from posttrainbench.config import load_settings
 
     table, measured = baselines.table(load_settings().baselines_dir)
-    board = scoring.leaderboard(records, table, unreadable)
+    board = scoring.leaderboard(records, table, unreadable, scoring.pick_suite(records, suite))
     board.baselines = (
         f"published PostTrainBench table; measured here: {', '.join(measured)}"
         if measured

@@ -268,7 +268,9 @@ def monitor_chart(monitor_csv: Path) -> str | None:
 
 
 def board_figures(board: Leaderboard, records: list[RunRecord]) -> dict[str, Figure]:
-    """The leaderboard's figures by file name: average, heatmap-<section>-<row>, score-vs-*."""
+    """The leaderboard's figures by file name: average, heatmap-<section>-<row>, score-vs-*
+    (over the runs of the board's suite)."""
+    records = board_suite_records(board, records)
     figures: dict[str, Figure] = {"average": _draw(lambda: _average_figure(board, None))}
     for s_index, section in enumerate(board.sections):
         for r_index, row in enumerate(section.rows):
@@ -277,6 +279,11 @@ def board_figures(board: Leaderboard, records: list[RunRecord]) -> dict[str, Fig
     figures["score-vs-time"] = _draw(lambda: _scatter_figure(records, "time"))
     figures["score-vs-cost"] = _draw(lambda: _scatter_figure(records, "cost"))
     return figures
+
+
+def board_suite_records(board: Leaderboard, records: Iterable[RunRecord]) -> list[RunRecord]:
+    """The records of the board's suite (a board never mixes suites)."""
+    return [r for r in records if board.suite is None or r.spec.suite == board.suite]
 
 
 def board_records(results: Path) -> list[RunRecord]:

@@ -137,6 +137,7 @@ def _header(record: RunRecord) -> str:
         ("isolation", _isolation(spec.sandbox)),
         ("base model", spec.base_model),
         ("benchmark", spec.benchmark),
+        ("suite", spec.suite),
         ("seed", spec.seed),
         ("sweep", spec.sweep),
         ("score", score),

@@ -105,6 +105,7 @@ def _spec(record: RunRecord, run_dir: Path) -> Table:
             ("agent cmd", spec.agent_cmd),
             ("base model", spec.base_model),
             ("benchmark", spec.benchmark),
+            ("suite", spec.suite),
             ("budget", format_duration(spec.budget_s)),
             ("sandbox", _sandbox(spec.sandbox)),
             ("seed", str(spec.seed)),
@@ -296,7 +297,20 @@ def render_run(record: RunRecord, run_dir: Path) -> RenderableType:
 def _how(m: EvalMetrics) -> str:
     step = f", ladder step {m.ladder_step} of {len(m.attempts)} attempt(s)" if m.attempts else ""
     family = m.template_family or "model's own"
-    return f"{m.backend}, template {family}, max_tokens {m.max_tokens}{step}, seed {m.seed}"
+    seeds = (
+        f", mean of {len([x for x in m.seeds if x.score is not None])} seeds"
+        if len(m.seeds) > 1
+        else ""
+    )
+    sampling = (
+        f", {'greedy' if m.sampling.greedy else f'temperature {m.sampling.temperature:g}'}"
+        if m.sampling
+        else ""
+    )
+    return (
+        f"{m.backend}, template {family}, max_tokens {m.max_tokens}{step}, seed {m.seed}"
+        f"{seeds}{sampling}"
+    )
 
 
 def _judge(j: JudgeUsage) -> str:

@@ -257,7 +257,12 @@ def _runs_table(board: Leaderboard, hrefs: dict[str, str]) -> str:
 
 def _left_out(board: Leaderboard, hrefs: dict[str, str]) -> str:
     parts = []
-    for title, runs in (("failed", board.failed), ("in progress", board.in_progress)):
+    left_out = (
+        ("failed", board.failed),
+        ("in progress", board.in_progress),
+        ("other suite", board.other_suite),
+    )
+    for title, runs in left_out:
         if runs:
             items = "".join(
                 f"<li>{_link(hrefs.get(r.run_id), r.run_id)} ({esc(r.label)}, {esc(r.base_model)},"
@@ -300,16 +305,21 @@ def _plots(board: Leaderboard, records: list[RunRecord], plot_files: bool) -> st
 
 
 def render_index(
-    results: Path, entries: dict[str, RunEntry] | None = None, *, plot_files: bool = False
+    results: Path,
+    entries: dict[str, RunEntry] | None = None,
+    *,
+    plot_files: bool = False,
+    suite: str | None = None,
 ) -> str:
-    """The leaderboard page over `results`; `plot_files`: link the figures under plots/."""
-    board = build_leaderboard(results)
+    """The leaderboard page over `results` for `suite` (default: the one its runs follow);
+    `plot_files`: link the figures under plots/."""
+    board = build_leaderboard(results, suite)
     entries = scan_entries(results) if entries is None else entries
     hrefs = _hrefs(entries)
-    records = [e.record for e in entries.values()]
+    records = plots.board_suite_records(board, (e.record for e in entries.values()))
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     body = [
-        "<h1>PostTrainBench leaderboard</h1>",
+        f"<h1>PostTrainBench leaderboard · suite {esc(board.suite or '?')}</h1>",
         f"<p class='muted'>{esc(results)} · {len(entries)} runs · built {stamp}"
         f"{' · baselines: ' + esc(board.baselines) if board.baselines else ''}</p>",
         _filters(board),
@@ -327,17 +337,20 @@ def render_index(
     return document("PostTrainBench leaderboard", "".join(body), css=INDEX_CSS, js=INDEX_JS)
 
 
-def write_site(results: Path, out_dir: Path) -> Path:
-    """Write index.html, runs/<sweep>__<run_id>.html and plots/ under out_dir; returns the index."""
+def write_site(results: Path, out_dir: Path, suite: str | None = None) -> Path:
+    """Write index.html, runs/<sweep>__<run_id>.html and plots/ under out_dir for `suite`
+    (default: the one the runs follow); returns the index."""
     if not results.is_dir():
         raise ResultsDirError(f"{results} is not a directory", "pass the results dir of a sweep")
+    board = build_leaderboard(results, suite)  # first: runs of several suites are refused here
     entries = scan_entries(results)
     runs_dir = out_dir / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
     for key, entry in entries.items():
         page = render_run_page(entry.run_dir, index_href="../index.html")
         (runs_dir / f"{key}.html").write_text(page, encoding="utf-8")
-    plots.save_plots(build_leaderboard(results), results, out_dir / "plots")
+    plots.save_plots(board, results, out_dir / "plots")
     index = out_dir / "index.html"
-    index.write_text(render_index(results, entries, plot_files=True), encoding="utf-8")
+    page = render_index(results, entries, plot_files=True, suite=board.suite)
+    index.write_text(page, encoding="utf-8")
     return index

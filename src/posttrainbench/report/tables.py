@@ -3,7 +3,8 @@
 Every renderer shows each section (its weighting and weights), rows whose `average` is None as
 "—", a benchmark value that includes a fallback cell marked `*`, and — below the tables, or as
 trailing rows in CSV — the missing cells, the fallback cells with their cause and reason, and
-the runs left out of the board (unreadable, failed, in progress / interrupted) with why. A row
+the runs left out of the board (unreadable, failed, in progress / interrupted, another suite)
+with why. Titles name the board's suite. A row
 whose sandbox does not isolate the agent (`host`) says so in its `isolated` column and in a note:
 its agent could have read the harness's keys and forged its records.
 """
@@ -89,8 +90,9 @@ def _header(section: LeaderboardSection) -> list[str]:
     return ["agent", "average", *section.benchmarks, "runs", "fallbacks", "LLM $/run", "isolated"]
 
 
-def _title(section: LeaderboardSection) -> str:
-    return f"Leaderboard, {section.weighting} weighting (percent)"
+def _title(board: Leaderboard, section: LeaderboardSection) -> str:
+    suite = f"suite {board.suite}, " if board.suite else ""
+    return f"Leaderboard, {suite}{section.weighting} weighting (percent)"
 
 
 def _weights_line(section: LeaderboardSection) -> str:
@@ -152,6 +154,10 @@ def _board_notes(board: Leaderboard) -> list[tuple[str, list[str]]]:
         ),
         ("Failed runs (no outcome, not counted):", [_left_out(r) for r in board.failed]),
         ("In progress / interrupted (not counted):", [_left_out(r) for r in board.in_progress]),
+        (
+            f"Other suite (not counted on the {board.suite} board):",
+            [_left_out(r) for r in board.other_suite],
+        ),
         ("Baselines (fallbacks and weights):", [board.baselines] if board.baselines else []),
     ]
     return [(head, items) for head, items in notes if items]
@@ -172,7 +178,7 @@ def to_markdown(board: Leaderboard) -> str:
     lines: list[str] = []
     for section in board.sections:
         head = _header(section)
-        lines += [f"## {_title(section)}", ""]
+        lines += [f"## {_title(board, section)}", ""]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for row in section.rows:
             lines.append("| " + " | ".join(_md_cell(c) for c in _cells(row, section)) + " |")
@@ -180,20 +186,22 @@ def to_markdown(board: Leaderboard) -> str:
         lines += _md_notes(_section_notes(section))
         lines.append("")
     if not board.sections:
-        lines += ["No scored runs.", ""]
+        lines += [f"No scored runs.{f' Suite: {board.suite}.' if board.suite else ''}", ""]
     lines += _md_notes(_board_notes(board))
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n") + "\n"
 
 
 def to_csv(board: Leaderboard) -> str:
-    """One line per row of each section (`section` is its weighting), then one line per run
-    left out (`section` unreadable, failed or in_progress; `note` says why)."""
+    """One line per row of each section (`section` is its weighting, `suite` the board's), then
+    one line per run left out (`section` unreadable, failed, in_progress or other_suite; `note`
+    says why)."""
     benches = sorted({b for s in board.sections for b in s.benchmarks})
     buf = io.StringIO()
     w = csv.writer(buf)
     counts = ["complete_seeds", "n_seeds", "n_runs", *FALLBACK_SOURCES, "missing_cells"]
     llm = ["llm_calls", "input_tokens", "cached_tokens", "output_tokens", "llm_cost_usd"]
-    head = ["section", "agent", "average", "std", *counts, *benches, *llm, "sandbox", "isolated"]
+    head = ["suite", "section", "agent", "average", "std", *counts, *benches, *llm, "sandbox",
+            "isolated"]  # fmt: skip
     w.writerow([*head, "note"])
     for s in board.sections:
         for r in s.rows:
@@ -208,14 +216,19 @@ def to_csv(board: Leaderboard) -> str:
                 else [""] * len(llm)
             )
             isolated = isolation(r.config).split(" ")[0]
-            row = [s.weighting, r.label, avg, std, *n, len(r.missing), *scores, *used]
+            row = [board.suite, s.weighting, r.label, avg, std, *n, len(r.missing), *scores, *used]
             w.writerow([*row, r.config.sandbox, isolated, ""])
-    blank = [""] * (len(head) - 2)
+    blank = [""] * (len(head) - 3)
     for u in board.unreadable:
-        w.writerow(["unreadable", u.path, *blank, _one_line(u.reason)])
-    for kind, runs in (("failed", board.failed), ("in_progress", board.in_progress)):
+        w.writerow([board.suite, "unreadable", u.path, *blank, _one_line(u.reason)])
+    left_out = (
+        ("failed", board.failed),
+        ("in_progress", board.in_progress),
+        ("other_suite", board.other_suite),
+    )
+    for kind, runs in left_out:
         for run in runs:
-            w.writerow([kind, run.label, *blank, _left_out(run)])
+            w.writerow([run.suite or board.suite, kind, run.label, *blank, _left_out(run)])
     return buf.getvalue()
 
 
@@ -236,7 +249,7 @@ def to_rich(board: Leaderboard) -> RenderableType:
     """A table per section, its missing and fallback cells, then the runs left out (footer)."""
     parts: list[RenderableType] = []
     for section in board.sections:
-        table = Table(title=_title(section), caption=Text(_weights_line(section)))
+        table = Table(title=_title(board, section), caption=Text(_weights_line(section)))
         for col in _header(section):
             table.add_column(col, justify="left" if col == "agent" else "right")
         for row in section.rows:
@@ -245,7 +258,7 @@ def to_rich(board: Leaderboard) -> RenderableType:
         if notes := _section_notes(section):
             parts.append(_rich_notes(notes))
     if not board.sections:
-        parts.append(Text("No scored runs."))
+        parts.append(Text(f"No scored runs.{f' Suite: {board.suite}.' if board.suite else ''}"))
     if notes := _board_notes(board):
         parts.append(_rich_notes(notes))
     return Group(*parts)

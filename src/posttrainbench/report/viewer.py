@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from posttrainbench.errors import ConfigError, ResultsDirError
+from posttrainbench.errors import ConfigError, PtbError, ResultsDirError
 from posttrainbench.report import build_leaderboard, plots
 from posttrainbench.report.run_page import render_run_page
 from posttrainbench.report.site import render_index, scan_entries
@@ -138,6 +138,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._route(head)
         except ResultsDirError as exc:
             self._send(HTTPStatus.NOT_FOUND, f"{exc}\n".encode(), "text/plain; charset=utf-8", head)
+        except PtbError as exc:  # e.g. runs of several suites: the one line says so
+            self._send(HTTPStatus.CONFLICT, f"{exc}\n".encode(), "text/plain; charset=utf-8", head)
         except Exception:
             log.exception("ptb view: %s failed", self.path)
             self._send(HTTPStatus.INTERNAL_SERVER_ERROR, b"internal error\n", "text/plain", head)

@@ -7,9 +7,10 @@ workspace/, frozen/ or agent/home/. `verify_bundle` extracts it streaming, withi
 per file, file count, and a decompression ratio; nothing beyond what MANIFEST.json declares is
 ever decompressed), refusing anything that could land outside the work dir (absolute paths, `..`,
 links, devices, sparse files); checks every checksum; refuses a flagged run and one evaluated with
-other than the canonical options (full test split, the benchmark's decoding and max-token ladder,
-the base model's template, the verifier's judge endpoint — never the bundle's); and re-evaluates
-final_model with the pristine grader on those options: "verified" when the score matches.
+other than the canonical options (full test split, the run's suite, the benchmark's max-token
+ladder, the base model's template, the verifier's judge endpoint — never the bundle's); and
+re-evaluates final_model with the pristine grader on those options: "verified" when the score
+matches.
 """
 
 from __future__ import annotations
@@ -355,9 +356,10 @@ class JudgeChoice(Record):
     base_url: str | None = None
 
 
-def deviations(record: RunRecord, judge: JudgeChoice) -> list[str]:
+def deviations(record: RunRecord, judge: JudgeChoice, model_dir: Path | None = None) -> list[str]:
     """Every evaluation option the run recorded differently from the canonical one: the full
-    test split, the benchmark's decoding and max-token ladder, the base model's template, and
+    test split, the run's suite (its seeds), the benchmark's max-token ladder, the sampling the
+    bundled model's own generation config gives (`model_dir`), the base model's template, and
     the verifier's judge."""
     spec, m = record.spec, record.metrics
     assert m is not None
@@ -378,10 +380,15 @@ def deviations(record: RunRecord, judge: JudgeChoice) -> list[str]:
     ladder = [step.max_tokens for step in info.max_tokens]
     if m.max_tokens not in ladder:
         differs("max_tokens", m.max_tokens, ladder)
-    canonical_decoding = info.decoding.model_dump()
-    for key, value in canonical_decoding.items():
-        if key in m.decoding and m.decoding[key] != value:
-            differs(f"decoding.{key}", m.decoding[key], value)
+    if m.suite is not None and m.suite != spec.suite:
+        differs("suite", m.suite, spec.suite)
+    if model_dir is not None and m.sampling is not None:
+        from posttrainbench.evaluate.generation import model_sampling
+        from posttrainbench.evaluate.run import decoding_of
+
+        for key, value in decoding_of(model_sampling(model_dir), m.max_tokens).items():
+            if key in m.decoding and m.decoding[key] != value:
+                differs(f"decoding.{key}", m.decoding[key], value)
     family = MODELS.get(spec.base_model).template_family
     if m.template_family != family:
         differs("template", m.template_family, family)
@@ -429,6 +436,7 @@ def _reevaluate(
         "template_family": MODELS.get(spec.base_model).template_family,
         "max_tokens": metrics.max_tokens,  # one of the benchmark's ladder (deviations says)
         "seed": spec.seed,
+        "suite": spec.suite,
         "judge_model": judge.model or spec.judge_model,
         "judge_base_url": judge.base_url,
         "backend": spec.eval_backend,
@@ -507,7 +515,7 @@ def verify_bundle(
     if record.metrics is None:
         report.problems.append("no evaluated score bundled (a fallback run): nothing to re-score")
         return report
-    if found := deviations(record, judge):
+    if found := deviations(record, judge, RunPaths(root).final_model):
         report.verdict = "noncanonical"
         report.problems.append("evaluated with non-canonical options: " + ", ".join(found))
         return report

@@ -6,14 +6,17 @@
 - `aggregated_avg_<agent>.csv` (+ `aggregated_std_<agent>.csv`): mean (std) over seeds per cell;
 - `final_<agent>.csv`: one run per cell, failed cells already holding the base model's score,
   with `aggregated_<agent>.csv` marking those cells `ERR` or `not stored`;
-- `aggregated_baseline*.csv`: base and instruct model rows;
-- `single_metrics_aggregated.csv` (agent, avg, std, n): the site's own weighted averages.
+- `aggregated_baseline*.csv`: base and instruct model rows (v1.2's `data/v1.2/` has none: our
+  copy of v1.0's table is used, over the folder's benchmarks);
+- `single_metrics_aggregated.csv` (agent, avg, std, n): the site's own weighted averages;
+- `factors.json`, or `factors-<version>.json` beside or above a `<version>/` folder: its weights.
 
 Each agent's average is recomputed from its cells with `scoring.weights` (the paper weighting,
 from the folder's baseline table) and `scoring.weighted_average`; the site's number is kept next
-to it. `load_published` reads the copy shipped in `data/published/` (see its SOURCE.md);
-`with_published_rows` adds the agents to a leaderboard as rows labelled "<agent> (published)".
-An import of a folder is stored as `<results>/imported/<name>/published.json`.
+to it. A board belongs to the suite with its benchmarks. `load_published(suite)` reads the copy
+shipped in `data/published/<version>/` (see its SOURCE.md); `with_published_rows` adds the
+agents to a leaderboard as rows labelled "<agent> (published)". An import of a folder is stored
+as `<results>/imported/<name>/published.json`.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from typing import Literal
 from pydantic import Field
 
 from posttrainbench.catalog import MODELS
+from posttrainbench.catalog.suites import SUITES
+from posttrainbench.catalog.suites import suite as get_suite
 from posttrainbench.errors import ConfigError, ResultsDirError, UnknownNameError
 from posttrainbench.records import (
     AgentConfig,
@@ -114,6 +119,9 @@ class PublishedBoard(Versioned):
     """Published results of the reference harness, as imported."""
 
     source: PublishedSource
+    suite: str | None = Field(
+        default=None, description="The suite with exactly these benchmarks, if any."
+    )
     benchmarks: list[str]
     base_models: list[str] = Field(description="Repo names of the grid's base models.")
     weights: dict[str, float] = Field(description="Our paper weights of the benchmarks.")
@@ -258,6 +266,24 @@ def _data_folder(folder: Path) -> Path:
     return folder
 
 
+def _site_factors(folder: Path) -> Path | None:
+    """The site's weights: `factors.json` in the folder, else `factors-<folder name>.json` in
+    it or its parent (the website keeps `data/factors-v1.2.json` beside `data/v1.2/`)."""
+    for path in (
+        folder / "factors.json",
+        folder / f"factors-{folder.name}.json",
+        folder.parent / f"factors-{folder.name}.json",
+    ):
+        if path.is_file():
+            return path
+    return None
+
+
+def suite_of(benchmarks: list[str]) -> str | None:
+    """The suite whose benchmarks are exactly these, if one is."""
+    return next((s.id for _, s in SUITES if sorted(s.benchmarks) == sorted(benchmarks)), None)
+
+
 def _weights(table: BaselineTable, benchmarks: list[str], path: Path) -> dict[str, float]:
     w, kind = scoring.weights(table, benchmarks)
     if kind != "paper":
@@ -335,7 +361,8 @@ def import_reference(
             for m, row in means.items()
             for b, v in row.items()
         ]
-        known = by_site.get(agent)
+        # the site names "GLM_5.2" of the file names "GLM 5.2", but keeps "GPT-5.3-Codex_High"
+        known = by_site.get(agent) or by_site.get(agent.replace("_", " "))
         agents.append(
             PublishedAgent(
                 name=agent,
@@ -356,20 +383,18 @@ def import_reference(
     agents.sort(key=lambda a: (a.average is None, -(a.average or 0.0), a.name))
 
     site_weights = None
-    if (folder / "factors.json").is_file():
+    if (factors := _site_factors(folder)) is not None:
         try:
-            site_weights = {
-                str(k): float(v)
-                for k, v in json.loads((folder / "factors.json").read_text()).items()
-            }
+            site_weights = {str(k): float(v) for k, v in json.loads(factors.read_text()).items()}
         except (OSError, ValueError, AttributeError, TypeError) as exc:
-            raise _bad(folder / "factors.json", f"not a benchmark → weight object: {exc}") from exc
+            raise _bad(factors, f"not a benchmark → weight object: {exc}") from exc
 
     source = _source(folder)
     source.repo = repo or source.repo
     source.commit = commit or source.commit
     return PublishedBoard(
         source=source,
+        suite=suite_of(benchmarks),
         benchmarks=sorted(benchmarks),
         base_models=grid_models,
         weights=w,
@@ -380,9 +405,24 @@ def import_reference(
     )
 
 
-def load_published() -> PublishedBoard:
-    """The published results shipped with ptb (`data/published/`, see its SOURCE.md)."""
-    return import_reference(SHIPPED_DIR)
+def shipped_dir(suite: str | None = None) -> Path:
+    """The shipped copy of a suite's published tables: `data/published/v1.2/` for ptb-v1.2."""
+    return SHIPPED_DIR / get_suite(suite).id.removeprefix("ptb-")
+
+
+def load_published(suite: str | None = None) -> PublishedBoard:
+    """The published results of `suite` (default: the default suite) shipped with ptb
+    (`data/published/<version>/`, see its SOURCE.md)."""
+    return import_reference(shipped_dir(suite))
+
+
+def published_for(board: Leaderboard, results: Path) -> list[PublishedBoard]:
+    """The published boards to show next to `board`: those imported into `results` for its
+    suite, else the copy shipped for it."""
+    imported = [
+        p for p in load_imported(results) if (p.suite or suite_of(p.benchmarks)) == board.suite
+    ]
+    return imported or [load_published(board.suite)]
 
 
 # --- storing imports ----------------------------------------------------------------------------
@@ -442,7 +482,10 @@ def _cells(agent: PublishedAgent) -> list[LeaderboardCell]:
 def with_published_rows(board: Leaderboard, published: PublishedBoard) -> Leaderboard:
     """A copy of `board` with every published agent as a row "<agent> (published)" of its
     `paper` section (created if the board has none), scored over that section's grid and
-    weights — so a section over fewer benchmarks or other base models compares like with like."""
+    weights — so a section over fewer benchmarks or other base models compares like with like.
+    Raises ValueError if the two are of different suites."""
+    if board.suite and published.suite and board.suite != published.suite:
+        raise ValueError(f"published board of {published.suite} on a {board.suite} board")
     board = board.model_copy(deep=True)
     section = next((s for s in board.sections if s.weighting == "paper"), None)
     if section is None:

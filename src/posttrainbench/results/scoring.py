@@ -10,6 +10,10 @@ weights: those with a published gap (`paper`, weighted by inverse gap over the s
 without (the embedded ones, `uniform`), so a stray `arith` run never changes the official
 weights. One row per agent configuration (`AgentConfig`); a seed that lacks a cell of its
 section's grid gets no average, and the row lists the missing cells instead of renormalising.
+
+A board is built for one suite (`catalog.suites`): only that suite's official benchmarks are
+weighted, and runs of another suite are listed as left out, never mixed in (`pick_suite`
+refuses a mixed set of runs unless a suite is named).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from decimal import Decimal
 from typing import NamedTuple
 
 from posttrainbench.catalog import MODELS
+from posttrainbench.catalog.suites import DEFAULT_SUITE, Suite, suite, suites_with
+from posttrainbench.errors import ConfigError
 from posttrainbench.records import (
     FALLBACK_SOURCES,
     STAGES,
@@ -35,6 +41,7 @@ from posttrainbench.records import (
     LlmTotals,
     Outcome,
     RunRecord,
+    StageName,
     UnreadableRun,
     Weighting,
 )
@@ -143,6 +150,10 @@ def left_out(record: RunRecord) -> LeftOutRun:
             if stage
             else "every stage is done but no outcome was recorded"
         )
+    return _left_out_as(record, reason, stage)
+
+
+def _left_out_as(record: RunRecord, reason: str, stage: StageName | None = None) -> LeftOutRun:
     spec = record.spec
     return LeftOutRun(
         run_id=spec.run_id,
@@ -152,7 +163,34 @@ def left_out(record: RunRecord) -> LeftOutRun:
         seed=spec.seed,
         stage=stage,
         reason=reason,
+        suite=spec.suite,
     )
+
+
+def other_suite_reason(record: RunRecord, board: Suite) -> str | None:
+    """Why a run does not belong on `board`'s board: another suite, or an official benchmark
+    the suite leaves out; None if it belongs (embedded benchmarks belong to every suite)."""
+    spec = record.spec
+    if spec.suite != board.id:
+        return f"suite {spec.suite}, board {board.id}"
+    if suites_with(spec.benchmark) and spec.benchmark not in board.benchmarks:
+        return f"benchmark {spec.benchmark} is not in suite {board.id}"
+    return None
+
+
+def pick_suite(records: Iterable[RunRecord], name: str | None = None) -> Suite:
+    """The suite to build a board for: `name` if given, else the one suite the runs follow
+    (the default where there are none); runs of several suites without a name are refused."""
+    if name is not None:
+        return suite(name)
+    found = Counter(r.spec.suite for r in records)
+    if len(found) > 1:
+        runs = ", ".join(f"{s} ({n} runs)" for s, n in sorted(found.items()))
+        raise ConfigError(
+            f"the runs follow different suites: {runs}; a board never mixes suites",
+            f"pass --suite <id>, e.g. --suite {max(found, key=lambda s: (found[s], s))}",
+        )
+    return suite(next(iter(found), DEFAULT_SUITE))
 
 
 def _cell(record: RunRecord, outcome: Outcome) -> LeaderboardCell:
@@ -256,14 +294,24 @@ def _section(
 
 
 def leaderboard(
-    records: Iterable[RunRecord], table: BaselineTable, unreadable: Iterable[UnreadableRun] = ()
+    records: Iterable[RunRecord],
+    table: BaselineTable,
+    unreadable: Iterable[UnreadableRun] = (),
+    board_suite: Suite | None = None,
 ) -> Leaderboard:
-    """Sections per benchmark set, rows per agent configuration, and every run left out."""
+    """Sections per benchmark set, rows per agent configuration, and every run left out; the
+    board is `board_suite`'s (default: `pick_suite` of the records)."""
+    records = list(records)
+    board_suite = board_suite or pick_suite(records)
     scored: list[_Scored] = []
     failed: list[LeftOutRun] = []
     in_progress: list[LeftOutRun] = []
+    other: list[LeftOutRun] = []
     keys: dict[tuple[object, ...], tuple[AgentConfig, str]] = {}
     for r in records:
+        if (why := other_suite_reason(r, board_suite)) is not None:
+            other.append(_left_out_as(r, why))
+            continue
         if r.outcome is None:
             (failed if r.failed_stage else in_progress).append(left_out(r))
             continue
@@ -280,5 +328,10 @@ def leaderboard(
         runs = [run for run in scored if run.record.spec.benchmark in bs]
         sections.append(_section(kind, WEIGHTINGS[kind](table, bs), runs, labels))
     return Leaderboard(
-        sections=sections, unreadable=list(unreadable), failed=failed, in_progress=in_progress
+        suite=board_suite.id,
+        sections=sections,
+        unreadable=list(unreadable),
+        failed=failed,
+        in_progress=in_progress,
+        other_suite=other,
     )

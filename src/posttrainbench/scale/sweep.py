@@ -1,8 +1,10 @@
 """Sweeps: a sweep file (TOML or YAML) — agents × base models × benchmarks × seeds, with the run
 options and the executor — expanded deterministically into `RunSpec`s with stable run ids, so
-that running the same file again finds the same run directories.
+that running the same file again finds the same run directories. Every run of a sweep follows
+its `suite`; an official benchmark the suite leaves out is refused before anything is created.
 
     name = "qwen-math"
+    suite = "ptb-v1.2"          # the protocol version (default); "ptb-v1.0" for the paper's
     base_models = ["Qwen/Qwen3-1.7B-Base"]
     benchmarks = ["gsm8k", "aime2025"]
     seeds = [0, 1, 2]
@@ -32,6 +34,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from posttrainbench.catalog.suites import DEFAULT_SUITE, suite_for_run
+from posttrainbench.catalog.suites import suite as get_suite
 from posttrainbench.config import Settings
 from posttrainbench.errors import ConfigError
 from posttrainbench.records import (
@@ -65,6 +69,7 @@ class SweepSpec(BaseModel):
     agents: list[AgentEntry]
     base_models: list[str]
     benchmarks: list[str]
+    suite: str = DEFAULT_SUITE
     seeds: list[int] = [0]
     budget_s: int = Field(gt=0, alias="budget")
     sandbox: str | None = None  # None: the default (bwrap; refused where it cannot isolate)
@@ -87,6 +92,9 @@ class SweepSpec(BaseModel):
 
     def expand(self) -> list[RunSpec]:
         """Every run of the grid, in a fixed order, each with its stable id."""
+        suite = get_suite(self.suite).id  # unknown ids: one line with a suggestion
+        for b in self.benchmarks:
+            suite_for_run(suite, b)
         sandbox = self.sandbox or default_sandbox()
         grid = itertools.product(self.agents, self.base_models, self.benchmarks, self.seeds)
         specs = []
@@ -103,6 +111,7 @@ class SweepSpec(BaseModel):
                 api_provider=a.api_provider,
                 base_model=m,
                 benchmark=b,
+                suite=suite,
                 budget_s=self.budget_s,
                 sandbox=sandbox,
                 seed=seed,
@@ -121,12 +130,19 @@ class SweepSpec(BaseModel):
 
 
 def stable_run_id(spec: RunSpec) -> str:
-    """Readable and the same for the same cell of the same configuration, whenever expanded."""
+    """Readable and the same for the same cell of the same configuration and suite, whenever
+    expanded. Runs from before suites followed ptb-v1.0, whose ids leave the suite out, so
+    such a sweep still finds its runs (as a v1.0 sweep)."""
     config: AgentConfig = spec.agent_config
-    key = json.dumps(
-        [config.model_dump(mode="json"), spec.base_model, spec.benchmark, spec.seed],
-        sort_keys=True,
-    )
+    cell: list[object] = [
+        config.model_dump(mode="json"),
+        spec.base_model,
+        spec.benchmark,
+        spec.seed,
+    ]
+    if spec.suite != "ptb-v1.0":
+        cell.append(spec.suite)
+    key = json.dumps(cell, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:8]
     model = spec.base_model.rsplit("/", 1)[-1]
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{spec.agent}-{model}-{spec.benchmark}")

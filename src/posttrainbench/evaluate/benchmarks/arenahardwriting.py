@@ -5,9 +5,11 @@ Data (pinned files in the data cache): arena-hard-auto v2.0 `question.jsonl` (th
 prompt is two games — baseline as A then as B — judged with the arena-hard creative-writing judge
 prompt; verdicts `[[A>>B]]`… are read with the published regexes; a strong verdict counts three
 battles, and the score is the candidate's mean over all battles, as the reference computes it.
-Answers are post-processed as the reference does (a leading `<think>…</think>` removed,
-runaway repetitions collapsed to five). Fixed here: a game whose judgment stays unparsable after
-the judge's retries counts as a lost battle and is reported (`judge.failed`), never dropped.
+The judge gets the creative-writing system prompt as a system turn and the filled template as
+the user turn, as the reference sends them. Answers are post-processed as the reference does
+(evaluate/benchmarks/postprocess.py). Fixed here (DEVIATIONS.md): an unparsable verdict is asked
+again, and a game whose judgment still fails counts as a lost battle and is reported
+(`judge.failed`), never dropped.
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from posttrainbench.evaluate.benchmarks.base import Benchmark, TaskOptions, seeded_generate
+from posttrainbench.evaluate.benchmarks.postprocess import clean_answer
 
 if TYPE_CHECKING:
     from inspect_ai import Task
     from inspect_ai.dataset import Sample
 
 CATEGORY = "creative_writing"
-MAX_REPEATS = 5
+JUDGE_ATTEMPTS = 3  # the reference's API_MAX_RETRY for this judge
+JUDGE_SETTINGS = {"reasoning_effort": "medium", "max_tokens": 49152}  # as the reference asks
 WEIGHT = 3  # battles per strong verdict
 PATTERNS = (re.compile(r"\[\[([AB<>=]+)\]\]"), re.compile(r"\[([AB<>=]+)\]"))
 # candidate's battles when the candidate is B (game 1); game 2 swaps A and B
@@ -88,27 +92,6 @@ def battles(game1: str | None, game2: str | None) -> list[float]:
     return out
 
 
-def limit_repetitions(text: str, max_reps: int = MAX_REPEATS) -> str:
-    """Collapse runs of more than `max_reps` identical lines or repeated substrings."""
-    lines, out = text.split("\n"), list[str]()
-    for line in lines:
-        if len(out) >= max_reps and all(x == line for x in out[-max_reps:]):
-            continue
-        out.append(line)
-    text = "\n".join(out)
-    for lo, hi in ((3, 30), (30, 60), (60, 120), (120, 250), (250, 500)):
-        pattern = re.compile(rf"(.{{{lo},{hi}}}?)\1{{{max_reps},}}", re.DOTALL)
-        text = pattern.sub(lambda m: m.group(1) * max_reps, text)
-    return text
-
-
-def clean_answer(text: str) -> str:
-    text = text.strip()
-    if text.startswith("<think>") and "</think>" in text:
-        text = text.split("</think>", 1)[1].strip()
-    return limit_repetitions(text)
-
-
 class ArenaHardWriting(Benchmark):
     def samples(self, split: str) -> list[Sample]:
         from inspect_ai.dataset import Sample
@@ -147,7 +130,8 @@ class ArenaHardWriting(Benchmark):
         judge = Judge(
             require_judge(opts.judge_model, self.info.id),
             base_url=opts.judge_base_url,
-            settings={"reasoning_effort": "medium"},
+            settings=dict(JUDGE_SETTINGS),
+            attempts=JUDGE_ATTEMPTS,
         )
         return Task(
             name="arenahardwriting",
@@ -173,8 +157,8 @@ def pairwise(judge: Any) -> Any:
             tally = Tally(model=judge.model)
             games = []
             for a, b in ((baseline, candidate), (candidate, baseline)):
-                prompt = f"{SYSTEM}\n\n{TEMPLATE.format(question=question, a=a, b=b)}"
-                games.append(await judge.ask(prompt, verdict, tally))
+                prompt = TEMPLATE.format(question=question, a=a, b=b)
+                games.append(await judge.ask(prompt, verdict, tally, system=SYSTEM))
             got = battles(games[0].value, games[1].value)
             return Score(
                 value=sum(got) / len(got),

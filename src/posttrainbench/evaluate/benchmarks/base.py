@@ -2,8 +2,9 @@
 
 A `Benchmark` turns its upstream data into inspect-ai `Sample`s (`samples`) and builds the task
 from a selection of them (`build`). `make_task` does the rest the same way for every benchmark:
-it picks the items (`--limit`, a seeded shuffle where the catalog says so), fixes the decoding
-parameters and the ladder's max_tokens, and names the task with its version.
+it picks the items (`--limit`, a seeded shuffle where the catalog says so), sets the sampling
+(the model's own, evaluate/generation.py) and the ladder's max_tokens, and names the task with
+its version.
 
 Inside a sandbox the agent's evaluate.py has no hub cache: it reads the items the harness
 exported into the workspace (`PTB_EVAL_DATA_DIR/<split>.jsonl`, written by `export`). What is
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict
 
 from posttrainbench.errors import DataUnavailableError
+from posttrainbench.records import SamplingDefaults
 
 if TYPE_CHECKING:
     from inspect_ai import Task
@@ -47,7 +49,11 @@ class TaskOptions(BaseModel):
     split: str = "test"
     limit: int | None = None
     max_tokens: int | None = None  # the ladder step's length; None: the benchmark's first step
-    seed: int = 0  # the run seed: per-sample seeds and choice shuffles derive from it
+    seed: int = 0  # the evaluation seed: per-sample seeds derive from it
+    # where the suite's seed also shuffles the answer choices (GPQA under ptb-v1.2): the seed
+    choice_seed: int | None = None
+    # the model's own sampling (evaluate/generation.py); None: greedy (scripted and judge tasks)
+    sampling: SamplingDefaults | None = None
     judge_model: str | None = None  # an inspect model name, e.g. openai/gpt-5-mini
     judge_base_url: str | None = None
 
@@ -174,29 +180,48 @@ def select(samples: list[Sample], limit: int | None, shuffle: bool) -> list[Samp
     return samples[:limit]
 
 
+GREEDY = SamplingDefaults(source="none", temperature=0.0, greedy=True)
+
+
+def check_count(bench: Benchmark, split: str, n: int) -> None:
+    """The full test set (before --limit) has the size the catalog declares, or nothing runs."""
+    info = bench.info
+    if split != "test" or info.n_items is None or n == info.n_items:
+        return
+    source = ", ".join(src.label for src in info.sources) or info.id
+    raise DataUnavailableError(
+        f"{info.id}: {source} gave {n} test items, the catalog declares {info.n_items}",
+        "the cached data is incomplete or changed upstream: delete it and prefetch again",
+    )
+
+
 def make_task(bench: Benchmark, opts: TaskOptions) -> Task:
-    """The benchmark's task for these options, decoding fixed by the catalog."""
+    """The benchmark's task for these options, sampling from `opts.sampling` (greedy if None)."""
     from inspect_ai.model import GenerateConfig
+
+    from posttrainbench.evaluate.generation import request_extras
 
     info = bench.info
     if opts.split not in info.splits:
         raise DataUnavailableError(
             f"{info.id} has no split {opts.split!r}", f"splits: {', '.join(info.splits)}"
         )
-    chosen = select(load_samples(bench, opts.split), opts.limit, info.shuffle_limit)
+    loaded = load_samples(bench, opts.split)
+    check_count(bench, opts.split, len(loaded))
+    chosen = select(loaded, opts.limit, info.shuffle_limit)
     if not chosen:
         raise DataUnavailableError(f"{info.id}/{opts.split} has no items")
     task = bench.build(chosen, opts)
-    d = info.decoding
+    s = opts.sampling or GREEDY
     task.config = task.config.merge(
         GenerateConfig(
             max_tokens=opts.max_tokens or info.max_tokens[0].max_tokens,
-            temperature=d.temperature,  # sent even when 0: a server's default samples
-            top_p=d.top_p,
-            top_k=d.top_k,
+            temperature=s.temperature,  # always sent: a running server's defaults do not apply
+            top_p=s.top_p,
+            top_k=s.top_k or None,
+            extra_body=request_extras(s) or None,
         )
     )
-    task.epochs = d.epochs
     task.version = info.version
     return task
 

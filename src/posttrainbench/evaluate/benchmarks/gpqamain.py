@@ -4,8 +4,10 @@ Data: HF `Idavidrein/gpqa` (gated), config `gpqa_main` (`gpqa_main.csv`: `Questi
 Answer`, `Incorrect Answer 1..3`, `Record ID`). The raw file lists the correct answer first; the
 four choices are shuffled with a seed derived from the item's record id, so the exam is the
 same on every build and the right letter is spread over A–D (the reference shuffled unseeded,
-so scores moved between identical runs). Prompt as in OpenAI's simple-evals; the answer is read
-by inspect's `multiple_choice` rule (evaluate/answers.py): no `ANSWER: X` line, no credit.
+so scores moved between identical runs). Where the suite's seed also shuffles the choices
+(ptb-v1.2), `TaskOptions.choice_seed` reorders them per evaluation seed (seed 0: the fixed
+order). Prompt as in OpenAI's simple-evals; the answer is read by inspect's `multiple_choice`
+rule (evaluate/answers.py): no `ANSWER: X` line, no credit.
 """
 
 from __future__ import annotations
@@ -33,12 +35,40 @@ PROMPT = (
 )
 
 
-def shuffled(record_id: str, correct: str, wrong: list[str]) -> tuple[list[str], str]:
-    """The four choices in this item's fixed order, and the letter of the correct one."""
-    choices = [correct, *wrong]
+def order_of(record_id: str, seed: int = 0) -> list[int]:
+    """The item's choice order for this seed (seed 0: the fixed order of every build)."""
     order = list(range(4))
-    random.Random(sample_seed(0, f"gpqa:{record_id}")).shuffle(order)
+    random.Random(sample_seed(seed, f"gpqa:{record_id}")).shuffle(order)
+    return order
+
+
+def shuffled(
+    record_id: str, correct: str, wrong: list[str], seed: int = 0
+) -> tuple[list[str], str]:
+    """The four choices in this item's order for `seed`, and the letter of the correct one."""
+    choices = [correct, *wrong]
+    order = order_of(record_id, seed)
     return [choices[i] for i in order], LETTERS[order.index(0)]
+
+
+def reshuffled(sample: Sample, seed: int) -> Sample:
+    """The sample with its choices in the order of evaluation seed `seed` (v1.2: the seed also
+    shuffles the choices); works on exported inputs too (no target: none is set)."""
+    rid = str(sample.id).removeprefix("gpqa-")
+    current = list(sample.choices or [])
+    raw = [""] * 4
+    for k, i in enumerate(order_of(rid)):
+        raw[i] = current[k]
+    choices, letter = shuffled(rid, raw[0], raw[1:], seed)
+    listed = "\n".join(f"{LETTERS[k]}) {c}" for k, c in enumerate(choices))
+    question = str((sample.metadata or {}).get("question", ""))
+    return sample.model_copy(
+        update={
+            "input": PROMPT.format(question=question, choices=listed),
+            "choices": choices,
+            "target": letter if sample.target else sample.target,
+        }
+    )
 
 
 class GpqaMain(Benchmark):
@@ -85,6 +115,8 @@ class GpqaMain(Benchmark):
         from inspect_ai import Task
         from inspect_ai.dataset import MemoryDataset
 
+        if opts.choice_seed is not None:
+            samples = [reshuffled(s, opts.choice_seed) for s in samples]
         return Task(
             name="gpqamain",
             dataset=MemoryDataset(samples, name="gpqamain"),

