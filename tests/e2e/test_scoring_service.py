@@ -21,13 +21,13 @@ from tests.fixtures.judged_data import write_arena
 from tests.fixtures.math_data import _revision, gsm8k_rows
 from tests.fixtures.models import build_family_model
 
-N_TEST = 4
+N_TEST = 1319  # the catalog's count: a shorter test split is refused at load
 # Split in two here: this file is readable inside the sandbox (the harness's own checkout).
 MARKER = "Zorblat-worked-" + "solution"
 
 
 def _answer(i: int) -> str:
-    return str(86753091 * 100 + 7919 * i)
+    return str(739182650000 + 7919 * i)  # 12 digits: no installed file holds one
 
 
 def _test_rows() -> list[dict[str, str]]:
@@ -73,7 +73,7 @@ def _search_cmd() -> str:
 def test_agent_finds_no_target_but_gets_a_harness_score(ptb: PtbRunner, tmp_path: Path) -> None:
     hf = tmp_path / "hf"
     with hf_home(hf):
-        build_family_model(hf, "qwen3")
+        build_family_model(hf, "qwen3", ends_turn_at_once=True, sampling={"temperature": 0.0})
         write_snapshot(
             hf,
             "openai/gsm8k",
