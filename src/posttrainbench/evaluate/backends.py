@@ -33,7 +33,7 @@ class ModelRequest(BaseModel):
     batch_size: int = 64
     base_url: str | None = None
     sampling: SamplingDefaults | None = None  # the model's own (generation.py); None: greedy
-    seed: int | None = None  # the evaluation seed: seeds the hf sampler
+    seed: int | None = None  # the evaluation seed: run_task seeds the sampler with it
 
 
 class ModelSpec(BaseModel):
@@ -72,7 +72,6 @@ class HfBackend(EvalBackend):
             "batch_size": req.batch_size,
             "stop_tokens": list(req.stop_tokens),
             "sampling": hf_backend.sampling_fields(req.sampling),
-            "seed": req.seed,
             # as vLLM's chat endpoint: the template writes the BOS (Gemma), nothing is added
             "tokenizer_call_args": {"add_special_tokens": False},
         }

@@ -4,9 +4,10 @@ Registered with inspect as the model API `ptb-hf`. It loads like inspect's `hf` 
 (safetensors only, never remote code) and then replaces the model's generation config: sampling
 is only the allow-listed fields the harness read from the submitted `generation_config.json` as
 the reference's vLLM reads them (evaluate/generation.py; nothing else of the file applies), seeded
-by the evaluation seed, and generation stops at the template family's end-of-turn tokens.
-A multimodal checkpoint (gemma-3-4b-pt's `Gemma3ForConditionalGeneration`) loads through
-`AutoModelForImageTextToText` and generates from text alone.
+by the evaluation seed (run.run_task, before each evaluation), and generation stops at the
+template family's end-of-turn tokens. A multimodal checkpoint (gemma-3-4b-pt's
+`Gemma3ForConditionalGeneration`) loads through `AutoModelForImageTextToText` and generates
+from text alone.
 
 Prompts reach the template as vLLM's chat endpoint hands them over (the reference's engine):
 tools in the `{"type": "function", "function": {...}}` wrapper, assistant tool calls as OpenAI
@@ -58,12 +59,7 @@ class HarnessHuggingFace(HuggingFaceAPI):
     ) -> None:
         stop_tokens: list[str] = list(model_args.pop("stop_tokens", None) or [])
         sampling: dict[str, float | int] = dict(model_args.pop("sampling", None) or {})
-        seed = model_args.pop("seed", None)
         super().__init__(model_name, base_url, api_key, config, **model_args)
-        if seed is not None:
-            from transformers import set_seed
-
-            set_seed(int(seed))
         self.model.generation_config = neutral_generation_config(self.tokenizer, stop_tokens)
         for name, value in sampling.items():
             setattr(self.model.generation_config, name, value)

@@ -151,19 +151,21 @@ def run_task(task: Any, req: ModelRequest, backend: str, log_dir: Path) -> Any:
     """The inspect task run on the model as the backend serves it: its log. A model that
     cannot even be loaded is EvaluationError."""
     from inspect_ai import eval as inspect_eval
+    from inspect_ai.model import get_model
 
     served = BACKENDS.get(backend).model(req)
     log_dir.mkdir(parents=True, exist_ok=True)
-    if req.seed is not None:  # inspect reuses a loaded model: its sampler restarts here
-        from transformers import set_seed
-
-        set_seed(req.seed)
     try:
+        # loaded once per process (inspect memoizes it), then seeded: every seed's sampler
+        # starts from its seed, whether the model was just loaded or reused
+        model = get_model(served.name, base_url=served.base_url, **served.args)
+        if req.seed is not None:
+            from transformers import set_seed
+
+            set_seed(req.seed)
         return inspect_eval(
             task,
-            model=served.name,
-            model_args=served.args,
-            model_base_url=served.base_url,
+            model=model,
             log_dir=str(log_dir),
             display="none",
             max_connections=req.batch_size,
