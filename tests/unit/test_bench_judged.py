@@ -17,6 +17,7 @@ from posttrainbench.evaluate.benchmarks.healthbench import criteria_met, example
 from posttrainbench.evaluate.benchmarks.postprocess import clean_answer, limit_repetitions
 from posttrainbench.evaluate.judge import Judge, Tally
 from posttrainbench.evaluate.run import evaluate_model
+from posttrainbench.records import EvalMetrics
 from tests.fixtures.judge import FakeJudge
 from tests.fixtures.judged_data import (
     baseline_answers,
@@ -160,14 +161,18 @@ def _favour_candidate(body: str) -> str:
 _BASELINES = set(baseline_answers().values())
 
 
+def _judged(model: Path, benchmark: str, out: Path, limit: int, judge: FakeJudge) -> EvalMetrics:
+    """The tiny model evaluated on `limit` items, judged by the fake judge as gpt-5-mini."""
+    return evaluate_model(
+        model, benchmark, out, limit=limit, template_family="ptb-tiny", max_tokens=8,
+        judge_model="openai/gpt-5-mini", judge_base_url=f"{judge.url}/v1",
+    )  # fmt: skip
+
+
 def test_arena_end_to_end(tiny_model_dir: Path, tmp_path: Path, cache_dir: Path) -> None:
     write_arena(cache_dir)
     with FakeJudge(_favour_candidate) as server:
-        m = evaluate_model(
-            tiny_model_dir, "arenahardwriting", tmp_path / "eval", limit=2,
-            template_family="ptb-tiny", max_tokens=8, judge_model="openai/gpt-5-mini",
-            judge_base_url=f"{server.url}/v1",
-        )  # fmt: skip
+        m = _judged(tiny_model_dir, "arenahardwriting", tmp_path / "eval", 2, server)
     assert m.metric == "score" and m.score == 1.0 and m.n_samples == 2
     assert m.judge and m.judge.calls == 4 and m.judge.failed == 0 and m.judge.cost_usd
 
@@ -179,11 +184,7 @@ def test_healthbench_end_to_end(tiny_model_dir: Path, tmp_path: Path, cache_dir:
     assert len(samples) == 245
     assert "ideal_completion" not in impl.export(tmp_path / "export").read_text()
     with FakeJudge(lambda _: '{"explanation": "ok", "criteria_met": false}') as server:
-        m = evaluate_model(
-            tiny_model_dir, "healthbench", tmp_path / "eval", limit=2,
-            template_family="ptb-tiny", max_tokens=8, judge_model="openai/gpt-5-mini",
-            judge_base_url=f"{server.url}/v1",
-        )  # fmt: skip
+        m = _judged(tiny_model_dir, "healthbench", tmp_path / "eval", 2, server)
     assert m.score == 0.0 and m.n_samples == 2 and m.judge and m.judge.failed == 0
     assert m.judge.calls == server.calls() > 0
 
@@ -204,11 +205,7 @@ def test_healthbench_judge_failures_count_as_not_met(
     monkeypatch.setenv("PTB_CACHE", str(tmp_path / "cache"))
     write_healthbench(tmp_path / "cache")
     with FakeJudge(_met_unless_negative) as server:
-        m = evaluate_model(
-            tiny_model_dir, "healthbench", tmp_path / "eval", limit=3,
-            template_family="ptb-tiny", max_tokens=8, judge_model="openai/gpt-5-mini",
-            judge_base_url=f"{server.url}/v1",
-        )  # fmt: skip
+        m = _judged(tiny_model_dir, "healthbench", tmp_path / "eval", 3, server)
         asked_negative = [
             s for s in server.seen if re.search(r"# Rubric item\\n\[-", s.body.decode())
         ]

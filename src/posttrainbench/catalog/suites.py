@@ -81,6 +81,11 @@ class Suite(BaseModel):
     def seed_policy(self, benchmark: str) -> SeedPolicy:
         return self.seeds.get(benchmark, ONE_SEED)
 
+    def admits(self, benchmark: str) -> bool:
+        """Whether runs of `benchmark` belong to this suite: its own benchmarks and the
+        embedded ones (in no suite), never an official benchmark the suite leaves out."""
+        return benchmark in self.benchmarks or not suites_with(benchmark)
+
 
 FIVE_OR_GREEDY = SeedPolicy(count=5)
 
@@ -153,8 +158,8 @@ def suite_for_run(name: str | None, benchmark: str) -> Suite:
     """The suite a new run follows; refuses an official benchmark the suite leaves out (the
     embedded benchmarks are allowed in every suite)."""
     chosen = suite(name)
-    holders = suites_with(benchmark)
-    if holders and benchmark not in chosen.benchmarks:
+    if not chosen.admits(benchmark):
+        holders = suites_with(benchmark)
         raise ConfigError(
             f"benchmark {benchmark} is not in suite {chosen.id} ({', '.join(chosen.benchmarks)})",
             f'pass --suite {holders[0]} (in a sweep file: suite = "{holders[0]}")',

@@ -25,7 +25,7 @@ from decimal import Decimal
 from typing import NamedTuple
 
 from posttrainbench.catalog import MODELS
-from posttrainbench.catalog.suites import DEFAULT_SUITE, Suite, suite, suites_with
+from posttrainbench.catalog.suites import DEFAULT_SUITE, Suite, suite
 from posttrainbench.errors import ConfigError
 from posttrainbench.records import (
     FALLBACK_SOURCES,
@@ -173,7 +173,7 @@ def other_suite_reason(record: RunRecord, board: Suite) -> str | None:
     spec = record.spec
     if spec.suite != board.id:
         return f"suite {spec.suite}, board {board.id}"
-    if suites_with(spec.benchmark) and spec.benchmark not in board.benchmarks:
+    if not board.admits(spec.benchmark):
         return f"benchmark {spec.benchmark} is not in suite {board.id}"
     return None
 

@@ -34,7 +34,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from posttrainbench.catalog.suites import DEFAULT_SUITE, suite_for_run
+from posttrainbench.catalog.suites import DEFAULT_SUITE, V1_0, suite_for_run
 from posttrainbench.catalog.suites import suite as get_suite
 from posttrainbench.config import Settings
 from posttrainbench.errors import ConfigError
@@ -140,7 +140,7 @@ def stable_run_id(spec: RunSpec) -> str:
         spec.benchmark,
         spec.seed,
     ]
-    if spec.suite != "ptb-v1.0":
+    if spec.suite != V1_0.id:
         cell.append(spec.suite)
     key = json.dumps(cell, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:8]
