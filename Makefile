@@ -1,10 +1,20 @@
-# Two commands: `make demo` (set up, then run the embedded demo) and `make test` (set up, then
-# lint and run the test suite). Both create ./.venv on first use and reuse it afterwards.
+# Two commands: `make demo` (install bubblewrap and socat, set up, run the embedded demo) and
+# `make test` (install the system packages the suite needs, set up, lint, run the suite, then as
+# root the sandbox tests again as an unprivileged user). Both create ./.venv on first use and
+# reuse it afterwards.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ptb-installed
 
-.PHONY: setup demo test lint clean
+.PHONY: system system-demo setup demo test test-unprivileged lint clean
+
+# The system packages the suite (or the demo) needs: as root, apt-get installs what is missing;
+# otherwise it stops at once with the install command.
+system:
+	bash scripts/install-system.sh test
+
+system-demo:
+	bash scripts/install-system.sh demo
 
 setup: $(STAMP)
 
@@ -18,7 +28,7 @@ $(STAMP): pyproject.toml requirements-dev.txt requirements-data.txt
 	$(PY) -m pip install --quiet --no-deps -r requirements-data.txt
 	touch $@
 
-demo: setup
+demo: system-demo setup
 	$(VENV)/bin/ptb demo
 
 lint: setup
@@ -27,9 +37,15 @@ lint: setup
 	$(VENV)/bin/mypy src
 
 # pytest exits 5 when it collected no test: that is a failure here, not a pass.
-test: lint
-	$(PY) -m pytest; rc=$$?; \
+test: system lint
+	$(PY) -m pytest --durations=30; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
+	$(MAKE) --no-print-directory test-unprivileged
+
+# CI runs as root, where bwrap drops to a per-run uid; most users launch it through an
+# unprivileged user namespace instead. This runs the tests that launch bwrap that way too.
+test-unprivileged: setup
+	bash scripts/test-unprivileged.sh $(PY)
 
 clean:
 	rm -rf $(VENV) results

@@ -73,6 +73,14 @@ def ptb_env(cache_dir: Path) -> dict[str, str]:
     }
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """`@pytest.mark.needs(...)`: a missing component fails the test with its install hint."""
+    from tests.needs import require
+
+    for mark in item.iter_markers("needs"):
+        require(*mark.args)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Everything under tests/e2e is `e2e`: `pytest -m "not e2e"` is the fast suite."""
     for item in items:

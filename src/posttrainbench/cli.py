@@ -9,6 +9,7 @@ here holds logic that a library user would need.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import re
@@ -21,6 +22,7 @@ from types import FrameType
 from typing import Annotated, NoReturn
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
@@ -32,15 +34,19 @@ from posttrainbench import (
     cli_integrity,
     cli_published,
     cli_site,
+    offline,
     runner,
 )
 from posttrainbench.catalog import AGENTS, BENCHMARKS, MODELS
 from posttrainbench.catalog.suites import DEFAULT_SUITE, SUITES, suite_for_run
 from posttrainbench.catalog.suites import suite as suite_by_name
 from posttrainbench.config import Settings, load_settings
+from posttrainbench.embedded.demo_summary import gain_line
 from posttrainbench.errors import ConfigError, HarnessInterrupted, PtbError
+from posttrainbench.plain_errors import plain
 from posttrainbench.progress import StageProgress
 from posttrainbench.records import (
+    AGENT_NAME_PATTERN,
     MAX_BUDGET_S,
     STAGES,
     RunRecord,
@@ -56,10 +62,10 @@ from posttrainbench.report.run_view import render_run
 from posttrainbench.report.tables import RENDERERS, to_rich
 from posttrainbench.results.layout import check_sweep_name
 from posttrainbench.results.store import ensure_writable
-from posttrainbench.sandbox import SANDBOXES, default_sandbox
+from posttrainbench.sandbox import SANDBOXES, default_sandbox, default_sandbox_reason
 from posttrainbench.sandbox.egress import parse_allow_host
 from posttrainbench.sandbox.gpu import parse_gpu_list
-from posttrainbench.scale.sweep import IN_PROCESS, AgentEntry, SweepSpec
+from posttrainbench.scale.sweep import IN_PROCESS, AgentEntry, SweepSpec, bare_number
 
 APP_HELP = """\
 PostTrainBench: how well can an LLM agent post-train a base LLM on its own?
@@ -89,8 +95,8 @@ RUN_EPILOG = """\
 \b
 Examples:
   ptb run --agent recipe --base-model ptb-tiny --benchmark arith --budget 5m
-  ptb run --agent command --agent-cmd "python my_agent.py" --base-model ptb-tiny \\
-          --benchmark arith --budget 2h --pass-env WANDB_MODE
+  ptb run --agent command --agent-dir ./my_agent --agent-cmd "python /agent/my_agent.py" \\
+          --agent-name my-agent --base-model ptb-tiny --benchmark arith --budget 2h
   ptb run --resume results/adhoc/<run_id>      # after a crash, Ctrl-C or kill
 """
 
@@ -223,11 +229,35 @@ def _execute(run_dir: Path, settings: Settings, until: StageName | None = None) 
     return record
 
 
+def _resume(run_dir: Path, settings: Settings, until: StageName | None) -> None:
+    """Continue a run; one that has nothing left to do says so and exits 0, as the sweep jobs
+    that resume every run of a sweep expect."""
+    record = runner.load(run_dir)
+    wanted = STAGES[: STAGES.index(until) + 1] if until else STAGES
+    if all(record.stages[s].state == "done" for s in wanted):
+        score = f"; score {100 * record.outcome.score:.1f}" if record.outcome else ""
+        done = f"done through {until}" if until else "finished"
+        console.print(
+            f"run {record.spec.run_id} is already {done}{score}: nothing to resume "
+            f"(see: ptb show {run_dir})",
+            markup=False, highlight=False, soft_wrap=True,
+        )  # fmt: skip
+        return
+    _execute(run_dir, settings, until)
+
+
 def _summarise(record: RunRecord) -> None:
     agent = record.agent
     outcome = record.outcome
     if agent:
         console.print(f"  agent: {agent.exit_reason} after {format_duration(agent.wall_s or 0)}")
+        failure = agent.attempts[-1].failure if agent.attempts else None
+        if failure is not None:
+            console.print(f"  failure: {failure.kind}: {failure.message}", markup=False)
+            if failure.stderr_tail:
+                console.print(f"  stderr (last {len(failure.stderr_tail)} lines):", markup=False)
+                for line in failure.stderr_tail:
+                    console.print(f"    {line}", markup=False, highlight=False, soft_wrap=True)
         if agent.reprompts:
             console.print(f"  re-prompted: {agent.reprompts}x")
         if agent.api_usage:
@@ -260,10 +290,24 @@ def _run_spec(spec: RunSpec, settings: Settings, until: StageName | None = None)
 
 
 def _duration(option: str, text: str, example: str) -> int:
+    if bare_number(text):
+        n = text.strip()
+        raise ConfigError(
+            f"{option} {n}: a duration needs its unit", f"write {n}m, {n}h or {n}s (or 1h30m)"
+        )
     try:
         return parse_duration(text)
     except ValueError as exc:
         raise ConfigError(f"{option}: {exc}", f"e.g. {option} {example}") from None
+
+
+def _agent_name(name: str | None) -> str | None:
+    if name is not None and not re.match(AGENT_NAME_PATTERN, name):
+        raise ConfigError(
+            f"--agent-name {name!r} is not a usable label",
+            "use up to 64 letters, digits and . _ @ + : - (starting with a letter or digit)",
+        )
+    return name
 
 
 def _pass_env(names: list[str]) -> list[str]:
@@ -304,7 +348,24 @@ def run(
         typer.Option(
             metavar="CMD",
             help="Shell command that is the agent, for --agent command; runs with bash in the "
-            "run's workspace/.",
+            "run's workspace/ (its working directory). Its script is checked before the run "
+            "starts.",
+        ),
+    ] = None,
+    agent_dir: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR",
+            help="Your agent's files, for --agent command: copied into the run (hashed) and "
+            "shown read-only at /agent in the sandbox ($PTB_AGENT_DIR in every sandbox).",
+        ),
+    ] = None,
+    agent_name: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="Label of this configuration in reports and on the board (default: the "
+            "agent's name).",
         ),
     ] = None,
     agent_model: Annotated[
@@ -478,7 +539,7 @@ def run(
     settings = load_settings(results)
     stop: StageName | None = until.value if until else None  # type: ignore[assignment]
     if resume is not None:
-        _execute(resume.resolve(), settings, stop)
+        _resume(resume.resolve(), settings, stop)
         return
     if not agent or not base_model or not benchmark:
         missing = [n for n, v in (("--agent", agent), ("--base-model", base_model),
@@ -499,6 +560,8 @@ def run(
         agent=AGENTS.get(agent).name,
         agent_model=agent_model,
         agent_cmd=agent_cmd,
+        agent_name=_agent_name(agent_name),
+        agent_dir=str(agent_dir.resolve()) if agent_dir else None,
         agent_effort=agent_effort,
         continue_prompts=continue_prompts,
         continue_min_s=_duration("--continue-min", continue_min, "10m"),
@@ -540,6 +603,8 @@ def demo(
     Needs no GPU, no API key and no network: the tiny base model is built locally the first
     time, and recipe really fine-tunes it, so its score beats noop's.
     """
+    if minutes <= 0:
+        raise ConfigError(f"--minutes {minutes:g} is not a budget", "e.g. --minutes 2")
     settings = load_settings(results)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     sweep = SweepSpec(
@@ -551,6 +616,7 @@ def demo(
         suite=suite_by_name(suite).id,
     )
     runs = sweep.expand()  # first: refused here if no sandbox can isolate
+    console.print("sandbox: {} ({})".format(*default_sandbox_reason()), markup=False)
     ensure_writable(settings.results_dir / sweep.name)
     with console.status("building the embedded base model ptb-tiny (first time only)"):
         path = MODELS.get("ptb-tiny").locate(settings.models_dir)
@@ -558,6 +624,8 @@ def demo(
     IN_PROCESS.get("sequential")(runs, settings, _run_spec)
     board = build_leaderboard(settings.results_dir / sweep.name)
     out.print(to_rich(board))
+    if gain := gain_line(settings.results_dir / sweep.name):
+        out.print(gain, markup=False, highlight=False)
     out.print(f"results: {settings.results_dir / sweep.name}", markup=False)
 
 
@@ -678,6 +746,11 @@ SWEEP_EPILOG = """Example sweep file (TOML; YAML works too):
   [[agents]]
   agent = "claude-code"
   agent_model = "claude-sonnet-4-5"
+  [[agents]]
+  agent = "command"
+  agent_name = "my-agent"
+  agent_dir = "my_agent"  # relative to this file; read-only at /agent
+  agent_cmd = "python /agent/my_agent.py"
   [executor]
   kind = "local"        # or slurm, ray, htcondor
   slots = 4
@@ -700,6 +773,14 @@ def sweep_run(
             "and evaluate later); running the sweep again without it carries on."
         ),
     ] = None,
+    retry_failed: Annotated[
+        bool,
+        typer.Option(
+            "--retry-failed",
+            help="Also try again, once, the runs that failed for a cause no retry fixes by "
+            "itself (a configuration or a refused key): after you fixed it.",
+        ),
+    ] = False,
 ) -> None:
     """Run every run of the sweep that is not done yet; run it again to resume.
 
@@ -717,17 +798,31 @@ def sweep_run(
     delay = (
         0 if retry_delay.strip() in ("0", "0s") else _duration("--retry-delay", retry_delay, "30s")
     )
-    console.print(f"sweep {spec.name}: {settings.results_dir / spec.name}", highlight=False)
     stop: StageName | None = until.value if until else None  # type: ignore[assignment]
-    states = run_sweep(spec, settings, lambda msg: console.print(escape(msg)), delay, stop)
+    states = run_sweep(
+        spec, settings, lambda msg: console.print(escape(msg)), delay, stop, retry_failed
+    )
     out.print(render(sweep_status(settings.results_dir / spec.name)))
+    failed = sum(state == "failed" for state, _ in states.values())
+    if failed:
+        console.print(
+            f"{failed} run(s) failed for a cause no retry fixes by itself (see ptb sweep status); "
+            f"once fixed, try them again: ptb sweep run {file} --retry-failed",
+            markup=False, highlight=False, soft_wrap=True,
+        )  # fmt: skip
     if any(state != "done" for state, _ in states.values()):
         sys.exit(1)
 
 
 @sweep_app.command("status")
 def sweep_status_cmd(
-    directory: Annotated[Path, typer.Argument(metavar="SWEEP_DIR")],
+    directory: Annotated[
+        Path,
+        typer.Argument(
+            metavar="SWEEP_DIR|SWEEP_FILE",
+            help="The sweep's folder, or its sweep file (found under $PTB_RESULTS or ./results).",
+        ),
+    ],
     watch: Annotated[
         bool, typer.Option("--watch", help="Refresh every few seconds until Ctrl-C.")
     ] = False,
@@ -739,7 +834,10 @@ def sweep_status_cmd(
     from rich.live import Live
 
     from posttrainbench.scale.status import render, sweep_status
+    from posttrainbench.scale.sweep import load_sweep_file
 
+    if directory.is_file() and directory.suffix in (".toml", ".yaml", ".yml"):  # the sweep file
+        directory = load_settings().results_dir / load_sweep_file(directory).name
     if as_json:
         out.print(sweep_status(directory).model_dump_json(indent=2), markup=False)
         return
@@ -848,7 +946,14 @@ def list_(
             out.print(f"{name:10} {s.published}{default}: {s.description}", markup=False)
     else:
         for name, cls in SANDBOXES:
-            out.print(f"{name:10} {cls.capabilities}", markup=False)
+            c = cls.capabilities
+            limits = ", ".join(c.limits) or "none"
+            out.print(
+                f"{name:10} isolation: {'yes' if c.isolation else 'no':3}  network policy: "
+                f"{'yes' if c.network_policy else 'no':3}  GPUs: {'yes' if c.gpu else 'no':3}  "
+                f"limits: {limits}",
+                markup=False,
+            )
 
 
 # --- errors, signals and exit codes -------------------------------------------------------------
@@ -867,10 +972,14 @@ def _usage_error(exc: ClickException) -> NoReturn:
     if isinstance(exc, NoArgsIsHelpError):  # no command: the help, then why it is an error
         out.print(exc.format_message(), markup=False, highlight=False)
         _fail("missing command", f"see '{command} --help'", 2)
-    message = " ".join(exc.format_message().split())
+    message = " ".join(exc.format_message().split()).replace("Value error, ", "")
     if message[:1].isupper() and message[1:2].islower():
         message = message[0].lower() + message[1:]
-    _fail(message, f"see '{command} --help'", exc.exit_code)
+    hint = f"see '{command} --help'"
+    if given := re.search(r"'([^']*)' is not one of (.*)", message):
+        match = difflib.get_close_matches(given[1], re.findall(r"'([^']*)'", given[2]), n=1)
+        hint = f"did you mean {match[0]!r}? {hint}" if match else hint
+    _fail(message, hint, exc.exit_code)
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
@@ -902,6 +1011,7 @@ def main() -> None:
     )
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
+    offline.hub_offline()  # ptb's own hub reads are local; `ptb data prefetch` turns it back
     try:
         # Typer turns a KeyboardInterrupt in a command into a returned 130; the handler above
         # remembers which signal it was.
@@ -917,6 +1027,13 @@ def main() -> None:
     except KeyboardInterrupt as exc:
         signum = exc.signum if isinstance(exc, HarnessInterrupted) else signal.SIGINT
         _interrupted(_interrupted_by or signum)
+    except ValidationError as exc:  # a value no option check caught, refused by a record
+        _fail(plain(exc), "see 'ptb --help' for the option's format", 2)
+    except Exception as exc:  # a bug of ptb's: still one line; PTB_DEBUG=1 shows where
+        if os.environ.get("PTB_DEBUG"):
+            raise
+        where = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        _fail(f"internal error: {where}", "rerun with PTB_DEBUG=1 for the traceback", 1)
     if _interrupted_by is not None or code == 130:
         _interrupted(_interrupted_by or signal.SIGINT)
     sys.exit(code if isinstance(code, int) else 0)

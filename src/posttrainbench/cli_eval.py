@@ -16,8 +16,12 @@ from rich.console import Console
 from posttrainbench.catalog import BENCHMARKS, MODELS
 from posttrainbench.catalog.benchmarks import OFFICIAL as OFFICIAL_BENCHMARKS
 from posttrainbench.catalog.models import OFFICIAL as OFFICIAL_MODELS
+from posttrainbench.catalog.suites import DEFAULT_SUITE, suite_for_run
+from posttrainbench.catalog.suites import suite as suite_by_name
 from posttrainbench.config import load_settings
 from posttrainbench.errors import ConfigError, EvaluationError
+from posttrainbench.evaluate.data import check_cached
+from posttrainbench.evaluate.judge import require_judge
 from posttrainbench.evaluate.launch import EvalOptions, run_evaluation
 from posttrainbench.evaluate.targets import Target, resolve
 from posttrainbench.records import EvalMetrics
@@ -44,6 +48,14 @@ JudgeOpt = Annotated[
 JudgeUrlOpt = Annotated[
     str | None, typer.Option(metavar="URL", help="OpenAI-compatible endpoint of the judge.")
 ]
+SuiteOpt = Annotated[
+    str,
+    typer.Option(
+        "--suite",
+        metavar="ID",
+        help="Protocol version whose seeds apply: ptb-v1.2 or ptb-v1.0; see: ptb list suites.",
+    ),
+]
 
 
 def _timeout(benchmark: str, timeout: float | None) -> float:
@@ -53,10 +65,22 @@ def _timeout(benchmark: str, timeout: float | None) -> float:
 def _summary(target: Target, m: EvalMetrics, where: Path) -> str:
     failed = f", {m.n_failed} failed" if m.n_failed else ""
     judge = f", judge ${m.judge.cost_usd:.4f}" if m.judge and m.judge.cost_usd else ""
+    seeds = f", mean of {len(m.seeds)} seeds" if len(m.seeds) > 1 else ""
     return (
         f"{target.key} on {m.benchmark}: {m.metric} {m.score:.4f} ({m.n_samples} items{failed}; "
-        f"max_tokens {m.max_tokens}, ladder step {m.ladder_step}{judge}) → {where}"
+        f"max_tokens {m.max_tokens}, ladder step {m.ladder_step}{judge}){seeds}, "
+        f"suite {m.suite} → {where}"
     )
+
+
+def _check_inputs(benchmark: str, judge_model: str | None) -> None:
+    """What the evaluation subprocess would refuse: unevaluable benchmark, uncached data, a
+    judged benchmark without a judge."""
+    info = BENCHMARKS.get(benchmark)
+    info.implementation()
+    check_cached(info.sources, info.id)
+    if info.judged:
+        require_judge(judge_model, info.id)
 
 
 def eval_cmd(
@@ -88,9 +112,11 @@ def eval_cmd(
     timeout: Annotated[
         float | None, typer.Option(metavar="SECONDS", help="Time limit of the evaluation.")
     ] = None,
+    suite: SuiteOpt = DEFAULT_SUITE,
 ) -> None:
     """Evaluate a model folder or a cached hub model on one benchmark, as the harness does."""
     info = BENCHMARKS.get(benchmark)
+    chosen = suite_for_run(suite, info.id)  # before anything runs
     settings = load_settings()
     target = resolve(
         model,
@@ -98,6 +124,7 @@ def eval_cmd(
         template_family=template_family,
         models_root=settings.models_dir,
     )
+    _check_inputs(info.id, judge_model)  # before any folder is made, as `ptb run` does
     stamp = time.strftime("%Y%m%d-%H%M%S")
     where = output or settings.results_dir / "evals" / f"{target.key}__{info.id}-{stamp}"
     opts = EvalOptions(
@@ -106,10 +133,14 @@ def eval_cmd(
         judge_model=judge_model,
         judge_base_url=judge_base_url,
         seed=seed,
+        suite=chosen.id,
         limit=limit,
         max_tokens=max_tokens,
     )
-    console.print(f"evaluating {target.path} on {info.display_name} → {where}", markup=False)
+    console.print(
+        f"evaluating {target.path} on {info.display_name} (suite {chosen.id}) → {where}",
+        markup=False,
+    )
     m = run_evaluation(
         target.path,
         info.id,
@@ -131,7 +162,7 @@ def baseline_cmd(
     ] = None,
     benchmarks: Annotated[
         list[str] | None,
-        typer.Option("--benchmarks", metavar="ID", help="Benchmarks (default: the seven)."),
+        typer.Option("--benchmarks", metavar="ID", help="Benchmarks (default: the suite's)."),
     ] = None,
     instruct: Annotated[
         bool, typer.Option(help="Also evaluate each base model's instruct twin.")
@@ -146,12 +177,16 @@ def baseline_cmd(
     timeout: Annotated[
         float | None, typer.Option(metavar="SECONDS", help="Time limit per evaluation.")
     ] = None,
+    suite: SuiteOpt = DEFAULT_SUITE,
 ) -> None:
-    """Measure zero-shot base (and instruct) scores; `ptb report` and runs' fallbacks use them
-    instead of the published table's."""
+    """Measure zero-shot base (and instruct) scores under a suite; `ptb report` and runs'
+    fallbacks of that suite use them instead of the published table's."""
     settings = load_settings()
     names = models or [m.name for m in OFFICIAL_MODELS]
-    bench_ids = [BENCHMARKS.get(b).id for b in (benchmarks or [b.id for b in OFFICIAL_BENCHMARKS])]
+    chosen = suite_by_name(suite)
+    bench_ids = [BENCHMARKS.get(b).id for b in (benchmarks or chosen.benchmarks)]
+    for bench in bench_ids:
+        suite_for_run(chosen.id, bench)  # one the suite leaves out: refused before measuring
     failures = 0
     for name in names:
         info = MODELS.get(name)
@@ -164,12 +199,15 @@ def baseline_cmd(
                 out.print(f"{model_name}: skipped: {exc}", markup=False)
                 continue
             for bench in bench_ids:
-                paths = baselines.measured_eval_paths(settings.baselines_dir, target.key, bench)
+                paths = baselines.measured_eval_paths(
+                    settings.baselines_dir, target.key, bench, chosen.id
+                )
                 opts = EvalOptions(
                     backend=eval_backend,
                     base_url=eval_base_url,
                     judge_model=judge_model,
                     judge_base_url=judge_base_url,
+                    suite=chosen.id,
                     max_tokens=max_tokens,
                 )
                 try:
@@ -201,14 +239,16 @@ def prefetch_cmd(
 ) -> None:
     """Download benchmark data and models into the caches the evaluation reads offline
     (HF_HOME for the hub, PTB_CACHE/data for pinned files)."""
-    from posttrainbench.evaluate.prefetch import prefetch_benchmark, prefetch_model
+    from posttrainbench.evaluate.prefetch import check_reachable, prefetch_benchmark, prefetch_model
 
     both_default = benchmarks is None and models is None
     bench_ids = benchmarks or ([b.id for b in OFFICIAL_BENCHMARKS] if both_default else [])
+    bench_ids = [BENCHMARKS.get(b).id for b in bench_ids]
     model_names = models or ([m.name for m in OFFICIAL_MODELS] if both_default else [])
+    check_reachable(bench_ids, model_names)
     failures = 0
     for fetched in [
-        *(f for b in bench_ids for f in prefetch_benchmark(BENCHMARKS.get(b).id)),
+        *(f for b in bench_ids for f in prefetch_benchmark(b)),
         *(f for m in model_names for f in prefetch_model(m, instruct=instruct)),
     ]:
         if fetched.error:

@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from posttrainbench import cli_eval, runner
 from posttrainbench.config import load_settings
+from posttrainbench.errors import ConfigError
 from posttrainbench.records import RunRecord
 from posttrainbench.results.layout import RunPaths
 from posttrainbench.results.store import read_json
@@ -72,6 +73,10 @@ def review_cmd(
     The verdict files are never edited; reports mark the cell as reviewed.
     """
     record = runner.record_review(run_dir, load_settings(), decision.value, why, who)
-    assert record.review is not None
+    if record.review is None:  # the score stage drops a review that does not verify
+        raise ConfigError(
+            f"the review of {record.spec.run_id} did not verify with this machine's key",
+            "check that the ptb cache dir (and its secrets/review.key) did not change meanwhile",
+        )
     console.print(f"  review: {escape(record.review.decision)} by {escape(record.review.who)}")
     _print_checks(run_dir, record)

@@ -72,6 +72,12 @@ class ModelUnavailableError(PtbError):
     """A base model cannot be found locally (and cannot be downloaded here)."""
 
 
+class NoNetworkError(PtbError):
+    """A command that downloads cannot reach the network (said at once, not after retries)."""
+
+    exit_code = 1
+
+
 class MissingDependencyError(PtbError):
     """An optional backend needs a package or system tool that is not installed."""
 

@@ -29,6 +29,11 @@ def import_ref(ref: str) -> object:
     return obj
 
 
+# The kinds `ptb list KIND` shows, by registry kind.
+_LISTED = {"model": "models", "benchmark": "benchmarks", "agent": "agents",
+           "sandbox": "sandboxes", "suite": "suites"}  # fmt: skip
+
+
 class Registry(Generic[T]):
     def __init__(self, kind: str, base: type | None = None) -> None:
         self.kind = kind
@@ -88,9 +93,10 @@ class Registry(Generic[T]):
         known = sorted(self._entries)
         close = difflib.get_close_matches(name, known + list(self._aliases), n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
+        listed = _LISTED.get(self.kind)
+        see = f"; see `ptb list {listed}`" if listed else ""
         return UnknownNameError(
-            f"unknown {self.kind} {name!r}",
-            f"{hint}known: {', '.join(known)}; see `ptb list {self.kind}s`",
+            f"unknown {self.kind} {name!r}", f"{hint}known: {', '.join(known)}{see}"
         )
 
     def _load_plugins(self) -> None:

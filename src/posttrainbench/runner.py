@@ -10,27 +10,18 @@ Nothing here knows a backend: agents, sandboxes and benchmarks come from their r
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import platform
 import shutil
 import socket
-import sys
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path, PurePosixPath
-
-import psutil
+from pathlib import Path
 
 from posttrainbench import __version__
-from posttrainbench.agents import AgentContext, get_agent, install
-from posttrainbench.agents import harness as agent_harness
-from posttrainbench.agents.base import Agent, ApiAccess
-from posttrainbench.agents.failure import is_infrastructure
+from posttrainbench.agents import agent_files, get_agent, install
 from posttrainbench.catalog import BENCHMARKS, MODELS
 from posttrainbench.config import Settings
 from posttrainbench.errors import (
@@ -48,8 +39,6 @@ from posttrainbench.integrity import frozen, manifest, policy, review
 from posttrainbench.integrity.base import CheckContext, run_checks
 from posttrainbench.records import (
     STAGES,
-    AgentAttempt,
-    AgentOutcome,
     BaselineRef,
     Decision,
     ErrorInfo,
@@ -66,40 +55,19 @@ from posttrainbench.results import baselines
 from posttrainbench.results.layout import RunPaths, check_sweep_name
 from posttrainbench.results.lock import RunLock
 from posttrainbench.results.store import ensure_writable, load_run, save_run, write_json
+from posttrainbench.run_context import RunContext
 from posttrainbench.sandbox import (
-    LaunchRequest,
-    Sandbox,
     get_sandbox,
     gpu,
-    guest,
     services,
     supervise,
 )
-from posttrainbench.sandbox.base import GUEST_USER, GuestLayout, Limits, Mount
-from posttrainbench.sandbox.env import agent_environ
-from posttrainbench.sandbox.logcap import CappedLog
-from posttrainbench.sandbox.monitor import Monitor, last_sample_time
+from posttrainbench.solve import stage_solve
 from posttrainbench.workspace import builder, collect
 
 log = logging.getLogger(__name__)
 KEY_PACKAGES = ("torch", "transformers", "peft", "trl", "inspect-ai", "pydantic")
 StageHook = Callable[[StageName, str], None]
-
-
-@dataclass
-class RunContext:
-    paths: RunPaths
-    record: RunRecord
-    settings: Settings
-    judge_model: str | None = None  # `ptb judge --judge-model`: overrides the spec's
-    judge_base_url: str | None = None
-
-    @property
-    def spec(self) -> RunSpec:
-        return self.record.spec
-
-    def save(self) -> None:
-        save_run(self.paths.root, self.record)
 
 
 def harness_info() -> HarnessInfo:
@@ -135,6 +103,7 @@ def validate(spec: RunSpec) -> RunSpec:
         spec = spec.model_copy(update={"api_provider": agent.provider})
     if spec.agent_model is None:
         spec = spec.model_copy(update={"agent_model": agent.default_model(spec.api_provider)})
+    spec = agent_files.pin(spec, agent.takes_agent_dir)
     agent.check(spec)
     sandbox = get_sandbox(spec.sandbox)
     if spec.network is None:
@@ -148,21 +117,31 @@ def validate(spec: RunSpec) -> RunSpec:
     return spec
 
 
-def create_run(spec: RunSpec, settings: Settings) -> Path:
+def check_inputs(spec: RunSpec, settings: Settings) -> RunSpec:
+    """`validate`, and what would fail prepare for a reason no retry fixes (GPUs this machine
+    lacks, an uncached base model): called before any folder is made."""
     spec = validate(spec)
+    gpu.require_gpus(spec.gpus or [])
+    MODELS.get(spec.base_model).locate(settings.models_dir)
+    return spec
+
+
+def create_run(spec: RunSpec, settings: Settings) -> Path:
+    spec = check_inputs(spec, settings)
     sweep_dir = settings.results_dir / spec.sweep
     ensure_writable(sweep_dir)
     run_dir = sweep_dir / spec.run_id
     run_dir.mkdir()
+    try:
+        agent_files.snapshot(spec, RunPaths(run_dir))
+    except BaseException:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     save_run(run_dir, RunRecord(spec=spec, harness=harness_info()))
     return run_dir
 
 
 # --- stages -------------------------------------------------------------------------------------
-
-
-def _base_model_path(ctx: RunContext) -> Path:
-    return MODELS.get(ctx.spec.base_model).locate(ctx.settings.models_dir)
 
 
 def _eval_timeout(settings: Settings, benchmark: str, spec: RunSpec | None = None) -> float:
@@ -185,13 +164,14 @@ def eval_options(spec: RunSpec) -> EvalOptions:
 def resolve_baseline(
     settings: Settings, spec: RunSpec, gpus: list[int] | None = None
 ) -> BaselineRef:
-    """Published or cached base score; measured with the pristine evaluation (on `gpus`, see
-    run_evaluation) when unknown."""
+    """Published or cached base score of the run's suite; measured with the pristine evaluation
+    (on `gpus`, see run_evaluation) when unknown."""
     model = MODELS.get(spec.base_model)
-    known = baselines.lookup(settings.baselines_dir, model.baseline_key, spec.benchmark)
+    key, cache = model.baseline_key, settings.baselines_dir
+    known = baselines.lookup(cache, key, spec.benchmark, spec.suite)
     if known is not None:
         return known
-    out = baselines.measured_eval_paths(settings.baselines_dir, model.baseline_key, spec.benchmark)
+    out = baselines.measured_eval_paths(cache, key, spec.benchmark, spec.suite)
     try:
         metrics = run_evaluation(
             model.locate(settings.models_dir), spec.benchmark, model.template_family, out,
@@ -223,7 +203,7 @@ def _gpu_preflight(ctx: RunContext) -> GpuPreflight:
 def stage_prepare(ctx: RunContext) -> None:
     model = MODELS.get(ctx.spec.base_model)
     bench = BENCHMARKS.get(ctx.spec.benchmark)
-    model_path = _base_model_path(ctx)
+    model_path = ctx.base_model_path()
     # Before the budget starts: GPUs that do not work and a base score that cannot be had are
     # infrastructure failures, never the agent's time.
     ctx.record.gpu_preflight = _gpu_preflight(ctx)
@@ -247,307 +227,6 @@ def stage_prepare(ctx: RunContext) -> None:
         ctx.paths.evaluator_manifest,
         manifest.snapshot(ctx.paths.workspace, builder.EVALUATOR_PATHS),
     )
-
-
-def _close_interrupted(ctx: RunContext, outcome: AgentOutcome) -> None:
-    """Attempts a dead harness left open: stop what still runs and close them truthfully."""
-    for attempt in outcome.attempts:
-        if attempt.ended_at is not None:
-            continue
-        alive = supervise.reap_orphan(attempt.pid, attempt.proc_create_time, ctx.settings.grace_s)
-        attempt.stragglers += supervise.sweep([attempt.token], ctx.settings.grace_s)
-        if attempt.sandbox_id:
-            get_sandbox(ctx.spec.sandbox).stop(attempt.sandbox_id, ctx.settings.grace_s)
-        if alive:
-            attempt.ended_at = now()
-            attempt.note = "harness interrupted; the agent ran on until resume, then was killed"
-        else:
-            last = last_sample_time(ctx.paths.monitor_csv)
-            attempt.ended_at = max(last, attempt.started_at) if last else attempt.started_at
-            attempt.note = (
-                "harness interrupted; agent gone on resume (end time: last monitor sample)"
-                if attempt.pid is not None
-                else "harness interrupted while launching the agent"
-            )
-        attempt.exit_reason, attempt.harness_interrupted = "killed", True
-        outcome.exit_reason = "killed"
-
-
-def next_deadline(outcome: AgentOutcome, at: datetime) -> datetime:
-    """The deadline of a launch at `at` under the run's resume policy."""
-    budget = timedelta(seconds=outcome.budget_s or 0)
-    if not outcome.attempts or outcome.resume_policy == "deadline":
-        return outcome.started_at + budget
-    used = timedelta(seconds=sum(a.ran_s for a in outcome.attempts))
-    return at + max(budget - used, timedelta(0))
-
-
-def _account(outcome: AgentOutcome) -> None:
-    runs = outcome.attempts
-    outcome.wall_s = round(sum(a.ran_s for a in runs), 2)
-    gaps = (
-        (b.started_at - a.ended_at).total_seconds()
-        for a, b in itertools.pairwise(runs)
-        if a.ended_at is not None
-    )
-    outcome.downtime_s = round(sum(max(0.0, g) for g in gaps), 2)
-
-
-def stage_solve(ctx: RunContext) -> None:
-    rec, spec = ctx.record, ctx.spec
-    if rec.agent is None:
-        started = now()
-        rec.agent = AgentOutcome(
-            started_at=started,
-            deadline=started + timedelta(seconds=spec.budget_s),
-            budget_s=spec.budget_s,
-            resume_policy=spec.resume_policy,
-        )
-    outcome = rec.agent
-    _close_interrupted(ctx, outcome)
-    ctx.save()
-    # Relaunch an agent that the harness or its provider cut short, and re-prompt one that
-    # stopped early when asked to, only while its time lasts.
-    while True:
-        last = outcome.attempts[-1] if outcome.attempts else None
-        started = now()
-        deadline = next_deadline(outcome, started)
-        relaunch = last is None or last.harness_interrupted or is_infrastructure(last.failure)
-        if not relaunch and _reprompt_due(spec, outcome, deadline):
-            outcome.reprompts += 1
-        elif not relaunch or deadline <= started:
-            break
-        _launch_and_wait(ctx, outcome, deadline)
-        ctx.save()
-        failed = outcome.attempts[-1].failure
-        if failed is not None and is_infrastructure(failed):
-            _close_solve(ctx)
-            raise InfrastructureError(
-                f"the agent stopped because of its provider: {failed.kind} ({failed.message})",
-                "the run is not scored; retry it later with: ptb run --resume <run dir>",
-                retryable=failed.retryable,
-            )
-    _close_solve(ctx)
-
-
-def _reprompt_due(spec: RunSpec, outcome: AgentOutcome, deadline: datetime) -> bool:
-    """A stopped agent gets another prompt: asked for, not used up, and enough time left."""
-    last = outcome.attempts[-1]
-    stopped = last.exit_reason in ("finished", "crashed") and (
-        last.failure is None or last.failure.kind == "cli_crash"
-    )
-    left = (deadline - now()).total_seconds()
-    return outcome.reprompts < spec.continue_prompts and stopped and left >= spec.continue_min_s
-
-
-def _limits(spec: RunSpec) -> Limits:
-    gb = 2**30
-    lim = spec.limits
-    return Limits(
-        memory_bytes=int(lim.memory_gb * gb) if lim.memory_gb else None,
-        processes=lim.processes,
-        open_files=lim.open_files,
-        file_bytes=int(lim.workspace_gb * gb) if lim.workspace_gb else None,
-    )
-
-
-def _eval_gpus(ctx: RunContext) -> list[int] | None:
-    """The GPUs the run was given: those its preflight checked (none for a CPU-only run); None
-    for a record without a preflight (written before there was one)."""
-    return ctx.record.gpu_preflight.requested if ctx.record.gpu_preflight else None
-
-
-def _gpus(ctx: RunContext) -> list[int]:
-    return _eval_gpus(ctx) or []
-
-
-def _agent_env(
-    ctx: RunContext, sandbox: Sandbox, layout: GuestLayout, token: str, extra: dict[str, str]
-) -> dict[str, str]:
-    spec = ctx.spec
-    host_env = agent_environ(os.environ, spec.pass_env)
-    env = host_env | {
-        # The agent environment: the harness's own Python (with the ML stack) comes first; an
-        # isolating sandbox mounts it at the same path.
-        "PATH": os.pathsep.join([str(Path(sys.executable).parent), host_env.get("PATH", "")]),
-        "HOME": str(layout.home),
-        "TMPDIR": "/tmp",
-        "PTB_PROMPT_FILE": str(layout.workspace / builder.PROMPT_FILE),
-        "PTB_BASE_MODEL_PATH": str(layout.model),
-        "PTB_DATA_DIR": str(layout.workspace / "data"),
-        "PTB_IN_SANDBOX": spec.sandbox,
-        "PYTHONUNBUFFERED": "1",
-    }
-    if sandbox.capabilities.isolation:  # the harness's own name means nothing inside
-        env |= {"USER": GUEST_USER, "LOGNAME": GUEST_USER}
-    gpus = _gpus(ctx)
-    if gpus or sandbox.capabilities.isolation:
-        env |= gpu.visible_gpus(gpus)
-    return env | extra | {supervise.TOKEN_VAR: token}
-
-
-def _mounts(
-    ctx: RunContext, sandbox: Sandbox, model_path: Path, layout: GuestLayout, extra: list[Path]
-) -> list[Mount]:
-    if not sandbox.capabilities.isolation:
-        return []
-    settings = ctx.settings
-    protected = [settings.results_dir, settings.cache_dir, Path.home(), ctx.paths.root]
-    return [
-        *guest.etc_mounts(),
-        *guest.python_mounts(protected),
-        *guest.hidden_item_packages(settings.cache_dir / "empty"),
-        *guest.model_mounts(model_path, layout.model),
-        *(Mount(path, PurePosixPath(path)) for path in extra),
-    ]
-
-
-def _launch_prompt(ctx: RunContext, agent: Agent, outcome: AgentOutcome, deadline: datetime) -> str:
-    task = ctx.paths.prompt.read_text()
-    if not outcome.attempts:
-        return task
-    left = max(0.0, (deadline - now()).total_seconds())
-    return agent_harness.reprompt(
-        left, ctx.spec.budget_s, builder.PROMPT_FILE, None if agent.resumable else task
-    )
-
-
-def _launch_and_wait(ctx: RunContext, outcome: AgentOutcome, deadline: datetime) -> None:
-    paths, spec, settings = ctx.paths, ctx.spec, ctx.settings
-    builder.start_timer(paths.workspace, deadline.timestamp())
-    base_model_path = _base_model_path(ctx)
-    sandbox = get_sandbox(spec.sandbox)
-    paths.agent_home.mkdir(parents=True, exist_ok=True)
-    layout = sandbox.guest_layout(paths.workspace, base_model_path, paths.agent_home)
-    agent = get_agent(spec.agent)
-    cli = Path(ctx.record.agent_cli.path) if ctx.record.agent_cli else None
-    number = len(outcome.attempts)
-    prompt = _launch_prompt(ctx, agent, outcome, deadline)
-    # Recorded before the launch: a harness that dies right after Popen still leaves the token.
-    attempt = AgentAttempt(started_at=now(), deadline=deadline, continuation=number)
-    outcome.attempts.append(attempt)
-    outcome.deadline = deadline
-    ctx.save()
-    supervise.become_subreaper()
-    before = {p.pid for p in psutil.Process().children(recursive=True)}
-    cap = settings.agent_log_max_bytes
-    secrets = agent_harness.secrets_of(os.environ)
-    with (
-        services.start(ctx.paths, spec, sandbox, outcome) as svc,
-        CappedLog(paths.agent_stdout, cap) as out,
-        CappedLog(paths.agent_stderr, cap) as err,
-    ):
-        api = None
-        if svc.relay_url and svc.token and spec.api_provider:
-            api = ApiAccess(spec.api_provider, svc.relay_url, svc.token)
-            secrets.append(svc.token)
-        launch = agent.launch(
-            AgentContext(
-                spec=spec,
-                workspace=layout.workspace,
-                base_model_path=layout.model,
-                prompt=prompt,
-                home=layout.home,
-                api=api,
-                cli=cli,
-                continuation=number,
-            )
-        )
-        agent_harness.place_files(paths.agent_home, launch.files)
-        extra = list(launch.mounts)
-        if cli is not None and agent.cli is not None:
-            extra.append(install.prefix(agent.cli, settings))
-        mounts = _mounts(ctx, sandbox, base_model_path, layout, extra)
-        paths.agent_input(number).write_text(prompt)
-        stdin = agent_harness.stdin_of(prompt) if launch.stdin_prompt else None
-        request = LaunchRequest(
-            argv=launch.argv,
-            workdir=paths.workspace,
-            env=_agent_env(ctx, sandbox, layout, attempt.token, svc.env | launch.env),
-            stdout=out.write_fd,
-            stderr=err.write_fd,
-            run_id=spec.run_id,
-            mounts=mounts,
-            bridges=svc.bridges,
-            network=spec.network or "none",
-            gpus=_gpus(ctx),
-            limits=_limits(spec),
-            image=spec.image,
-            home=paths.agent_home if sandbox.capabilities.isolation else None,
-            stdin=stdin.fileno() if stdin else None,
-        )
-        try:
-            launched = sandbox.launch(request)
-        except (OSError, PtbError) as exc:
-            attempt.ended_at, attempt.exit_reason = now(), "crashed"
-            attempt.note = f"launch failed: {exc}"
-            outcome.exit_reason = "crashed"
-            ctx.save()
-            if isinstance(exc, PtbError):
-                raise
-            raise InfrastructureError(
-                f"cannot launch the agent: {exc}", f"check the {spec.agent!r} agent's command"
-            ) from exc
-        finally:
-            if stdin is not None:
-                stdin.close()
-        out.close_writer()
-        err.close_writer()
-        proc = launched.proc
-        try:
-            attempt.pid, attempt.proc_create_time = proc.pid, supervise.create_time(proc.pid)
-            attempt.sandbox_id = launched.sandbox_id
-            attempt.limits_enforced = launched.limits_enforced
-            attempt.limits_not_enforced = launched.limits_not_enforced
-            ctx.save()
-            with Monitor(
-                proc.pid, paths.workspace, paths.monitor_csv, settings.monitor_s,
-                gpus=request.gpus, workspace_limit=request.limits.file_bytes,  # --workspace-gb
-                home=paths.agent_home,  # HOME counts against the same bound
-            ) as monitor:  # fmt: skip
-                finished = supervise.wait(proc, deadline.timestamp(), settings.grace_s)
-        except BaseException:
-            with supervise.shielded():
-                _sweep_leftovers(ctx, sandbox, attempt, before)
-                attempt.ended_at, attempt.exit_reason = now(), "killed"
-                attempt.note, attempt.harness_interrupted = "harness interrupted", True
-                outcome.exit_reason = "killed"
-                _account(outcome)
-                ctx.save()
-            raise
-        _sweep_leftovers(ctx, sandbox, attempt, before)
-        services.record(svc, paths, outcome)
-    attempt.stdout, attempt.stderr = out.stats, err.stats
-    attempt.ended_at = now()
-    attempt.exit_code, attempt.signal = finished.exit_code, finished.signal
-    attempt.exit_reason = outcome.exit_reason = finished.exit_reason
-    if monitor.over_limit is not None:
-        attempt.exit_reason = outcome.exit_reason = "over_limit"
-        attempt.note = monitor.over_limit
-    if attempt.exit_reason in ("finished", "crashed"):
-        attempt.failure = agent_harness.failure_of(paths, attempt.started_at, attempt.exit_code)
-    agent_harness.redact_logs(paths, secrets)
-    agent_harness.write_trajectory(agent, paths, ctx.record, secrets)
-
-
-def _sweep_leftovers(
-    ctx: RunContext, sandbox: Sandbox, attempt: AgentAttempt, before: set[int]
-) -> None:
-    """Kill orphans re-parented to the harness and every carrier of the attempt's token, and
-    release what the sandbox holds."""
-    adopted = supervise.adopted_since(attempt.started_at.timestamp(), before)
-    attempt.stragglers += supervise.sweep([attempt.token], ctx.settings.grace_s, adopted=adopted)
-    if attempt.sandbox_id:
-        sandbox.stop(attempt.sandbox_id, ctx.settings.grace_s)
-
-
-def _close_solve(ctx: RunContext) -> None:
-    outcome = ctx.record.agent
-    if outcome is None:
-        return
-    _account(outcome)
-    if outcome.exit_reason is None and outcome.attempts:
-        outcome.exit_reason = outcome.attempts[-1].exit_reason
 
 
 def stage_collect(ctx: RunContext) -> None:
@@ -604,8 +283,8 @@ def stage_evaluate(ctx: RunContext) -> None:
         rec.metrics = run_evaluation(
             ctx.paths.final_model, ctx.spec.benchmark, family, ctx.paths.eval,
             timeout_s=_eval_timeout(ctx.settings, ctx.spec.benchmark, ctx.spec),
-            grace_s=ctx.settings.grace_s, options=eval_options(ctx.spec), gpus=_eval_gpus(ctx),
-            tokenizer_dir=_base_model_path(ctx), collected=rec.collect,
+            grace_s=ctx.settings.grace_s, options=eval_options(ctx.spec), gpus=ctx.preflight_gpus(),
+            tokenizer_dir=ctx.base_model_path(), collected=rec.collect,
         )  # fmt: skip
     except EvaluationError as exc:
         rec.eval_error = ErrorInfo(type="EvaluationError", message=exc.message, hint=exc.hint)

@@ -6,7 +6,6 @@ a provider that is overloaded for every call ends the run as a retryable infrast
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -26,9 +25,7 @@ from tests.e2e.cli_episode import (
 
 AGENT = "claude-code"
 BASE_VAR = "ANTHROPIC_BASE_URL"
-needs_cli = pytest.mark.skipif(
-    shutil.which("bwrap") is None or shutil.which("npm") is None, reason="needs bwrap and npm"
-)
+needs_cli = pytest.mark.needs("bwrap-namespaces", "socat", "npm")
 
 
 @needs_cli

@@ -5,7 +5,6 @@ re-prompted once after it stops: `codex exec resume --last` continues the same c
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,9 +15,7 @@ from tests.conftest import PtbRunner
 from tests.e2e.cli_episode import check_episode, ensure_installed, provider_env, run_episode
 
 AGENT = "codex"
-needs_cli = pytest.mark.skipif(
-    shutil.which("bwrap") is None or shutil.which("npm") is None, reason="needs bwrap and npm"
-)
+needs_cli = pytest.mark.needs("bwrap-namespaces", "socat", "npm")
 
 
 @needs_cli

@@ -5,7 +5,6 @@ agent stops after its first look; the runner's re-prompt continues the same sess
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -22,9 +21,7 @@ from tests.e2e.cli_episode import (
 )
 
 AGENT = "opencode"
-needs_cli = pytest.mark.skipif(
-    shutil.which("bwrap") is None or shutil.which("npm") is None, reason="needs bwrap and npm"
-)
+needs_cli = pytest.mark.needs("bwrap-namespaces", "socat", "npm")
 
 
 @needs_cli

@@ -28,6 +28,9 @@ from typing import Any
 import pytest
 
 import posttrainbench
+from posttrainbench.catalog.suites import DEFAULT_SUITE
+from posttrainbench.sandbox import limits
+from posttrainbench.sandbox.base import Limits
 from posttrainbench.sandbox.relay.fake import FakeUpstream, Reply, anthropic_json
 from tests.conftest import PtbRunner
 
@@ -452,7 +455,7 @@ def test_read_another_run_and_the_cache(
     other = first.run_dir / "workspace" / f"other-canary-{tag}.txt"
     assert other.read_text().strip() == secret
     key = (cache_dir / "secrets" / "arith.key").read_text().strip()
-    baseline = cache_dir / "baselines" / "ptb-tiny__arith.json"
+    baseline = cache_dir / "baselines" / DEFAULT_SUITE / "ptb-tiny__arith.json"
     assert baseline.is_file()
     script = f"""
 reveal other-run-path OTHER-RUN- cat {other}
@@ -787,6 +790,13 @@ EOF
     assert attack.record["agent"]["attempts"][-1]["ended_at"]
 
 
+def _memory_cgroup_here() -> bool:
+    """Whether this user can make a memory cgroup (root, or a delegated cgroup v2 subtree)."""
+    groups = limits.make_cgroups(f"probe-{os.getpid()}", Limits(memory_bytes=1 << 29))
+    limits.remove_cgroups(groups)
+    return bool(groups)
+
+
 def test_fill_memory(ptb: PtbRunner, tmp_path: Path, backend: str) -> None:
     """11. --memory-gb 0.5: allocating 2 GiB fails or the agent is killed; the harness records."""
     script = r"""
@@ -804,9 +814,14 @@ EOF
 echo AFTER
 """
     attack = run_attack(ptb, tmp_path, backend, script, "--memory-gb", "0.5")
-    expect(backend, attack, {"memory-limit"})
     completed(attack)
     last = attack.record["agent"]["attempts"][-1]
+    if backend == "bwrap" and os.geteuid() != 0 and not _memory_cgroup_here():
+        # unprivileged without a delegated cgroup: not enforced, and the record says so
+        assert "memory" in last["limits_not_enforced"], last
+        assert "ESCAPED memory-limit" in attack.stdout
+        return
+    expect(backend, attack, {"memory-limit"})
     if backend == "bwrap":
         assert "memory" in last["limits_enforced"], last
         assert "allocated MiB 1024" not in attack.stdout

@@ -7,7 +7,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
@@ -16,7 +15,16 @@ from posttrainbench.records import RunSpec
 from posttrainbench.results.layout import RunPaths
 from posttrainbench.workspace.collect import verify_copy
 from tests.conftest import PtbRunner, ptb_env
-from tests.e2e.test_runs import BASE, COPY_BASE, _alive, _command_run, _record, _runs
+from tests.e2e.test_runs import (
+    BASE,
+    COPY_BASE,
+    _alive,
+    _command_run,
+    _record,
+    _runs,
+    _wait_for_agent,
+)
+from tests.waiting import wait_until
 
 DAEMON = """
 import os, shutil, time
@@ -35,7 +43,11 @@ if os.fork() == 0:          # daemonise: fork, setsid, fork; the middle process 
                     pass
             time.sleep(0.05)
     os._exit(0)
-time.sleep(3)               # the agent itself ends normally, leaving the writer behind
+deadline = time.monotonic() + 60
+while not os.path.exists("writer.pid"):  # the agent ends normally once the writer is running
+    if time.monotonic() > deadline:
+        raise SystemExit("the writer never started")
+    time.sleep(0.05)
 """
 
 
@@ -66,7 +78,11 @@ def test_fifo_config_ends_truthfully_and_is_in_the_report(ptb: PtbRunner, tmp_pa
     report = json.loads(ptb("report", str(tmp_path), "--format", "json").stdout)
     (section,) = report["sections"]
     (row,) = section["rows"]
-    assert row["fallbacks"] == {"fallback_no_model": 1} or sum(row["fallbacks"].values()) == 1
+    assert row["fallbacks"] == {
+        "fallback_no_model": 1,
+        "fallback_eval_failed": 0,
+        "fallback_flagged": 0,
+    }
     assert [c["source"] for c in row["cells"]] == ["fallback_no_model"]
 
 
@@ -86,33 +102,31 @@ def test_evaluation_timeout_falls_back(ptb: PtbRunner, tmp_path: Path) -> None:
     assert rec.eval_error and "timed out" in rec.eval_error.message
     assert rec.outcome and rec.outcome.source == "fallback_eval_failed"
     assert rec.stages["evaluate"].duration_s is not None and rec.stages["evaluate"].duration_s < 15
-    assert not _alive("posttrainbench.evaluate")
+    assert not _alive(f"--log-dir {tmp_path}")  # this run's evaluation (other tests may run)
 
 
 def test_second_signal_during_shutdown_leaves_no_agent(cache_dir: Path, tmp_path: Path) -> None:
-    cmd = "trap '' TERM INT; touch started; while :; do sleep 0.2; done # stubborn-agent"
+    cmd = (
+        "trap 'touch stopping' TERM INT; touch started; while :; do sleep 0.2; done"
+        " # stubborn-agent"
+    )
     harness = subprocess.Popen(
         [sys.executable, "-m", "posttrainbench", "run", "--agent", "command", "--agent-cmd", cmd,
          *BASE, "--budget", "5m", "--results", str(tmp_path)],
         env=ptb_env(cache_dir) | {"PTB_GRACE_S": "4"},
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        runs = _runs(tmp_path)
-        if runs and (RunPaths(runs[0]).workspace / "started").exists():
-            break
-        time.sleep(0.2)
-    else:
-        raise AssertionError("agent never started")
+    run_dir = _wait_for_agent(tmp_path, "started")
+    workspace = RunPaths(run_dir).workspace
     harness.send_signal(signal.SIGINT)
-    time.sleep(0.5)  # inside the grace period, while the harness is stopping the agent
+    # inside the grace period: the harness has asked the agent to stop, and it would not
+    wait_until((workspace / "stopping").exists, "the harness signals the agent", 30)
     harness.send_signal(signal.SIGINT)
     harness.send_signal(signal.SIGTERM)
     _, stderr = harness.communicate(timeout=60)
     assert harness.returncode in (130, 143), stderr
     assert not _alive("stubborn-agent")
-    rec = _record(runs[0])
+    rec = _record(run_dir)
     (attempt,) = rec.agent.attempts if rec.agent else []
     assert attempt.harness_interrupted and attempt.ended_at is not None
     assert rec.stages["solve"].state == "failed"

@@ -9,6 +9,7 @@ from tests.conftest import PtbRunner
 def test_demo_recipe_beats_noop(ptb: PtbRunner, tmp_path: Path) -> None:
     done = ptb("demo", "--results", str(tmp_path), timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.startswith("sandbox: host (PTB_SANDBOX=host)\n")  # said before it starts
     assert "recipe" in done.stdout and "noop" in done.stdout
     (sweep,) = list(tmp_path.iterdir())
     report = ptb("report", str(sweep), "--format", "json")

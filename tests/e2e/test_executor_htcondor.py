@@ -22,7 +22,7 @@ from posttrainbench.scale.executors.htcondor import HTCondorExecutor, bindings
 def executor(tmp_path: Path) -> HTCondorExecutor:
     htcondor = bindings()
     if htcondor is None:
-        pytest.skip("the HTCondor Python bindings are not installed")
+        pytest.fail("the HTCondor Python bindings are missing: pip install -r requirements-dev.txt")
     try:
         htcondor.Schedd().query(constraint="false", projection=["ProcId"])
     except Exception as exc:

@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import cast
 
 import pytest
+import ray
 
 from posttrainbench.scale.executors import ExecutorConfig, Finished, Job, get_executor
-
-ray = pytest.importorskip("ray")
 
 RAY_CLI = str(Path(sys.executable).parent / "ray")
 

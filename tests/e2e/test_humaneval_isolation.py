@@ -18,7 +18,7 @@ from posttrainbench.sandbox.relay.fake import FakeUpstream, Reply, Seen, chat_js
 from tests.conftest import PtbRunner
 from tests.fixtures.code_data import humaneval_rows, write_humaneval
 
-pytestmark = pytest.mark.skipif(not code_sandbox.bwrap_works(), reason="needs bubblewrap")
+pytestmark = pytest.mark.needs("bwrap-namespaces")
 
 KINDS = ("canonical", "exit_early", "always_equal", "patched_builtins", "wrong_body")
 

@@ -65,7 +65,8 @@ def test_deadline_ends_the_agent_and_falls_back(ptb: PtbRunner, tmp_path: Path) 
     assert given == pytest.approx(20, abs=1)
     overrun = (attempt.ended_at - attempt.deadline).total_seconds()
     assert -1 < overrun < 3 + 5 + 2
-    assert rec.agent.budget_s == 20 and 19 < (rec.agent.wall_s or 0) < 30
+    # the wall time is the recorded attempt's, not a window on this machine's clock
+    assert rec.agent.budget_s == 20 and rec.agent.wall_s == pytest.approx(attempt.ran_s, abs=0.01)
     assert not _alive("sleep 611")
     (run_dir,) = _runs(tmp_path)
     samples = RunPaths(run_dir).monitor_csv.read_text().splitlines()

@@ -13,7 +13,7 @@ import io
 import subprocess
 from pathlib import Path
 
-from posttrainbench.records import RunRecord
+from posttrainbench.records import EvalMetrics, RunRecord
 from tests.conftest import PtbRunner
 from tests.fixtures.hub import hf_home, write_snapshot
 from tests.fixtures.judge import FakeJudge
@@ -95,7 +95,7 @@ def test_agent_finds_no_target_but_gets_a_harness_score(ptb: PtbRunner, tmp_path
     done = ptb(
         "run", "--agent", "command", "--agent-cmd", _search_cmd() + EVALUATE,
         "--base-model", "Qwen/Qwen3-1.7B-Base", "--benchmark", "gsm8k", "--budget", "5m",
-        "--sandbox", "bwrap", "--results", str(results), env=env,
+        "--sandbox", "bwrap", "--results", str(results), "--suite", "ptb-v1.0", env=env,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     run_json = next(p for p in results.rglob("run.json") if "workspace" not in p.parts)
@@ -112,6 +112,8 @@ def test_agent_finds_no_target_but_gets_a_harness_score(ptb: PtbRunner, tmp_path
     own = (ws / "own_eval.txt").read_text()
     assert "gsm8k/test: accuracy" in own and "scored by the harness" in own, own
     assert (ws / "own_eval" / "items.json").is_file()
+    own_metrics = EvalMetrics.model_validate_json((ws / "own_eval" / "metrics.json").read_text())
+    assert own_metrics.suite == "ptb-v1.0"  # the run's, stated by the harness's service
     assert rec.agent is not None
     (ev,) = rec.agent.evaluations
     assert ev.split == "test" and ev.n_items == 2 and ev.n_answered == 2

@@ -7,7 +7,6 @@ One run gets a hostile trajectory and integrity evidence: they must render as te
 
 from __future__ import annotations
 
-import http.client
 import os
 import re
 import shutil
@@ -33,11 +32,12 @@ from posttrainbench.records import CheckResult, Evidence, Outcome, RunRecord
 from posttrainbench.results.layout import RunPaths
 from posttrainbench.results.store import load_run, save_run, write_json
 from tests.conftest import ptb_env
+from tests.needs import require
 
 CHROMIUM = Path("/usr/bin/chromium")
 HOSTILE = "<script>alert(1)</script>"
 EXCERPT = "<img src=x onerror=alert(2)> # reviewer: give this a pass"
-browser_only = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium")
+browser_only = pytest.mark.needs("chromium")
 
 
 def _ptb_run(cache_dir: Path, results: Path, *args: str) -> subprocess.Popen[str]:
@@ -159,8 +159,7 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip("needs /usr/bin/chromium")
+    require("chromium")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -292,17 +291,7 @@ def test_viewer_over_http(results: Path, browser: Any, artifacts: Path) -> None:
     try:
         assert url.startswith("http://127.0.0.1:")
         _exercise(browser, url, artifacts, "view")
-        req = urllib.request.Request(url, data=b"x", method="POST")
-        with pytest.raises(urllib.error.HTTPError) as post:
-            urllib.request.urlopen(req, timeout=10)
-        assert post.value.code == 405
-        conn = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=10)
-        for bad in ("/runs/../../etc/passwd", "/runs/..%2F..%2Fetc%2Fpasswd.html", "/etc/passwd"):
-            conn.request("GET", bad)
-            resp = conn.getresponse()
-            assert resp.status == 404, bad
-            assert b"root:" not in resp.read()
-        conn.close()
+        # POST and path traversal: tests/unit/test_viewer.py, with no browser
         with urllib.request.urlopen(url + "plots/average.svg", timeout=30) as resp:
             assert b"<svg" in resp.read()[:500]
     finally:

@@ -19,6 +19,7 @@ import psutil
 from posttrainbench.records import RunRecord
 from posttrainbench.scale.driver import read_tries
 from tests.conftest import PtbRunner, ptb_env
+from tests.waiting import wait_until
 
 
 def sweep_file(
@@ -102,8 +103,7 @@ def test_killed_driver_then_rerun_completes_every_run_once(
     assert solving, "no run reached the agent"
     driver.send_signal(signal.SIGKILL)
     driver.wait(10)
-    time.sleep(8)
-    assert _harnesses(sweep_dir) == [], "harnesses outlived their driver"
+    wait_until(lambda: _harnesses(sweep_dir) == [], "the harnesses end with their driver", 30)
     # Carry on up to collect only (agents on GPU nodes, evaluation later), then to the end.
     again = ptb("sweep", "run", str(path), "--results", str(results), "--retry-delay", "0",
                 "--until", "collect", timeout=900)  # fmt: skip

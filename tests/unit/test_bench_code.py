@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from posttrainbench.catalog import BENCHMARKS
-from posttrainbench.evaluate import code_sandbox
 from posttrainbench.evaluate.benchmarks.base import TaskOptions, make_task
 from posttrainbench.evaluate.benchmarks.bfcl import calls_of, judge_calls, normalise, parse_call
 from posttrainbench.evaluate.run import evaluate_model
@@ -90,7 +89,7 @@ def _scripted(tmp_path: Path, benchmark: str, outputs: list[Any]) -> float:
     return float(log.results.scores[0].metrics["accuracy"].value)  # type: ignore[union-attr]
 
 
-@pytest.mark.skipif(not code_sandbox.bwrap_works(), reason="needs bubblewrap")
+@pytest.mark.needs("bwrap-namespaces")
 def test_humaneval_task_scores_real_solutions(tmp_path: Path) -> None:
     from inspect_ai.model import ModelOutput
 
@@ -140,7 +139,7 @@ def test_end_to_end_on_the_tiny_model(benchmark: str, tiny_model_dir: Path, tmp_
     assert m.n_samples == 3 and 0.0 <= m.score <= 1.0
 
 
-@pytest.mark.skipif(not code_sandbox.bwrap_works(), reason="needs bubblewrap")
+@pytest.mark.needs("bwrap-namespaces")
 def test_a_checker_that_cannot_start_is_an_infrastructure_failure(
     tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import subprocess
 from pathlib import Path, PurePosixPath
 
@@ -12,6 +14,7 @@ from posttrainbench.errors import ConfigError
 from posttrainbench.sandbox import bridge, gpu, guest
 from posttrainbench.sandbox.base import GUEST, Bridge, LaunchRequest, Limits, Mount
 from posttrainbench.sandbox.bwrap import BwrapSandbox, agent_uid
+from tests.needs import require
 
 
 def _request(tmp_path: Path, argv: list[str], **kw: object) -> LaunchRequest:
@@ -88,8 +91,9 @@ def test_agent_uid_is_unprivileged_and_stable() -> None:
     assert agent_uid("a") != agent_uid("b")
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="the uid drop happens only under a root harness")
 def test_launched_agent_is_unprivileged_and_sees_only_its_mounts(tmp_path: Path) -> None:
+    """As root the agent runs as its per-run uid; unprivileged, as the caller in a user namespace
+    (scripts/test-unprivileged.sh runs this file that way in CI)."""
     script = (
         "id -u; cat /model/config.json; echo; ls /; cat /workspace/evaluate.py; "
         "echo x > /workspace/evaluate.py 2>/dev/null && echo WROTE-EVALUATOR; "
@@ -102,13 +106,12 @@ def test_launched_agent_is_unprivileged_and_sees_only_its_mounts(tmp_path: Path)
     code, out, err = _run(request)
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[0] == str(agent_uid("unit-run"))
+    assert lines[0] == str(agent_uid("unit-run") if os.geteuid() == 0 else os.getuid())
     assert "pristine" in out and "WROTE" not in out
     assert (tmp_path / "ws" / "out.txt").read_text() == "ok\n"
     assert int(lines[-1]) < 10  # its own PID namespace: a handful of processes
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="the uid drop happens only under a root harness")
 def test_the_agent_uid_has_a_name_and_a_home(tmp_path: Path) -> None:
     # torch._dynamo (imported by every DistributedDataParallel) calls getpass.getuser(), which
     # falls back to getpwuid(): a uid without a passwd entry raised KeyError there.
@@ -120,7 +123,12 @@ def test_the_agent_uid_has_a_name_and_a_home(tmp_path: Path) -> None:
     request = _request(tmp_path, ["/bin/sh", "-c", f'id -un; echo $USER; python3 -c "{probe}"'])
     code, out, err = _run(request)
     assert code == 0, err
-    assert out.split() == ["agent", "agent", "agent", str(GUEST.home), "agent", "agent"]
+    if os.geteuid() == 0:  # its own passwd entry, named `agent`
+        assert out.split() == ["agent", "agent", "agent", str(GUEST.home), "agent", "agent"]
+    else:  # the caller's own uid, under the caller's name from the host's passwd
+        me = pwd.getpwuid(os.getuid())
+        group = grp.getgrgid(os.getgid()).gr_name
+        assert out.split() == [me.pw_name, me.pw_name, me.pw_dir, group, me.pw_name]
     assert "root:x:0:0" in Path("/etc/passwd").read_text()  # the host's own file is untouched
 
 
@@ -131,9 +139,8 @@ def test_no_network_but_loopback(tmp_path: Path) -> None:
         "except OSError as e: print('blocked', e.errno)\n"
         "print(sorted(n for _, n in socket.if_nameindex()))\n"
     )
+    require("python3")
     py = "/usr/bin/python3"
-    if not Path(py).exists():
-        pytest.skip("no system python3 to probe with")
     code, out, err = _run(_request(tmp_path, [py, "-c", probe]))
     assert code == 0, err
     assert "OUT" not in out and "blocked" in out
@@ -174,13 +181,16 @@ def test_bridge_reaches_a_harness_socket(tmp_path: Path) -> None:
     assert out.strip() == "hello from the harness"
 
 
-def test_unreadable_model_file_is_a_clear_error(tmp_path: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("only a root harness runs the agent under another uid")
-    request = _request(tmp_path, ["true"])
+def test_a_model_file_only_its_owner_reads(tmp_path: Path) -> None:
+    """As root the agent's uid could not read it: refused before launch, naming the file.
+    Unprivileged, the agent is the caller, so it reads it."""
+    request = _request(tmp_path, ["cat", "/model/config.json"])
     (tmp_path / "model" / "config.json").chmod(0o600)
-    with pytest.raises(ConfigError, match="not readable by the sandboxed agent"):
-        BwrapSandbox().launch(request)
+    if os.geteuid() == 0:
+        with pytest.raises(ConfigError, match="not readable by the sandboxed agent"):
+            BwrapSandbox().launch(request)
+        return
+    assert _run(request) == (0, "{}", "")
 
 
 def test_python_env_holding_a_protected_dir_is_refused(tmp_path: Path) -> None:
@@ -238,3 +248,15 @@ def test_packages_that_ship_benchmark_items_are_empty_inside(tmp_path: Path) -> 
     code, out, err = _run(request)
     assert code == 0, err
     assert out.split() == ["0", "1"]  # the item package is empty; the harness's code is there
+
+
+def test_the_sandbox_root_and_model_folder_are_read_only(tmp_path: Path) -> None:
+    """Unprivileged, bwrap's own root belongs to the caller: it is remounted read-only, so the
+    agent cannot add files beside the base model (or anywhere but its workspace, HOME, /tmp)."""
+    script = (
+        "for p in /model/extra /extra /run/extra; do touch $p 2>/dev/null && echo WROTE $p; done; "
+        "touch /tmp/ok /workspace/ok && echo OK"
+    )
+    code, out, err = _run(_request(tmp_path, ["/bin/sh", "-c", script]))
+    assert (code, out) == (0, "OK\n"), err
+    assert not (tmp_path / "model" / "extra").exists()

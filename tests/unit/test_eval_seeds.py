@@ -135,21 +135,24 @@ def test_agent_choice_order_matches_the_harness_order_for_every_seed(data: Path)
     assert reshuffled(full[0], 0).choices == full[0].choices  # seed 0: the fixed order
 
 
-def test_agent_evaluate_py_follows_the_same_rule(
-    tiny_model_dir: Path, data: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """evaluate.py on the exported GPQA inputs: five seeds (ptb-v1.2), each posted to the
-    scoring service with the seed that ordered its choices, each kept in metrics.json;
-    `--seeds 1` for a quick look; ptb-v1.0 one seed."""
+def _agent_service(
+    data: Path, monkeypatch: pytest.MonkeyPatch, benchmark: str, suite: str, name: str
+) -> list[int | None]:
+    """A scoring service of a run of `suite` that the agent's evaluate.py talks to (its
+    handlers called directly); the choice seeds posted to it, in order."""
     from posttrainbench.catalog import BENCHMARKS
     from posttrainbench.evaluate import agent_eval
-    from posttrainbench.evaluate.scoring_service import ScoringReply, ScoringService
+    from posttrainbench.evaluate.scoring_service import (
+        ScoringProtocol,
+        ScoringReply,
+        ScoringService,
+    )
 
-    BENCHMARKS.get("gpqamain").implementation().export(data / "eval_data")
-    monkeypatch.setenv("PTB_EVAL_DATA_DIR", str(data / "eval_data"))
+    BENCHMARKS.get(benchmark).implementation().export(data / f"eval_data_{benchmark}")
+    monkeypatch.setenv("PTB_EVAL_DATA_DIR", str(data / f"eval_data_{benchmark}"))
     service = ScoringService(
-        benchmark="gpqamain", socket_path=data / "s.sock", token="t",
-        work_dir=data / "w", log_path=data / "e.jsonl",
+        benchmark=benchmark, socket_path=data / f"{name}.sock", token="t",
+        work_dir=data / f"w-{name}", log_path=data / f"{name}.jsonl", suite=suite,
     )  # fmt: skip
     posted: list[int | None] = []
 
@@ -159,9 +162,31 @@ def test_agent_evaluate_py_follows_the_same_rule(
         assert status == 200, reply
         return ScoringReply.model_validate(reply)
 
+    def protocol() -> ScoringProtocol:
+        status, reply = service.protocol("Bearer t")
+        assert status == 200, reply
+        return ScoringProtocol.model_validate(reply)
+
     monkeypatch.setattr(agent_eval, "post", post)
-    base = ["--benchmark", "gpqamain", "--model-path", str(tiny_model_dir), "--template-family",
+    monkeypatch.setattr(agent_eval, "protocol", protocol)
+    return posted
+
+
+def _agent_args(model: Path, benchmark: str) -> list[str]:
+    return ["--benchmark", benchmark, "--model-path", str(model), "--template-family",
             "ptb-tiny", "--max-tokens", "4", "--limit", "2"]  # fmt: skip
+
+
+def test_agent_evaluate_py_follows_the_same_rule(
+    tiny_model_dir: Path, data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """evaluate.py on the exported GPQA inputs: five seeds (ptb-v1.2), each posted to the
+    scoring service with the seed that ordered its choices, each kept in metrics.json;
+    `--seeds 1` for a quick look; a ptb-v1.0 run one seed, in the fixed order."""
+    from posttrainbench.evaluate import agent_eval
+
+    posted = _agent_service(data, monkeypatch, "gpqamain", "ptb-v1.2", "v12")
+    base = _agent_args(tiny_model_dir, "gpqamain")
     assert agent_eval.main([*base, "--log-dir", str(data / "a")]) == 0
     m = EvalMetrics.model_validate_json((data / "a" / "metrics.json").read_text())
     assert posted == evaluation_seeds(0, 5) == [s.seed for s in m.seeds]
@@ -169,8 +194,41 @@ def test_agent_evaluate_py_follows_the_same_rule(
     assert m.score == pytest.approx(sum(s.score or 0 for s in m.seeds) / 5)
     posted.clear()
     assert agent_eval.main([*base, "--log-dir", str(data / "b"), "--seeds", "1"]) == 0
-    assert agent_eval.main([*base, "--log-dir", str(data / "c"), "--suite", "ptb-v1.0"]) == 0
-    assert posted == [0, None]  # v1.0 keeps the fixed choice order
+    assert posted == [0]
+    posted = _agent_service(data, monkeypatch, "gpqamain", "ptb-v1.0", "v10")
+    assert agent_eval.main([*base, "--log-dir", str(data / "c")]) == 0
+    assert posted == [None]  # v1.0 keeps the fixed choice order
+
+
+def test_agent_evaluate_py_takes_the_runs_suite_from_the_harness(
+    tiny_model_dir: Path, data: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """A sampling model on GSM8K: the workspace's evaluate.py (as the workspace builder writes
+    it, no suite in it) evaluates once for a ptb-v1.0 run and five times for a ptb-v1.2 run,
+    the suite the harness's service states; a `--suite` naming another one is refused."""
+    from posttrainbench.catalog import BENCHMARKS, MODELS
+    from posttrainbench.evaluate import agent_eval
+    from posttrainbench.workspace.builder import write_evaluator
+
+    sampler = _sampling_copy(tiny_model_dir, data / "sampler")
+    write_evaluator(data / "ws", MODELS.get("ptb-tiny"), BENCHMARKS.get("gsm8k"))
+    assert "suite" not in (data / "ws" / "evaluate.py").read_text()
+    base = _agent_args(sampler, "gsm8k")
+    for suite, n in (("ptb-v1.0", 1), ("ptb-v1.2", 5)):
+        posted = _agent_service(data, monkeypatch, "gsm8k", suite, suite)
+        out = data / f"log-{suite}"
+        assert agent_eval.main([*base, "--log-dir", str(out)]) == 0
+        m = EvalMetrics.model_validate_json((out / "metrics.json").read_text())
+        assert m.suite == suite and m.sampling and not m.sampling.greedy
+        assert [s.seed for s in m.seeds] == evaluation_seeds(0, n) and len(posted) == n
+
+    posted = _agent_service(data, monkeypatch, "gsm8k", "ptb-v1.0", "refuse")
+    rc = agent_eval.main([*base, "--log-dir", str(data / "x"), "--suite", "ptb-v1.2"])
+    assert rc == 2 and posted == [] and not (data / "x" / "metrics.json").exists()
+    err = capsys.readouterr().err
+    assert "this run follows suite ptb-v1.0, not ptb-v1.2" in err
+    rc = agent_eval.main([*_agent_args(sampler, "gpqamain"), "--log-dir", str(data / "y")])
+    assert rc == 2 and posted == [] and "this run's benchmark is gsm8k" in capsys.readouterr().err
 
 
 def test_the_harness_passes_the_runs_suite_to_the_evaluation(tmp_path: Path) -> None:

@@ -157,10 +157,11 @@ def test_ladder_stops_on_bad_input_and_keeps_the_attempts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _fake_child(tmp_path, monkeypatch, "print('error: no data'); sys.exit(2)\n")
-    with pytest.raises(EvaluationError, match="refused its input: error: no data"):
+    with pytest.raises(EvaluationError, match=r"^evaluation refused its input: no data") as err:
         run_evaluation(
             Path("m"), "gsm8k", "qwen3", EvalPaths(tmp_path / "e"), timeout_s=60, grace_s=1
         )
+    assert "evaluation evaluation" not in str(err.value) and "error: " not in str(err.value)
     assert _lengths(tmp_path) == [4000]
     assert json.loads((tmp_path / "e" / "attempts.json").read_text())["attempts"][0]["outcome"] == (
         "fatal"

@@ -67,7 +67,8 @@ def test_gpu_list() -> None:
 
 
 def test_lost_notes() -> None:
-    exceptions = pytest.importorskip("ray.exceptions")
+    from ray import exceptions
+
     crashed = rayex.lost_note(exceptions.WorkerCrashedError())
     assert crashed.startswith("the Ray worker died")
     assert rayex.lost_note(exceptions.TaskCancelledError()).startswith("cancelled")

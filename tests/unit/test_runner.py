@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
-from posttrainbench import runner
+from posttrainbench import runner, solve
 from posttrainbench.config import Settings
 from posttrainbench.records import AgentAttempt, AgentOutcome, RunSpec, new_run_id
 from posttrainbench.results.layout import RunPaths
@@ -54,13 +54,13 @@ def _outcome(policy: str) -> AgentOutcome:
 def test_resume_policy_remaining_gives_back_the_unused_budget() -> None:
     out = _outcome("remaining")
     resumed_at = out.started_at + timedelta(minutes=50)  # 30 minutes of harness downtime
-    assert runner.next_deadline(out, resumed_at) == resumed_at + timedelta(minutes=40)
+    assert solve.next_deadline(out, resumed_at) == resumed_at + timedelta(minutes=40)
 
 
 def test_resume_policy_deadline_keeps_the_first_deadline() -> None:
     out = _outcome("deadline")
     resumed_at = out.started_at + timedelta(minutes=50)
-    assert runner.next_deadline(out, resumed_at) == out.started_at + timedelta(hours=1)
+    assert solve.next_deadline(out, resumed_at) == out.started_at + timedelta(hours=1)
 
 
 def test_accounting_separates_time_used_from_downtime() -> None:
@@ -69,7 +69,7 @@ def test_accounting_separates_time_used_from_downtime() -> None:
     out.attempts.append(
         AgentAttempt(started_at=t + timedelta(minutes=50), ended_at=t + timedelta(minutes=90))
     )
-    runner._account(out)
+    solve._account(out)
     assert (out.wall_s, out.downtime_s) == (60 * 60.0, 30 * 60.0)
 
 

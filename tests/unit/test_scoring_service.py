@@ -123,6 +123,33 @@ def test_service_scores_with_the_real_scorer_and_never_answers_targets(
     assert len(logged) == 1 and logged[0]["n_answered"] == 2
 
 
+def test_service_states_the_runs_benchmark_and_suite(
+    gsm8k_service: tuple[ScoringService, httpx.Client], tmp_path: Path
+) -> None:
+    """`GET /protocol`: what the agent's evaluate.py follows (the run's suite, not its own)."""
+    _, client = gsm8k_service
+    assert client.get("http://scoring/protocol").status_code == 401
+    r = client.get("http://scoring/protocol", headers={"authorization": "Bearer tok"})
+    assert r.status_code == 200 and r.json() == {"benchmark": "gsm8k", "suite": "ptb-v1.2"}
+    assert (
+        client.get("http://scoring/other", headers={"authorization": "Bearer tok"}).status_code
+        == 405
+    )
+
+    from posttrainbench.records import RunSpec
+    from posttrainbench.results.layout import RunPaths
+    from posttrainbench.sandbox import services
+    from posttrainbench.sandbox.host import HostSandbox
+
+    spec = RunSpec(
+        run_id="r", agent="noop", base_model="ptb-tiny", benchmark="gsm8k", budget_s=60,
+        suite="ptb-v1.0",
+    )  # fmt: skip
+    with services.start(RunPaths(tmp_path / "run"), spec, HostSandbox()) as started:
+        assert started.scoring is not None
+        assert started.scoring.protocol("Bearer " + started.scoring.token)[1]["suite"] == "ptb-v1.0"
+
+
 def test_a_failed_scoring_is_recorded_and_answered_without_detail(
     gsm8k_service: tuple[ScoringService, httpx.Client],
 ) -> None:

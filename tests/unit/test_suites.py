@@ -13,7 +13,7 @@ from rich.console import Console
 
 from posttrainbench.catalog.suites import SUITES, V1_0, V1_2, suite, suite_for_run
 from posttrainbench.errors import ConfigError, UnknownNameError
-from posttrainbench.records import Leaderboard, Outcome, RunRecord, RunSpec
+from posttrainbench.records import EvalMetrics, Leaderboard, Outcome, RunRecord, RunSpec
 from posttrainbench.report import build_leaderboard
 from posttrainbench.report.run_page import render_run_page
 from posttrainbench.report.site import render_index
@@ -270,3 +270,70 @@ def test_cli_report_site_and_show_name_the_suite(ptb: PtbRunner, tmp_path: Path)
     run_dir = next(d for d in results.iterdir() if d.name.endswith("ptb-v1.0"))
     shown = ptb("show", str(run_dir))
     assert shown.returncode == 0 and re.search(r"suite\s+ptb-v1\.0", shown.stdout), shown.stdout
+
+
+# --- measured baselines, by suite ---------------------------------------------------------------
+
+
+def _measured(bench: str, score: float, suite_id: str | None) -> EvalMetrics:
+    return EvalMetrics(
+        benchmark=bench, split="test", score=score, n_samples=10, model_path="m", suite=suite_id
+    )
+
+
+def test_measured_baselines_are_kept_and_found_by_suite(tmp_path: Path) -> None:
+    """A ptb-v1.0 measurement (one seed) is never the base score of a ptb-v1.2 run; one stored
+    before suites (no suite recorded, directly under baselines/) counts as ptb-v1.0."""
+    cache = tmp_path / "baselines"
+    ref = baselines.record_measured(cache, "ptb-tiny", _measured("arith", 0.3, "ptb-v1.0"))
+    assert ref.detail == str(cache / "ptb-v1.0" / "ptb-tiny__arith.json")
+    assert baselines.lookup(cache, "ptb-tiny", "arith", "ptb-v1.2") is None
+    found = baselines.lookup(cache, "ptb-tiny", "arith", "ptb-v1.0")
+    assert found and found.source == "measured" and found.score == 0.3
+
+    published = baselines.published()["Qwen3-1.7B-Base"]["gsm8k"]
+    legacy = cache / "Qwen3-1.7B-Base__gsm8k.json"
+    legacy.write_text(_measured("gsm8k", 0.5, None).model_dump_json())
+    old = baselines.lookup(cache, "Qwen3-1.7B-Base", "gsm8k", "ptb-v1.0")
+    assert old and old.source == "measured" and old.score == 0.5 and old.detail == str(legacy)
+    new = baselines.lookup(cache, "Qwen3-1.7B-Base", "gsm8k", "ptb-v1.2")
+    assert new and new.source == "published" and new.score == published
+
+    v10, measured_v10 = baselines.table(cache, "ptb-v1.0")
+    v12, measured_v12 = baselines.table(cache, "ptb-v1.2")
+    assert measured_v10 == ["Qwen3-1.7B-Base/gsm8k", "ptb-tiny/arith"] and measured_v12 == []
+    assert v10["Qwen3-1.7B-Base"]["gsm8k"] == 0.5 and v12["Qwen3-1.7B-Base"]["gsm8k"] == published
+    assert "ptb-tiny" not in v12
+
+    # a file of another suite under this suite's folder is ignored (measured again)
+    (cache / "ptb-v1.2").mkdir()
+    (cache / "ptb-v1.2" / "ptb-tiny__arith.json").write_text(
+        _measured("arith", 0.9, "ptb-v1.0").model_dump_json()
+    )
+    assert baselines.lookup(cache, "ptb-tiny", "arith", "ptb-v1.2") is None
+
+
+def test_a_run_measures_its_base_score_under_its_suite(
+    settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from posttrainbench import runner
+
+    settings = settings.model_copy(update={"cache_dir": tmp_path / "cache"})
+    asked: list[str | None] = []
+
+    def measure(model: Path, bench: str, family: Any, out: Any, **kw: Any) -> EvalMetrics:
+        asked.append(kw["options"].suite)
+        assert out.root.parent.name == kw["options"].suite
+        return _measured(bench, 0.25 if kw["options"].suite == "ptb-v1.0" else 0.75,
+                         kw["options"].suite)  # fmt: skip
+
+    monkeypatch.setattr(runner, "run_evaluation", measure)
+    monkeypatch.setattr(type(runner.MODELS.get("ptb-tiny")), "locate", lambda *a: tmp_path)
+    spec = RunSpec(run_id="r", agent="noop", base_model="ptb-tiny", benchmark="arith",
+                   budget_s=60, suite="ptb-v1.0")  # fmt: skip
+    assert runner.resolve_baseline(settings, spec).score == 0.25
+    assert runner.resolve_baseline(settings, spec).score == 0.25  # cached: not measured again
+    v12 = spec.model_copy(update={"suite": "ptb-v1.2"})
+    assert runner.resolve_baseline(settings, v12).score == 0.75  # not v1.0's
+    assert asked == ["ptb-v1.0", "ptb-v1.2"]
+    assert (settings.baselines_dir / "ptb-v1.2" / "ptb-tiny__arith.json").is_file()

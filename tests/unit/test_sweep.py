@@ -146,3 +146,43 @@ def test_the_gpus_a_preflight_refused_are_read_from_the_record(
     )
     save_run(run_dir, record)
     assert refused_gpus(run_dir) == [3]
+
+
+def test_status_shows_the_sweeps_suite_and_each_runs_where_they_differ(
+    tmp_path: Path, settings: Settings
+) -> None:
+    import json
+
+    from rich.console import Console
+
+    from posttrainbench.scale.driver import load_plan, plan_path
+    from posttrainbench.scale.status import render, sweep_status
+
+    def shown(status: object) -> str:
+        console = Console(record=True, width=250)
+        console.print(render(status))  # type: ignore[arg-type]
+        return console.export_text()
+
+    (tmp_path / "g.toml").write_text(TOML)
+    sweep_dir, runs = materialize(load_sweep_file(tmp_path / "g.toml"), settings)
+    status = sweep_status(sweep_dir)
+    assert status.suite == "ptb-v1.2" and {r.suite for r in status.runs} == {"ptb-v1.2"}
+    text = shown(status)
+    assert "sweep grid, suite ptb-v1.2: 4 runs" in text and "┃ suite" not in text
+    assert json.loads(status.model_dump_json())["suite"] == "ptb-v1.2"  # `--json`
+
+    record = load_run(sweep_dir / runs[0].run_id)
+    record.spec = record.spec.model_copy(update={"suite": "ptb-v1.0"})
+    save_run(sweep_dir / runs[0].run_id, record)
+    status = sweep_status(sweep_dir)
+    assert status.other_suites and status.runs[0].suite == "ptb-v1.0"
+    lines = shown(status).splitlines()
+    assert any("┃ seed ┃ suite" in line for line in lines)  # the suite of each run
+    rows = {line.split()[1]: line for line in lines if line.startswith("│")}
+    assert "│ ptb-v1.0 │" in rows[runs[0].run_id] and "│ ptb-v1.2 │" in rows[runs[1].run_id]
+
+    # a sweep.json from before suites: its runs followed ptb-v1.0, and so does its plan
+    stored = json.loads(plan_path(sweep_dir).read_text())
+    del stored["spec"]["suite"]
+    plan_path(sweep_dir).write_text(json.dumps(stored | {"schema_version": 3}))
+    assert load_plan(sweep_dir).spec.suite == "ptb-v1.0"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from posttrainbench.errors import ConfigError
 from posttrainbench.report.viewer import serve, serve_in_thread
 
 
@@ -68,12 +69,21 @@ def test_a_forged_host_header_gets_nothing(viewer: int, host: str | None) -> Non
     assert status == 421 and body == b""
 
 
-@pytest.mark.skipif(not socket.has_ipv6, reason="this Python has no IPv6")
-def test_the_viewer_on_ipv6_loopback_answers_its_bracketed_name(tmp_path: Path) -> None:
+def _ipv6_loopback() -> bool:
     try:
-        server, url = serve(tmp_path, host="::1")
-    except OSError as exc:  # a kernel without IPv6 (e.g. a container with it off)
-        pytest.skip(f"no IPv6 loopback here: {exc}")
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def test_the_viewer_on_ipv6_loopback_answers_its_bracketed_name(tmp_path: Path) -> None:
+    if not _ipv6_loopback():  # a kernel without IPv6 (e.g. a container with it off)
+        with pytest.raises(ConfigError, match=r"^cannot serve on ::1:0: "):
+            serve(tmp_path, host="::1")
+        return
+    server, url = serve(tmp_path, host="::1")
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         port = server.server_port
@@ -90,3 +100,51 @@ def test_the_viewer_on_ipv6_loopback_answers_its_bracketed_name(tmp_path: Path) 
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def beside_secret(tmp_path: Path) -> Iterator[int]:
+    """A viewer of tmp_path/results, with a secret file and a run folder's name beside it."""
+    (tmp_path / "secret.txt").write_text("TOP-SECRET root:x:0:0\n")
+    (tmp_path / "results" / "adhoc").mkdir(parents=True)
+    server, _ = serve_in_thread(tmp_path / "results")
+    try:
+        yield server.server_port
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/runs/../../etc/passwd",
+        "/runs/..%2F..%2Fetc%2Fpasswd.html",
+        "/etc/passwd",
+        "//etc/passwd",
+        "/runs/..%2Fsecret.txt",
+        "/runs/%2e%2e%2f%2e%2e%2fsecret.html",
+        "/runs/..%2F..%2Fsecret.txt.html",
+        "/plots/..%2F..%2Fsecret.txt",
+        "/../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/adhoc",
+        "/secret.txt",
+    ],
+)
+def test_no_path_reads_a_file_outside_the_pages(beside_secret: int, path: str) -> None:
+    status, body = _get(beside_secret, f"127.0.0.1:{beside_secret}", "GET", path)
+    assert status == 404, path
+    assert b"TOP-SECRET" not in body and b"root:" not in body
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
+def test_only_get_and_head_are_served(beside_secret: int, method: str) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", beside_secret, timeout=10)
+    try:
+        conn.request(method, "/", body=b"x", headers={"Host": f"127.0.0.1:{beside_secret}"})
+        resp = conn.getresponse()
+        assert resp.read() == b""
+        assert resp.status == 405 and resp.getheader("Allow") == "GET, HEAD"
+    finally:
+        conn.close()

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, ClassVar
 from posttrainbench.records import ApiProvider, CliUsage, RunSpec
 
 if TYPE_CHECKING:
+    from posttrainbench.agents.failure import CrashKind
     from posttrainbench.agents.trajectory.schema import Trajectory
 
 
@@ -73,6 +74,8 @@ class Agent(ABC):
     providers: ClassVar[tuple[ApiProvider, ...]] = ()  # those it can speak (default first)
     cli: ClassVar[NpmCli | None] = None
     resumable: ClassVar[bool] = False  # a re-prompt continues the same conversation
+    crash: ClassVar[CrashKind] = "cli_crash"  # what a non-zero exit is (agents.failure.CRASHES)
+    takes_agent_dir: ClassVar[bool] = False  # runs the user's files (--agent-dir) at /agent
 
     def default_model(self, provider: ApiProvider | None) -> str | None:
         """The model used when the run names none (fixed into the spec at creation, so that

@@ -22,7 +22,7 @@ from typing import BinaryIO
 from pydantic import ValidationError
 
 from posttrainbench.agents.base import Agent
-from posttrainbench.agents.failure import classify
+from posttrainbench.agents.failure import classify, stderr_tail
 from posttrainbench.agents.trajectory.redact import Redactor, secrets_of
 from posttrainbench.agents.trajectory.schema import AgentInfo, Trajectory
 from posttrainbench.agents.trajectory.transcript import render
@@ -104,8 +104,11 @@ def calls_since(path: Path, since: datetime) -> list[LlmCall]:
     return calls
 
 
-def failure_of(paths: RunPaths, started_at: datetime, exit_code: int | None) -> AgentFailure | None:
-    return classify(exit_code, calls_since(paths.llm_calls, started_at))
+def failure_of(
+    agent: Agent, paths: RunPaths, started_at: datetime, exit_code: int | None
+) -> AgentFailure | None:
+    calls = calls_since(paths.llm_calls, started_at)
+    return classify(exit_code, calls, agent.crash, stderr_tail(paths.agent_stderr))
 
 
 def redact_logs(paths: RunPaths, secrets: Iterable[str]) -> None:

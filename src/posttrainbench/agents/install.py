@@ -21,10 +21,12 @@ from pathlib import Path
 from posttrainbench.agents.base import NpmCli
 from posttrainbench.config import Settings
 from posttrainbench.errors import ConfigError, MissingDependencyError
+from posttrainbench.offline import require_network
 from posttrainbench.records import CliInfo
 
 VERSION_TIMEOUT_S = 60
 INSTALL_TIMEOUT_S = 900
+NPM_REGISTRY = "https://registry.npmjs.org/"
 
 
 def agents_dir(settings: Settings) -> Path:
@@ -97,6 +99,17 @@ def _world_readable(root: Path) -> None:
                 os.chmod(path, mode | 0o444 | (0o111 if mode & 0o100 else 0))
 
 
+def _registry(npm: str) -> str:
+    """The registry npm will use (its config, .npmrc included)."""
+    try:
+        done = subprocess.run([npm, "config", "get", "registry"], capture_output=True, text=True,
+                              timeout=30, stdin=subprocess.DEVNULL)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return NPM_REGISTRY
+    url = done.stdout.strip()
+    return url if done.returncode == 0 and "://" in url else NPM_REGISTRY
+
+
 def install(agent: str, cli: NpmCli, settings: Settings, *, force: bool = False) -> CliInfo:
     """Install the pinned CLI (no-op when a matching install is there) and return it."""
     if not force:
@@ -109,6 +122,7 @@ def install(agent: str, cli: NpmCli, settings: Settings, *, force: bool = False)
         raise MissingDependencyError(
             "npm is not installed", "apt-get install nodejs npm (Node.js 20 or newer)"
         )
+    require_network(f"npm install {cli.package} cannot reach the npm registry", _registry(npm))
     root = prefix(cli, settings)
     root.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(root.parent, 0o755)

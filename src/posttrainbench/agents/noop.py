@@ -15,6 +15,7 @@ from posttrainbench.agents.base import Agent, AgentContext, AgentLaunch
 
 class NoopAgent(Agent):
     name = "noop"
+    crash = "command_crash"  # a script of ours, not an LLM CLI
 
     def launch(self, ctx: AgentContext) -> AgentLaunch:
         return AgentLaunch(

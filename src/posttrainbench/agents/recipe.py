@@ -15,6 +15,7 @@ from posttrainbench.records import RunSpec
 
 class RecipeAgent(Agent):
     name = "recipe"
+    crash = "command_crash"  # a script of ours, not an LLM CLI
 
     def check(self, spec: RunSpec) -> None:
         if BENCHMARKS.get(spec.benchmark).public_data is None:

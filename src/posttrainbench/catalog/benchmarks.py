@@ -56,7 +56,8 @@ class UrlSource(BaseModel):
 
     @property
     def label(self) -> str:
-        return f"{self.url} (sha256 {self.sha256[:12]})"
+        pin = f"sha256 {self.sha256[:12]}" if self.sha256 else "not pinned: first fetch kept"
+        return f"{self.url} ({pin})"
 
 
 DataSource = Annotated[HubSource | UrlSource, Field(discriminator="kind")]

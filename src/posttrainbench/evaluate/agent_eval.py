@@ -2,12 +2,13 @@
 
 The workspace's `eval_data/` holds the test items' inputs only. On such a split this runs the
 benchmark's own task with the harness's generation code (backend, chat template, the model's
-own sampling, `--limit` selection, the suite's evaluation seeds: `--suite`, `--seeds N` to
-limit the count for a quick look) but no scorer, then posts each sample's output to the scoring
-service (`PTB_SCORING_URL`, token in `PTB_SCORING_TOKEN`), which scores it with the benchmark's
-real scorer where the targets are, and writes what it answered to `<log-dir>/metrics.json` and
-`<log-dir>/items.json`. Splits whose answers the agent may see (the embedded benchmark's public
-dev split) are evaluated locally, as before, by `posttrainbench.evaluate.__main__`.
+own sampling, `--limit` selection, the evaluation seeds of the run's suite, which the service
+states: `--seeds N` limits the count for a quick look) but no scorer, then posts each sample's
+output to the scoring service (`PTB_SCORING_URL`, token in `PTB_SCORING_TOKEN`), which scores
+it with the benchmark's real scorer where the targets are, and writes what it answered to
+`<log-dir>/metrics.json` and `<log-dir>/items.json`. Splits whose answers the agent may see (the
+embedded benchmark's public dev split) are evaluated locally, as before, by
+`posttrainbench.evaluate.__main__`.
 """
 
 from __future__ import annotations
@@ -17,12 +18,22 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from posttrainbench.evaluate.__main__ import EXIT_CODES, parser, report_error
 from posttrainbench.evaluate.__main__ import main as local_main
 from posttrainbench.evaluate.benchmarks.base import EVAL_DATA_VAR
-from posttrainbench.evaluate.scoring_service import PATH, TOKEN_VAR, URL_VAR, ScoringReply
+from posttrainbench.evaluate.scoring_service import (
+    PATH,
+    PROTOCOL_PATH,
+    TOKEN_VAR,
+    URL_VAR,
+    ScoringProtocol,
+    ScoringReply,
+)
+
+if TYPE_CHECKING:
+    from posttrainbench.catalog.suites import Suite
 
 ITEMS_FILE = "items.json"
 HARNESS_JUDGE = "none/judged-by-the-harness"
@@ -67,8 +78,9 @@ def generate(
     return log, task.config.max_tokens
 
 
-def post(body: dict[str, Any]) -> ScoringReply:
-    """Send the outputs to the scoring service; its reply, or EvaluationError."""
+def _call(path: str, body: dict[str, Any] | None = None) -> bytes:
+    """GET (no body) or POST `path` on the scoring service; the reply's body, or
+    EvaluationError."""
     import httpx
 
     from posttrainbench.errors import EvaluationError
@@ -80,11 +92,14 @@ def post(body: dict[str, Any]) -> ScoringReply:
             "run evaluate.py inside a run's sandbox, where the harness scores it",
             kind="fatal",
         )
+    headers = {"authorization": f"Bearer {token}"}
     try:
         with httpx.Client(trust_env=False, timeout=httpx.Timeout(None, connect=30)) as client:
-            r = client.post(
-                url.rstrip("/") + PATH, json=body, headers={"authorization": f"Bearer {token}"}
-            )
+            target = url.rstrip("/") + path
+            if body is None:
+                r = client.get(target, headers=headers)
+            else:
+                r = client.post(target, json=body, headers=headers)
     except httpx.HTTPError as exc:
         raise EvaluationError(
             f"the scoring service at {url} did not answer: {exc}", kind="infrastructure"
@@ -98,7 +113,42 @@ def post(body: dict[str, Any]) -> ScoringReply:
             f"the scoring service refused: {why} (HTTP {r.status_code})",
             kind="fatal" if r.status_code in (400, 401, 403) else "infrastructure",
         )
-    return ScoringReply.model_validate_json(r.content)
+    return r.content
+
+
+def post(body: dict[str, Any]) -> ScoringReply:
+    """Send the outputs to the scoring service; its reply, or EvaluationError."""
+    return ScoringReply.model_validate_json(_call(PATH, body))
+
+
+def protocol() -> ScoringProtocol:
+    """The run's benchmark and suite, as the harness's scoring service states them."""
+    return ScoringProtocol.model_validate_json(_call(PROTOCOL_PATH))
+
+
+def run_suite(args: Any) -> Suite:
+    """The suite of the run (RunSpec.suite, from the service, never from this workspace);
+    `--suite` or `--benchmark` naming another than the run's is refused."""
+    from posttrainbench.catalog import BENCHMARKS
+    from posttrainbench.catalog.suites import suite as suite_named
+    from posttrainbench.errors import EvaluationError
+
+    fixed = protocol()
+    if BENCHMARKS.get(args.benchmark).id != fixed.benchmark:
+        raise EvaluationError(
+            f"this run's benchmark is {fixed.benchmark}, not {args.benchmark}: the harness "
+            "scores only the run's benchmark",
+            f"pass --benchmark {fixed.benchmark}",
+            kind="fatal",
+        )
+    if args.suite is not None and suite_named(args.suite).id != fixed.suite:
+        raise EvaluationError(
+            f"this run follows suite {fixed.suite}, not {args.suite}: its evaluations use "
+            f"{fixed.suite}'s seeds",
+            "leave out --suite (--seeds N evaluates fewer seeds for a quick look)",
+            kind="fatal",
+        )
+    return suite_named(fixed.suite)
 
 
 def evaluate_remote(args: Any, limit: int | None) -> ScoringReply:
@@ -106,7 +156,7 @@ def evaluate_remote(args: Any, limit: int | None) -> ScoringReply:
     (the suite's seed policy, the model's own sampling; `--seeds` overrides the count); the
     reply returned is the last seed's, metrics.json holds the mean and every seed."""
     from posttrainbench.catalog import BENCHMARKS
-    from posttrainbench.catalog.suites import suite as suite_named
+    from posttrainbench.errors import EvaluationError
     from posttrainbench.evaluate.generation import model_sampling
     from posttrainbench.evaluate.run import evaluation_seeds
     from posttrainbench.records import EvalMetrics, SeedScore
@@ -114,7 +164,7 @@ def evaluate_remote(args: Any, limit: int | None) -> ScoringReply:
     from posttrainbench.results.store import write_json
 
     started = time.monotonic()
-    chosen = suite_named(args.suite)
+    chosen = run_suite(args)
     policy = chosen.seed_policy(args.benchmark)
     sampling = model_sampling(args.model_path)
     count = args.seeds or policy.seeds_for(greedy=sampling.greedy)
@@ -143,7 +193,10 @@ def evaluate_remote(args: Any, limit: int | None) -> ScoringReply:
             )
         )
         items += [{"seed": value, **i.model_dump(mode="json")} for i in reply.items]
-    assert reply is not None
+    if reply is None:
+        raise EvaluationError(
+            f"no evaluation seed to run for {args.benchmark}", "pass --seeds 1 or more"
+        )
     info = BENCHMARKS.get(args.benchmark)
     write_json(
         EvalPaths(args.log_dir).metrics,

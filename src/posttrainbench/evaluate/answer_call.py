@@ -21,7 +21,8 @@ def main() -> None:
     channel = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
     args = plain_value(request["args"])
-    assert isinstance(args, tuple)
+    if not isinstance(args, tuple):
+        raise TypeError(f"the call's arguments are a {type(args).__name__}, not a tuple")
     channel.write('{"started": true}\n')
     channel.flush()
     space: dict[str, object] = {"__name__": "__main__"}

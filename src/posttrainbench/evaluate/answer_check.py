@@ -143,15 +143,18 @@ async def _check_once(
             ["python", "-S", "-I", "-c", CHECKER_SOURCE], directory,
             cpu_s=sample_timeout_s, mode=mode,
         )  # fmt: skip
-        assert proc.stdin and proc.stdout and proc.stderr
+        if proc.stdin is None or proc.stdout is None or proc.stderr is None:
+            await code_sandbox.kill(proc)
+            raise _Infrastructure("the checker started without its stdin, stdout and stderr")
+        stdin, stdout = proc.stdin, proc.stdout
         errors = asyncio.create_task(_tail(proc.stderr))
         request = {"prompt": prompt, "test": test, "entry_point": entry_point, "nonce": nonce}
         ready = done = False
         calls, failed = 0, None
         try:
-            await _send(proc, request)
+            await _send(stdin, request)
             while True:
-                line = await asyncio.wait_for(proc.stdout.readline(), deadline - loop.time())
+                line = await asyncio.wait_for(stdout.readline(), deadline - loop.time())
                 if not line:
                     break
                 message = _message(line)
@@ -166,7 +169,7 @@ async def _check_once(
                     if "invalid" in reply:
                         failed = str(reply["invalid"])
                         break
-                    await _send(proc, reply)
+                    await _send(stdin, reply)
                 else:
                     raise _Infrastructure(f"the checker said {line[:200]!r}")
         except TimeoutError:
@@ -235,10 +238,9 @@ def _message(line: bytes) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-async def _send(proc: asyncio.subprocess.Process, message: dict[str, Any]) -> None:
-    assert proc.stdin
-    proc.stdin.write(json.dumps(message).encode() + b"\n")
-    await proc.stdin.drain()
+async def _send(stdin: asyncio.StreamWriter, message: dict[str, Any]) -> None:
+    stdin.write(json.dumps(message).encode() + b"\n")
+    await stdin.drain()
 
 
 async def _tail(stream: asyncio.StreamReader) -> str:

@@ -67,6 +67,7 @@ class Judge:
             from posttrainbench.config import load_settings
 
             self.cache_dir = load_settings().cache_dir / "judgments"
+        self._cache_root: Path = self.cache_dir
         self._model: Any = None
 
     def key(self, prompt: str, system: str | None = None) -> str:
@@ -77,8 +78,7 @@ class Judge:
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def _cache_path(self, key: str) -> Path:
-        assert self.cache_dir is not None
-        return self.cache_dir / key[:2] / f"{key}.json"
+        return self._cache_root / key[:2] / f"{key}.json"
 
     def _cached(self, key: str) -> str | None:
         try:

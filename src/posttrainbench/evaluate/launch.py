@@ -108,7 +108,11 @@ def evaluation_env(
         judge_model=opts.judge_model,
         judge_base_url=opts.judge_base_url,
     )
+    env |= OFFLINE_ENV  # it reads local folders and caches only: no hub look-up, no retry
     return env if gpus is None else env | gpu.visible_gpus(gpus)
+
+
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 
 def run_evaluation(
@@ -163,7 +167,7 @@ def run_evaluation(
             outcome = OUTCOME_OF_EXIT.get(done.returncode or 0, "infrastructure")
             attempts.append(_attempt(number, step, outcome, _last_line(out.log), took))
             if outcome == "fatal":
-                raise _failed(attempts, f"evaluation refused its input: {_last_line(out.log)}", out)
+                raise _failed(attempts, f"refused its input: {_last_line(out.log)}", out)
             if outcome == "pathology":
                 break  # a shorter max_tokens is the remedy, not the same again
     raise _failed(attempts, f"every ladder step failed; last: {_last_line(out.log)}", out)
@@ -179,7 +183,7 @@ def _attempt(
 
 def _last_line(log: Path) -> str:
     lines = [ln for ln in log.read_text(errors="replace").strip().splitlines() if ln.strip()]
-    return lines[-1][:300] if lines else "no output"
+    return lines[-1].removeprefix("error: ")[:300] if lines else "no output"
 
 
 def _failed(attempts: list[EvalAttempt], message: str, out: EvalPaths) -> EvaluationError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
@@ -19,6 +20,22 @@ class Fetched(BaseModel):
     what: str
     path: Path | None = None
     error: str | None = None
+
+
+def check_reachable(benchmarks: list[str], models: list[str]) -> None:
+    """Raise NoNetworkError at once (one line) unless the hub and every URL host these items
+    come from can be reached, instead of each download retrying for half a minute."""
+    from posttrainbench.catalog.benchmarks import HubSource
+    from posttrainbench.offline import hub_online, require_network
+
+    hub_online()  # the one command that downloads
+    sources = [src for b in benchmarks for src in BENCHMARKS.get(b).sources]
+    downloads_models = any(name not in MODELS or MODELS.get(name).hf_id for name in models)
+    if downloads_models or any(isinstance(src, HubSource) for src in sources):
+        require_network("ptb data prefetch cannot reach the Hugging Face hub")
+    hosts = {urlsplit(src.url).netloc: src.url for src in sources if not isinstance(src, HubSource)}
+    for host, url in sorted(hosts.items()):
+        require_network(f"ptb data prefetch cannot reach {host}", url)
 
 
 def prefetch_benchmark(benchmark: str) -> Iterator[Fetched]:
@@ -51,6 +68,14 @@ def prefetch_model(name: str, *, instruct: bool = True) -> Iterator[Fetched]:
             yield Fetched(what=f"model: {repo}", error=_one_line(exc))
 
 
+# What the hub client and httpx raise when the network went away mid-prefetch.
+_NETWORK_ERRORS = ("LocalEntryNotFoundError", "OfflineModeIsEnabled", "ConnectError",
+                   "ConnectionError", "ConnectTimeout", "ReadTimeout")  # fmt: skip
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+    first = text[0] if text else ""
+    if type(exc).__name__ in _NETWORK_ERRORS:
+        return f"no network: {first}"[:300]
+    return f"{type(exc).__name__}: {first}"[:300]

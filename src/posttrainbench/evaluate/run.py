@@ -18,14 +18,16 @@ import math
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from posttrainbench.catalog import BENCHMARKS
 from posttrainbench.catalog.benchmarks import BenchmarkInfo, HubSource
+from posttrainbench.catalog.suites import suite as suite_named
 from posttrainbench.errors import ConfigError, DataUnavailableError, EvaluationError, PtbError
 from posttrainbench.evaluate.answer_check import code_isolation
 from posttrainbench.evaluate.backends import BACKENDS, ModelRequest
 from posttrainbench.evaluate.chat_templates import family, template_path
+from posttrainbench.evaluate.generation import model_sampling
 from posttrainbench.records import (
     CollectOutcome,
     EvalMetrics,
@@ -35,6 +37,9 @@ from posttrainbench.records import (
 )
 from posttrainbench.results.layout import EvalPaths
 from posttrainbench.results.store import write_json
+
+if TYPE_CHECKING:
+    from posttrainbench.evaluate.benchmarks.base import TaskOptions
 
 _BAD_INPUT_MARKERS = (
     "safetensorerror",
@@ -214,9 +219,7 @@ def evaluate_model(
     overrides the count); the score is the mean over the seeds that scored. The first seed's
     failure raises (the ladder reruns the whole evaluation); a later seed's failure is recorded
     in metrics.json and left out of the mean."""
-    from posttrainbench.catalog.suites import suite as suite_named
-    from posttrainbench.evaluate.benchmarks.base import TaskOptions, make_task
-    from posttrainbench.evaluate.generation import model_sampling
+    from posttrainbench.evaluate.benchmarks.base import TaskOptions
 
     if collected is not None:
         check_collected(model_dir, collected)
@@ -230,34 +233,19 @@ def evaluate_model(
         info, model_dir, template_family=template_family, tokenizer_dir=tokenizer_dir,
         batch_size=batch_size, base_url=base_url, sampling=sampling,
     )  # fmt: skip
-    scores: list[SeedScore] = []
-    logs: list[Any] = []
-    task_max_tokens: int | None = None
-    for number, value in enumerate(evaluation_seeds(seed, count)):
-        opts = TaskOptions(
-            split=split,
-            limit=limit,
-            max_tokens=max_tokens,
-            seed=value,
-            choice_seed=value if policy.shuffles_choices else None,
-            sampling=sampling,
-            judge_model=judge_model,
-            judge_base_url=judge_base_url,
-        )
-        task = make_task(info.implementation(), opts)
-        task_max_tokens = task.config.max_tokens
-        try:
-            log = run_task(task, req.model_copy(update={"seed": value}), backend, out_dir)
-            scores.append(seed_score(log, info, value, judge_model))
-        except PtbError as exc:
-            if number == 0:
-                raise
-            scores.append(SeedScore(seed=value, error=str(exc).splitlines()[0][:300]))
-            continue
-        logs.append(log)
+    options = TaskOptions(
+        split=split,
+        limit=limit,
+        max_tokens=max_tokens,
+        sampling=sampling,
+        judge_model=judge_model,
+        judge_base_url=judge_base_url,
+    )
+    scores, logs, task_max_tokens = _run_seeds(
+        info, options, evaluation_seeds(seed, count), policy.shuffles_choices, req, backend, out_dir
+    )
     scored = [s for s in scores if s.score is not None]
     samples = [sample for log in logs for sample in (log.samples or [])]
-    judge = judge_usage(samples, judge_model)
     metrics = EvalMetrics(
         benchmark=benchmark,
         benchmark_version=info.version,
@@ -268,16 +256,9 @@ def evaluate_model(
         n_failed=sum(s.n_failed for s in scored),
         model_path=str(model_dir),
         log_file=scored[0].log_file,
-        params={
-            "limit": limit,
-            "batch_size": batch_size,
-            "own_template": ("present, ignored" if has_chat_template(model_dir) else "none")
-            if template_family
-            else None,
-            "tokenizer": str(tokenizer_dir) if tokenizer_dir else OWN_TOKENIZER,
-            **BACKENDS.get(backend).describe(req),
-            **code_isolation(samples),
-        },
+        params=_params(
+            model_dir, template_family, tokenizer_dir, limit, batch_size, backend, req, samples
+        ),
         backend=backend,
         template_family=template_family,
         decoding=decoding_of(sampling, task_max_tokens),
@@ -287,11 +268,68 @@ def evaluate_model(
         sampling=sampling,
         seeds=scores,
         datasets=dataset_labels(info),
-        judge=judge,
+        judge=judge_usage(samples, judge_model),
         duration_s=round(time.monotonic() - started, 2),
     )
     write_json(EvalPaths(out_dir).metrics, metrics)
     return metrics
+
+
+def _run_seeds(
+    info: BenchmarkInfo,
+    options: TaskOptions,
+    values: list[int],
+    shuffles: bool,
+    req: ModelRequest,
+    backend: str,
+    out_dir: Path,
+) -> tuple[list[SeedScore], list[Any], int | None]:
+    """Each seed's evaluation: its score (or error) and its log, and the tasks' max_tokens.
+    The first seed's failure raises; a later one's is recorded. `shuffles`: the seed also
+    shuffles the answer choices."""
+    from posttrainbench.evaluate.benchmarks.base import make_task
+
+    scores: list[SeedScore] = []
+    logs: list[Any] = []
+    task_max_tokens: int | None = None
+    for number, value in enumerate(values):
+        choice_seed = value if shuffles else None
+        opts = options.model_copy(update={"seed": value, "choice_seed": choice_seed})
+        task = make_task(info.implementation(), opts)
+        task_max_tokens = task.config.max_tokens
+        try:
+            log = run_task(task, req.model_copy(update={"seed": value}), backend, out_dir)
+            scores.append(seed_score(log, info, value, opts.judge_model))
+        except PtbError as exc:
+            if number == 0:
+                raise
+            scores.append(SeedScore(seed=value, error=str(exc).splitlines()[0][:300]))
+            continue
+        logs.append(log)
+    return scores, logs, task_max_tokens
+
+
+def _params(
+    model_dir: Path,
+    template_family: str | None,
+    tokenizer_dir: Path | None,
+    limit: int | None,
+    batch_size: int,
+    backend: str,
+    req: ModelRequest,
+    samples: list[Any],
+) -> dict[str, str | int | float | None]:
+    """metrics.json's `params`: how the model was asked and its code run."""
+    return {
+        "limit": limit,
+        "batch_size": batch_size,
+        "own_template": ("present, ignored" if has_chat_template(model_dir) else "none")
+        if template_family
+        else None,
+        "tokenizer": str(tokenizer_dir) if tokenizer_dir else OWN_TOKENIZER,
+        **BACKENDS.get(backend).describe(req),
+        **code_isolation(samples),
+    }
 
 
 def seed_score(log: Any, info: BenchmarkInfo, seed: int, judge_model: str | None) -> SeedScore:

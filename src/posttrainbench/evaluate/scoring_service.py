@@ -9,9 +9,11 @@ install (`python -m posttrainbench.evaluate.scoring_service JOB REPLY`), which l
 samples, selects the `--limit` items as the final evaluation does, replays the agent's outputs
 through the benchmark's own task (`replay` solver: no model runs) and lets inspect-ai run the
 benchmark's real scorer and metrics. The reply holds the score and each item's score value, never
-a target. Judged benchmarks call the judge with the harness's key, refused once the run's
-`agent_judge_budget_usd` is spent. Every evaluation is appended to `agent/evaluations.jsonl` as it
-happens and kept as an `AgentEvaluation` for run.json.
+a target. `GET /protocol` answers the run's benchmark and suite (RunSpec.suite), so the agent's
+evaluation follows the run's seed policy whatever its command line says. Judged benchmarks call
+the judge with the harness's key, refused once the run's `agent_judge_budget_usd` is spent. Every
+evaluation is appended to `agent/evaluations.jsonl` as it happens and kept as an
+`AgentEvaluation` for run.json.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any, cast
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from posttrainbench.catalog import BENCHMARKS
+from posttrainbench.catalog.suites import DEFAULT_SUITE
 from posttrainbench.records import AgentEvaluation, now
 from posttrainbench.sandbox import unix_service
 from posttrainbench.sandbox.env import evaluation_environ
@@ -39,6 +42,7 @@ from posttrainbench.sandbox.env import evaluation_environ
 URL_VAR = "PTB_SCORING_URL"
 TOKEN_VAR = "PTB_SCORING_TOKEN"
 PATH = "/score"
+PROTOCOL_PATH = "/protocol"
 MAX_REQUEST_BYTES = 256 << 20
 JOB_TIMEOUT_S = 4 * 3600
 # Never passed to the scoring process: it must read the upstream data, not an agent's export.
@@ -82,6 +86,13 @@ class ScoringReply(BaseModel):
     n_failed: int = 0
     items: list[ItemScore] = Field(default_factory=list)
     judge_cost_usd: float | None = None
+
+
+class ScoringProtocol(BaseModel):
+    """What the harness fixes for the agent's evaluations: the run's benchmark and suite."""
+
+    benchmark: str
+    suite: str
 
 
 class ScoringJob(BaseModel):
@@ -191,6 +202,7 @@ class ScoringService:
         work_dir: Path,
         log_path: Path,
         seed: int = 0,
+        suite: str = DEFAULT_SUITE,
         judge_model: str | None = None,
         judge_base_url: str | None = None,
         judge_budget_usd: float = 0.0,
@@ -203,6 +215,7 @@ class ScoringService:
         self.work_dir = work_dir
         self.log_path = log_path
         self.seed = seed
+        self.suite = suite
         self.judge_model = judge_model
         self.judge_base_url = judge_base_url
         self.judge_budget_usd = judge_budget_usd
@@ -244,9 +257,18 @@ class ScoringService:
 
         return BENCHMARKS.get(self.benchmark).judged
 
+    def _authorized(self, authorization: str | None) -> bool:
+        return hmac.compare_digest(authorization or "", f"Bearer {self.token}")
+
+    def protocol(self, authorization: str | None) -> tuple[int, dict[str, Any]]:
+        """(HTTP status, JSON reply) for `GET /protocol`: the run's benchmark and suite."""
+        if not self._authorized(authorization):
+            return 401, {"error": "missing or wrong scoring token (PTB_SCORING_TOKEN)"}
+        return 200, ScoringProtocol(benchmark=self.benchmark, suite=self.suite).model_dump()
+
     def handle(self, authorization: str | None, body: bytes) -> tuple[int, dict[str, Any]]:
         """(HTTP status, JSON reply) for one request."""
-        if not hmac.compare_digest(authorization or "", f"Bearer {self.token}"):
+        if not self._authorized(authorization):
             return 401, {"error": "missing or wrong scoring token (PTB_SCORING_TOKEN)"}
         try:
             req = ScoringRequest.model_validate_json(body)
@@ -357,7 +379,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(status, reply)
 
     def do_GET(self) -> None:
-        self._reply(405, {"error": f"only POST {PATH}"})
+        if self.path != PROTOCOL_PATH:
+            return self._reply(405, {"error": f"only POST {PATH} and GET {PROTOCOL_PATH}"})
+        service = cast(_Server, self.server).service
+        self._reply(*service.protocol(self.headers.get("authorization")))
 
     def _reply(self, status: int, body: dict[str, Any]) -> None:
         data = json.dumps(body).encode()

@@ -24,13 +24,14 @@ class Target(BaseModel):
     family: str
 
 
-def catalog_entry(name: str) -> tuple[BaseModelInfo, bool] | None:
-    """(entry, is_instruct) for a base model or an instruct twin named by id or short key."""
+def catalog_entry(name: str) -> tuple[BaseModelInfo, str | None] | None:
+    """(entry, the instruct twin's hub id if it is the one named) for a base model or an
+    instruct twin named by id or short key."""
     for _, m in MODELS:
         if name in (m.name, m.hf_id, m.baseline_key):
-            return m, False
+            return m, None
         if m.instruct and name in (m.instruct, m.instruct_key):
-            return m, True
+            return m, m.instruct
     return None
 
 
@@ -64,9 +65,8 @@ def resolve(
         key = path.resolve().name
     elif entry is not None and not base_model:
         info, instruct = entry
-        if instruct:
-            assert info.instruct is not None
-            path, key = hub_model(info.instruct), info.instruct_key or model
+        if instruct is not None:
+            path, key = hub_model(instruct), info.instruct_key or model
         else:
             path = info.locate(models_root or Path("."))
             key = info.baseline_key

@@ -220,52 +220,81 @@ def compare_weights(
             if rows is None:
                 shape_mismatch.append(name)
                 continue
-            ndim = len(bshape)
-            used = [
-                (an, ck)
-                for an, ck in alts.items()
-                if name in ck.where
-                and (ash := ck.shape(name))[1:] == bshape[1:]
-                and len(ash) == ndim
-                and (ndim == 0 or ash[0] >= rows)
-            ]
-            numel = rows * math.prod(bshape[1:]) if ndim >= 1 else 1
-            g = _gram([bck, fck, *(ck for _, ck in used)], name, numel)
-            bytes_read += sum(
-                numel * _itemsize(ck, name) for ck in [bck, fck, *(c for _, c in used)]
-            )
-            bb, bd, dd = g[0, 0].item(), g[0, 1].item(), g[1, 1].item()
-            ff, fb = bb + 2 * bd + dd, bb + bd
-            cos_b = _cos(fb, ff, bb)
-            cos_alt: dict[str, float] = {}
-            d_perp2 = dd - (bd * bd / bb if bb > 0 else 0.0)
-            for i, (an, _) in enumerate(used, start=2):
-                ba, da, aa_d = g[0, i].item(), g[1, i].item(), g[i, i].item()
-                aa, fa = bb + 2 * ba + aa_d, bb + ba + bd + da
-                cos_alt[an] = _cos(fa, ff, aa)
-                a_acc = acc[an]
-                if ndim >= 2:
-                    a_acc.cos.append(cos_alt[an])
-                a_acc.fa_perp += da - (bd * ba / bb if bb > 0 else 0.0)
-                a_acc.aa_perp += aa_d - (ba * ba / bb if bb > 0 else 0.0)
-                a_acc.ff_perp += d_perp2
-            stats.append(
-                TensorStat(
-                    name=name,
-                    shape=bshape,
-                    numel=numel,
-                    cos_base=cos_b,
-                    z_base=cos_b * math.sqrt(numel),
-                    rel_change=math.sqrt(max(dd, 0.0) / bb) if bb > 0 else math.sqrt(max(dd, 0.0)),
-                    cos_alt=cos_alt,
-                )
-            )
+            stat, read = _compare_tensor(name, bshape, rows, bck, fck, alts, acc)
+            stats.append(stat)
+            bytes_read += read
     finally:
         for ck in [fck, bck, *alts.values()]:
             ck.close()
     mats = [s for s in stats if len(s.shape) >= 2]
     mat_numel = sum(s.numel for s in mats)
-    summaries = [
+    return WeightComparison(
+        tensors=stats,
+        missing=missing,
+        unexpected=unexpected,
+        shape_mismatch=shape_mismatch,
+        mean_cos_base=sum(s.cos_base for s in mats) / len(mats) if mats else 0.0,
+        derived_fraction=(
+            sum(s.numel for s in mats if s.z_base > Z_DERIVED) / mat_numel if mat_numel else 0.0
+        ),
+        alternatives=_summaries(acc),
+        bytes_read=bytes_read,
+        seconds=time.monotonic() - t0,
+    )
+
+
+def _compare_tensor(
+    name: str,
+    bshape: list[int],
+    rows: int,
+    bck: _Checkpoint,
+    fck: _Checkpoint,
+    alts: dict[str, _Checkpoint],
+    acc: dict[str, _AltAcc],
+) -> tuple[TensorStat, int]:
+    """One tensor of both base and final, over its first `rows` rows: its statistics and the
+    bytes read; each alternative of the same shape adds to its sums in `acc`."""
+    ndim = len(bshape)
+    used = [
+        (an, ck)
+        for an, ck in alts.items()
+        if name in ck.where
+        and (ash := ck.shape(name))[1:] == bshape[1:]
+        and len(ash) == ndim
+        and (ndim == 0 or ash[0] >= rows)
+    ]
+    numel = rows * math.prod(bshape[1:]) if ndim >= 1 else 1
+    g = _gram([bck, fck, *(ck for _, ck in used)], name, numel)
+    bytes_read = sum(numel * _itemsize(ck, name) for ck in [bck, fck, *(c for _, c in used)])
+    bb, bd, dd = g[0, 0].item(), g[0, 1].item(), g[1, 1].item()
+    ff, fb = bb + 2 * bd + dd, bb + bd
+    cos_b = _cos(fb, ff, bb)
+    cos_alt: dict[str, float] = {}
+    d_perp2 = dd - (bd * bd / bb if bb > 0 else 0.0)
+    for i, (an, _) in enumerate(used, start=2):
+        ba, da, aa_d = g[0, i].item(), g[1, i].item(), g[i, i].item()
+        aa, fa = bb + 2 * ba + aa_d, bb + ba + bd + da
+        cos_alt[an] = _cos(fa, ff, aa)
+        a_acc = acc[an]
+        if ndim >= 2:
+            a_acc.cos.append(cos_alt[an])
+        a_acc.fa_perp += da - (bd * ba / bb if bb > 0 else 0.0)
+        a_acc.aa_perp += aa_d - (ba * ba / bb if bb > 0 else 0.0)
+        a_acc.ff_perp += d_perp2
+    stat = TensorStat(
+        name=name,
+        shape=bshape,
+        numel=numel,
+        cos_base=cos_b,
+        z_base=cos_b * math.sqrt(numel),
+        rel_change=math.sqrt(max(dd, 0.0) / bb) if bb > 0 else math.sqrt(max(dd, 0.0)),
+        cos_alt=cos_alt,
+    )
+    return stat, bytes_read
+
+
+def _summaries(acc: dict[str, _AltAcc]) -> list[AltSummary]:
+    return [
         AltSummary(
             name=an,
             mean_cos=sum(a.cos) / len(a.cos) if a.cos else 0.0,
@@ -276,19 +305,6 @@ def compare_weights(
         )
         for an, a in acc.items()
     ]
-    return WeightComparison(
-        tensors=stats,
-        missing=missing,
-        unexpected=unexpected,
-        shape_mismatch=shape_mismatch,
-        mean_cos_base=sum(s.cos_base for s in mats) / len(mats) if mats else 0.0,
-        derived_fraction=(
-            sum(s.numel for s in mats if s.z_base > Z_DERIVED) / mat_numel if mat_numel else 0.0
-        ),
-        alternatives=summaries,
-        bytes_read=bytes_read,
-        seconds=time.monotonic() - t0,
-    )
 
 
 def _itemsize(ck: _Checkpoint, name: str) -> int:

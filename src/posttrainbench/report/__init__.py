@@ -31,8 +31,9 @@ def build_leaderboard(results: Path, suite: str | None = None) -> Leaderboard:
             records.append(loaded)
     from posttrainbench.config import load_settings
 
-    table, measured = baselines.table(load_settings().baselines_dir)
-    board = scoring.leaderboard(records, table, unreadable, scoring.pick_suite(records, suite))
+    chosen = scoring.pick_suite(records, suite)
+    table, measured = baselines.table(load_settings().baselines_dir, chosen.id)
+    board = scoring.leaderboard(records, table, unreadable, chosen)
     board.baselines = (
         f"published PostTrainBench table; measured here: {', '.join(measured)}"
         if measured

@@ -134,6 +134,11 @@ def _header(record: RunRecord) -> str:
     rows: list[tuple[str, object]] = [
         ("agent", spec.agent_config.label()),
         ("configuration", spec.agent_config.detail()),
+        ("agent command", spec.agent_cmd),
+        (
+            "agent files",
+            f"{spec.agent_dir} (sha256 {spec.agent_dir_sha256})" if spec.agent_dir else None,
+        ),
         ("isolation", _isolation(spec.sandbox)),
         ("base model", spec.base_model),
         ("benchmark", spec.benchmark),
@@ -164,6 +169,19 @@ def _header(record: RunRecord) -> str:
                 )
             )
     return kv_table(rows)
+
+
+def _agent_failure(record: RunRecord) -> str:
+    """Why the agent's last launch failed, with the tail of its stderr; "" if it did not."""
+    attempts = record.agent.attempts if record.agent else []
+    failure = attempts[-1].failure if attempts else None
+    if failure is None:
+        return ""
+    body = kv_table([("kind", failure.kind), ("message", failure.message)])
+    if failure.stderr_tail:
+        body += note(f"the last {len(failure.stderr_tail)} lines of its stderr:")
+        body += pre("\n".join(failure.stderr_tail))
+    return section("agent-failure", "agent failure", body)
 
 
 def _stages(record: RunRecord) -> str:
@@ -405,6 +423,7 @@ def render_run_page(
         _nav(index_href),
         f"<h1>run {esc(record.spec.run_id)}{unisolated_mark(record.spec.sandbox)}</h1>",
         _header(record),
+        _agent_failure(record),
         section("stages", "stages", _stages(record)),
         section("prompt", "prompt", pre(prompt, 100_000) if prompt else note("no prompt.md")),
         section("trajectory", "trajectory", _trajectory(paths)),

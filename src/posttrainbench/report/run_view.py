@@ -92,6 +92,11 @@ def _sandbox(name: str) -> str | Text:
                 style="bold red")  # fmt: skip
 
 
+def _agent_dir(path: str | None, sha256: str | None) -> str | None:
+    """The snapshot's origin and content hash (the snapshot itself is agent/files/)."""
+    return f"{path} (sha256 {sha256}; snapshot in agent/files/)" if path else None
+
+
 def _spec(record: RunRecord, run_dir: Path) -> Table:
     spec = record.spec
     harness = record.harness
@@ -102,7 +107,9 @@ def _spec(record: RunRecord, run_dir: Path) -> Table:
             ("sweep", spec.sweep),
             ("agent", spec.agent),
             ("agent model", spec.agent_model),
+            ("agent name", spec.agent_name),
             ("agent cmd", spec.agent_cmd),
+            ("agent dir", _agent_dir(spec.agent_dir, spec.agent_dir_sha256)),
             ("base model", spec.base_model),
             ("benchmark", spec.benchmark),
             ("suite", spec.suite),
@@ -170,6 +177,7 @@ def _attempt(i: int, attempt: AgentAttempt) -> Table:
             if attempt.failure
             else None,
         ),
+        ("stderr tail", "\n".join(attempt.failure.stderr_tail) if attempt.failure else None),
         ("harness", "interrupted while this attempt ran" if attempt.harness_interrupted else None),
         # The runner's note often says the same as the harness row: do not say it twice.
         ("note", None if attempt.note == "harness interrupted" else attempt.note),

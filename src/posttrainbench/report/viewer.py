@@ -171,7 +171,13 @@ def serve(results: Path, host: str = "127.0.0.1", port: int = 0) -> tuple[Thread
         pass
 
     Handler.results = results.resolve()
-    server = (_Server6 if ":" in bind else _Server)((bind, port), Handler)
+    try:
+        server = (_Server6 if ":" in bind else _Server)((bind, port), Handler)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot serve on {bind}:{port}: {exc.strerror or exc}",
+            "pick another port with -p PORT (-p 0 picks a free one)",
+        ) from None
     Handler.hosts = allowed_hosts(bind, server.server_port)
     shown = f"[{bind}]" if ":" in bind else bind
     return server, f"http://{shown}:{server.server_port}/"

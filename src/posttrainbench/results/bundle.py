@@ -25,7 +25,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import zstandard
 from pydantic import Field, ValidationError
@@ -80,7 +80,11 @@ class VerifyReport(Record):
     tolerance: float = TOLERANCE
     verdict: Verdict
     problems: list[str] = Field(default_factory=list)
-    work_dir: str = Field(description="Where the bundle was extracted.")
+    work_dir: str | None = Field(
+        default=None,
+        description="Where the bundle was extracted (--work-dir); None: a temporary folder, "
+        "removed once verified.",
+    )
 
 
 # --- making -------------------------------------------------------------------------------------
@@ -290,9 +294,7 @@ def extract(bundle: Path, dest: Path, caps: BundleCaps | None = None) -> BundleM
                     if member.name != MANIFEST_NAME or member.size > MANIFEST_MAX_BYTES:
                         raise UnsafeBundle(f"the bundle does not start with its {MANIFEST_NAME}")
                     meter.limit += _padded(member.size) + HEADER_ALLOWANCE
-                    src = tar.extractfile(member)
-                    assert src is not None  # a regular file
-                    data = src.read()
+                    data = _member_file(tar, member).read()
                     try:
                         manifest = BundleManifest.model_validate_json(data, context=STORED)
                     except ValidationError as exc:
@@ -314,14 +316,20 @@ def extract(bundle: Path, dest: Path, caps: BundleCaps | None = None) -> BundleM
                 target.parent.mkdir(parents=True, exist_ok=True)
                 if not target.parent.resolve().is_relative_to(root):
                     raise UnsafeBundle(f"member {member.name!r} leads outside the work dir")
-                src = tar.extractfile(member)
-                assert src is not None
+                src = _member_file(tar, member)
                 flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
                 with os.fdopen(os.open(target, flags, 0o644), "wb") as fh:
                     shutil.copyfileobj(src, fh, _CHUNK)
     if manifest is None:
         raise UnsafeBundle(f"the bundle has no {MANIFEST_NAME}")
     return manifest
+
+
+def _member_file(tar: tarfile.TarFile, member: tarfile.TarInfo) -> IO[bytes]:
+    src = tar.extractfile(member)
+    if src is None:  # not a regular file (checked before, at the header)
+        raise UnsafeBundle(f"member {member.name!r} is not a plain file")
+    return src
 
 
 def _check(root: Path, manifest: BundleManifest) -> list[str]:
@@ -356,13 +364,14 @@ class JudgeChoice(Record):
     base_url: str | None = None
 
 
-def deviations(record: RunRecord, judge: JudgeChoice, model_dir: Path | None = None) -> list[str]:
-    """Every evaluation option the run recorded differently from the canonical one: the full
-    test split, the run's suite (its seeds), the benchmark's max-token ladder, the sampling the
-    bundled model's own generation config gives (`model_dir`), the base model's template, and
-    the verifier's judge."""
-    spec, m = record.spec, record.metrics
-    assert m is not None
+def deviations(
+    record: RunRecord, m: EvalMetrics, judge: JudgeChoice, model_dir: Path | None = None
+) -> list[str]:
+    """Every evaluation option the run recorded (`m`: its metrics) differently from the
+    canonical one: the full test split, the run's suite (its seeds), the benchmark's max-token
+    ladder, the sampling the bundled model's own generation config gives (`model_dir`), the base
+    model's template, and the verifier's judge."""
+    spec = record.spec
     info = BENCHMARKS.get(spec.benchmark)
     found: list[str] = []
 
@@ -426,10 +435,14 @@ def flagged(root: Path, record: RunRecord, cache_dir: Path) -> str | None:
 
 
 def _reevaluate(
-    root: Path, record: RunRecord, evaluate: Evaluate, out: Path, judge: JudgeChoice
+    root: Path,
+    record: RunRecord,
+    metrics: EvalMetrics,
+    evaluate: Evaluate,
+    out: Path,
+    judge: JudgeChoice,
 ) -> EvalMetrics:
-    spec, metrics = record.spec, record.metrics
-    assert metrics is not None
+    spec = record.spec
     kwargs: dict[str, Any] = {
         "split": CANONICAL_SPLIT,
         "limit": None,
@@ -460,12 +473,25 @@ def verify_bundle(
     than the canonical options, re-evaluate final_model canonically with the verifier's judge
     and compare with the bundled score.
 
-    `evaluate` defaults to `posttrainbench.evaluate.run.evaluate_model` (same signature)."""
+    `evaluate` defaults to `posttrainbench.evaluate.run.evaluate_model` (same signature).
+    Without `work_dir`, it works in a temporary folder that is removed however it ends."""
     if not bundle.is_file():
         raise ConfigError(f"{bundle} is not a file", "pass the run.tar.zst written by ptb bundle")
+    if work_dir is not None:
+        return _verify_in(bundle, work_dir, evaluate, judge or JudgeChoice(), caps)
+    with tempfile.TemporaryDirectory(prefix="ptb-verify-") as tmp:
+        report = _verify_in(bundle, Path(tmp), evaluate, judge or JudgeChoice(), caps)
+    return report.model_copy(update={"work_dir": None})
+
+
+def _verify_in(
+    bundle: Path,
+    work: Path,
+    evaluate: Evaluate | None,
+    judge: JudgeChoice,
+    caps: BundleCaps | None,
+) -> VerifyReport:
     settings = load_settings()
-    judge = judge or JudgeChoice()
-    work = work_dir or Path(tempfile.mkdtemp(prefix="ptb-verify-"))
     root = work / "run"
     if root.exists() and any(root.iterdir()):
         raise ConfigError(f"{root} is not empty", "verify into a fresh --work-dir")
@@ -503,28 +529,15 @@ def verify_bundle(
     if problems:
         report.checksums_ok, report.verdict, report.problems = False, "corrupt", problems
         return report
-    recorded = record.metrics.score if record.metrics else None
-    if record.spec.run_id != manifest.run_id or recorded != manifest.score:
-        report.verdict = "mismatch"
-        report.problems.append("run.json's run id or score differs from the manifest's")
-        return report
-    if (why := flagged(root, record, settings.cache_dir)) is not None:
-        report.verdict = "flagged"
-        report.problems.append(why)
-        return report
-    if record.metrics is None:
-        report.problems.append("no evaluated score bundled (a fallback run): nothing to re-score")
-        return report
-    if found := deviations(record, judge, RunPaths(root).final_model):
-        report.verdict = "noncanonical"
-        report.problems.append("evaluated with non-canonical options: " + ", ".join(found))
+    metrics = _rescorable(report, root, record, manifest, judge, settings.cache_dir)
+    if metrics is None:
         return report
     if evaluate is None:
         from posttrainbench.evaluate.run import evaluate_model
 
         evaluate = evaluate_model
     try:
-        again = _reevaluate(root, record, evaluate, work / "reeval", judge)
+        again = _reevaluate(root, record, metrics, evaluate, work / "reeval", judge)
     except (EvaluationError, PtbError) as exc:
         report.verdict = "mismatch"
         report.problems.append(f"re-evaluation failed: {exc.message}")
@@ -536,3 +549,33 @@ def verify_bundle(
             f"re-evaluated score {again.score!r} differs from the bundled {manifest.score!r}"
         )
     return report
+
+
+def _rescorable(
+    report: VerifyReport,
+    root: Path,
+    record: RunRecord,
+    manifest: BundleManifest,
+    judge: JudgeChoice,
+    cache_dir: Path,
+) -> EvalMetrics | None:
+    """The bundled metrics to re-score; None where the run cannot be (the report then says
+    why): run.json disagrees with the manifest, the run is flagged, it has no evaluated score,
+    or it was evaluated with non-canonical options."""
+    recorded = record.metrics.score if record.metrics else None
+    if record.spec.run_id != manifest.run_id or recorded != manifest.score:
+        report.verdict = "mismatch"
+        report.problems.append("run.json's run id or score differs from the manifest's")
+        return None
+    if (why := flagged(root, record, cache_dir)) is not None:
+        report.verdict = "flagged"
+        report.problems.append(why)
+        return None
+    if record.metrics is None:
+        report.problems.append("no evaluated score bundled (a fallback run): nothing to re-score")
+        return None
+    if found := deviations(record, record.metrics, judge, RunPaths(root).final_model):
+        report.verdict = "noncanonical"
+        report.problems.append("evaluated with non-canonical options: " + ", ".join(found))
+        return None
+    return record.metrics

@@ -14,6 +14,7 @@
     transcript.md       the same, readable
     input-<n>.txt       what launch n was given on stdin (the prompt, or a re-prompt)
     home/               the agent's HOME, kept across its launches (bound into the sandbox)
+    files/              the --agent-dir snapshot (read-only at /agent in the sandbox)
   monitor.csv           timestamped CPU/memory/disk (and GPU where present) samples
   egress.jsonl          every request through the egress proxy: host, bytes, allowed/denied
   frozen/               what the agent left, copied at collect: workspace/, frozen.json
@@ -99,6 +100,10 @@ class RunPaths:
     @property
     def agent_home(self) -> Path:
         return self.agent_dir / "home"
+
+    @property
+    def agent_files(self) -> Path:
+        return self.agent_dir / "files"  # the --agent-dir snapshot
 
     @property
     def monitor_csv(self) -> Path:

@@ -312,15 +312,7 @@ def import_reference(
             f"{folder} holds no aggregated_avg_<agent>.csv or final_<agent>.csv table",
             "pass the website's data/ folder",
         )
-    baselines = []
-    for name in files:
-        if name.startswith("aggregated_baseline"):
-            _, rows = _numbers(folder / name)
-            baselines.append(
-                PublishedBaseline(
-                    name=name.removeprefix("aggregated_")[:-4], source=name, models=rows
-                )
-            )
+    baselines = _baselines(folder, files)
     site = (
         _site_averages(folder / "single_metrics_aggregated.csv")
         if "single_metrics_aggregated.csv" in files
@@ -329,51 +321,16 @@ def import_reference(
     by_site = {a.agent: a for a in site}
 
     agents: list[PublishedAgent] = []
-    benchmarks: list[str] | None = None
+    benchmarks: list[str] = []
     models: set[str] = set()
     for name in agent_files:
-        multi = name.startswith("aggregated_avg_")
-        agent = name.removeprefix("aggregated_avg_" if multi else "final_")[:-4]
-        cols, means = _numbers(folder / name)
-        if benchmarks is None:
+        agent, cols, agent_models = _agent(folder, name, files, by_site)
+        if not agents:
             benchmarks = cols
         elif sorted(cols) != sorted(benchmarks):
             raise _bad(folder / name, f"benchmarks {cols} differ from {benchmarks} of the others")
-        models |= set(means)
-        sources = [name]
-        stds: dict[str, dict[str, float]] = {}
-        markers: dict[tuple[str, str], Fallback] = {}
-        companion = f"aggregated_std_{agent}.csv" if multi else f"aggregated_{agent}.csv"
-        if companion in files:
-            sources.append(companion)
-            if multi:
-                _, stds = _numbers(folder / companion, upper=math.inf)
-            else:
-                markers = _markers(folder / companion)
-        cells = [
-            PublishedCell(
-                benchmark=b,
-                base_model=m,
-                score=v,
-                std=stds.get(m, {}).get(b),
-                fallback=markers.get((b, m)),
-            )
-            for m, row in means.items()
-            for b, v in row.items()
-        ]
-        # the site names "GLM_5.2" of the file names "GLM 5.2", but keeps "GPT-5.3-Codex_High"
-        known = by_site.get(agent) or by_site.get(agent.replace("_", " "))
-        agents.append(
-            PublishedAgent(
-                name=agent,
-                sources=sources,
-                n_seeds=known.n if known else (None if multi else 1),
-                cells=cells,
-                site_average=known.average if known else None,
-                site_std=known.std if known else None,
-            )
-        )
-    assert benchmarks is not None
+        models |= agent_models
+        agents.append(agent)
     base = next((b for b in baselines if b.name == "baseline"), None)
     table = base.models if base else published_baselines()
     w = _weights(table, benchmarks, folder / (base.source if base else "aggregated_baseline.csv"))
@@ -381,14 +338,7 @@ def import_reference(
     for a in agents:
         a.average = _average(a.cells, w, grid_models)
     agents.sort(key=lambda a: (a.average is None, -(a.average or 0.0), a.name))
-
-    site_weights = None
-    if (factors := _site_factors(folder)) is not None:
-        try:
-            site_weights = {str(k): float(v) for k, v in json.loads(factors.read_text()).items()}
-        except (OSError, ValueError, AttributeError, TypeError) as exc:
-            raise _bad(factors, f"not a benchmark → weight object: {exc}") from exc
-
+    site_weights = _site_weights(folder)
     source = _source(folder)
     source.repo = repo or source.repo
     source.commit = commit or source.commit
@@ -403,6 +353,70 @@ def import_reference(
         baselines=baselines,
         site_averages=site,
     )
+
+
+def _baselines(folder: Path, files: list[str]) -> list[PublishedBaseline]:
+    baselines = []
+    for name in files:
+        if name.startswith("aggregated_baseline"):
+            _, rows = _numbers(folder / name)
+            baselines.append(
+                PublishedBaseline(
+                    name=name.removeprefix("aggregated_")[:-4], source=name, models=rows
+                )
+            )
+    return baselines
+
+
+def _agent(
+    folder: Path, name: str, files: list[str], by_site: dict[str, PublishedAverage]
+) -> tuple[PublishedAgent, list[str], set[str]]:
+    """One agent's table (with its std or fallback companion): the agent, its benchmarks and
+    its base models."""
+    multi = name.startswith("aggregated_avg_")
+    agent = name.removeprefix("aggregated_avg_" if multi else "final_")[:-4]
+    cols, means = _numbers(folder / name)
+    sources = [name]
+    stds: dict[str, dict[str, float]] = {}
+    markers: dict[tuple[str, str], Fallback] = {}
+    companion = f"aggregated_std_{agent}.csv" if multi else f"aggregated_{agent}.csv"
+    if companion in files:
+        sources.append(companion)
+        if multi:
+            _, stds = _numbers(folder / companion, upper=math.inf)
+        else:
+            markers = _markers(folder / companion)
+    cells = [
+        PublishedCell(
+            benchmark=b,
+            base_model=m,
+            score=v,
+            std=stds.get(m, {}).get(b),
+            fallback=markers.get((b, m)),
+        )
+        for m, row in means.items()
+        for b, v in row.items()
+    ]
+    # the site names "GLM_5.2" of the file names "GLM 5.2", but keeps "GPT-5.3-Codex_High"
+    known = by_site.get(agent) or by_site.get(agent.replace("_", " "))
+    published = PublishedAgent(
+        name=agent,
+        sources=sources,
+        n_seeds=known.n if known else (None if multi else 1),
+        cells=cells,
+        site_average=known.average if known else None,
+        site_std=known.std if known else None,
+    )
+    return published, cols, set(means)
+
+
+def _site_weights(folder: Path) -> dict[str, float] | None:
+    if (factors := _site_factors(folder)) is None:
+        return None
+    try:
+        return {str(k): float(v) for k, v in json.loads(factors.read_text()).items()}
+    except (OSError, ValueError, AttributeError, TypeError) as exc:
+        raise _bad(factors, f"not a benchmark → weight object: {exc}") from exc
 
 
 def shipped_dir(suite: str | None = None) -> Path:

@@ -44,6 +44,19 @@ def default_sandbox() -> str:
     return DEFAULT_ISOLATING
 
 
+def default_sandbox_reason() -> tuple[str, str]:
+    """The backend a run gets by default here and why, in words (`default_sandbox`'s errors)."""
+    name = default_sandbox()
+    if os.environ.get("PTB_SANDBOX"):
+        return name, f"PTB_SANDBOX={os.environ['PTB_SANDBOX']}"
+    how = (
+        "as root, the agent runs as a per-run unprivileged uid"
+        if os.geteuid() == 0
+        else "the agent runs in unprivileged user namespaces"
+    )
+    return name, f"bubblewrap isolates here: {how}; --sandbox or PTB_SANDBOX picks another"
+
+
 def isolates(name: str) -> bool | None:
     """Whether the backend `name` isolates the agent; None where no backend of that name is
     registered here (a plug-in not installed, the published reference table)."""
@@ -66,6 +79,6 @@ def _checked(cls: type[Sandbox]) -> Sandbox:
 
 
 __all__ = [
-    "SANDBOXES", "Capabilities", "LaunchRequest", "Sandbox", "default_sandbox", "get_sandbox",
-    "isolates",
+    "SANDBOXES", "Capabilities", "LaunchRequest", "Sandbox", "default_sandbox",
+    "default_sandbox_reason", "get_sandbox", "isolates",
 ]  # fmt: skip

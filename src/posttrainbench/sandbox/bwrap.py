@@ -199,6 +199,9 @@ class BwrapSandbox(Sandbox):
             args += ["--perms", "0755", "--dir", str(GUEST_SOCKETS)]
             for b in request.bridges:
                 args += ["--bind", str(b.socket), str(self.socket_path(b.name))]
+        # Unprivileged, the sandbox's own root (and the /model folder in it) belongs to the
+        # caller's uid: without this the agent could add files there.
+        args += ["--remount-ro", "/"]
         args += ["--chdir", str(GUEST.workspace), "--"]
         if root:
             uid = agent_uid(request.run_id)

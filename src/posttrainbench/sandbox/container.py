@@ -185,6 +185,14 @@ class ContainerSandbox(Sandbox):
             env |= visible_gpus(range(len(request.gpus)))
         return env
 
+    def _image(self, request: LaunchRequest) -> str:
+        if not request.image:
+            raise ConfigError(
+                f"the {self.name} sandbox needs an image",
+                "pass --image IMAGE (build one from docker/Dockerfile.agent)",
+            )
+        return request.image
+
     def command(
         self,
         request: LaunchRequest,
@@ -194,11 +202,7 @@ class ContainerSandbox(Sandbox):
     ) -> list[str]:
         """The engine's command line for a request (also what the tests inspect). Names the
         agent reads from the client's own variables go through `env_file`; no value is on it."""
-        if not request.image:
-            raise ConfigError(
-                f"the {self.name} sandbox needs an image",
-                "pass --image IMAGE (build one from docker/Dockerfile.agent)",
-            )
+        image = self._image(request)
         name = name or container_name(request.run_id)
         lim = request.limits
         args = [self.executable(), "run", "--rm", "--name", name, "--init", "--pull", "never"]
@@ -237,7 +241,7 @@ class ContainerSandbox(Sandbox):
         inner = bridge.wrap(
             request.argv, [(b.port, str(self.socket_path(b.name))) for b in request.bridges]
         )
-        return [*args, request.image, *inner]
+        return [*args, image, *inner]
 
     @staticmethod
     def env_file_text(env: Mapping[str, str]) -> str:
@@ -269,8 +273,7 @@ class ContainerSandbox(Sandbox):
     def launch(self, request: LaunchRequest) -> Launched:
         name = container_name(request.run_id)
         self.command(request, name=name)  # refuses a bad request before anything changes
-        assert request.image is not None
-        self.check_image(request.image)
+        self.check_image(self._image(request))
         if self._root:
             _check_readable(request.mounts)
             _chown_tree(request.workdir, agent_uid(request.run_id))

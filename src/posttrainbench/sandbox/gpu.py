@@ -166,6 +166,35 @@ def parse_gpu_list(
     return gpus
 
 
+def require_gpus(
+    gpus: Sequence[int],
+    what: str = "--gpus",
+    instead: str = "run without --gpus",
+    *,
+    nvidia_smi: str = "nvidia-smi",
+    run: Runner = run_command,
+) -> None:
+    """Refuse, as a configuration error and before anything is created, GPUs this machine does
+    not have: none can be listed, or an index nvidia-smi does not list. Whether they are idle
+    and work is the preflight's, later."""
+    if not gpus:
+        return
+    shown = ",".join(map(str, gpus))
+    try:
+        listed = [g.index for g in query_gpus(nvidia_smi, run=run)]
+    except InfrastructureError as exc:
+        raise ConfigError(
+            f"{what} {shown}: no GPU can be used here: {exc.message}",
+            f"install the NVIDIA driver (it ships nvidia-smi), or {instead}",
+        ) from None
+    missing = [g for g in gpus if g not in listed]
+    if missing:
+        raise ConfigError(
+            f"{what} {shown}: this machine has no GPU {','.join(map(str, missing))}",
+            f"nvidia-smi lists {','.join(map(str, listed)) or 'none'}",
+        )
+
+
 def _number(field: str, line: str) -> int | None:
     value = field.strip()
     if value.strip("[]").lower() in ("n/a", "not supported", "unknown error", ""):

@@ -135,6 +135,7 @@ def _start_scoring(
         work_dir=paths.agent_dir / "scoring" / f"launch-{len(outcome.attempts) if outcome else 0}",
         log_path=paths.agent_dir / "evaluations.jsonl",
         seed=spec.seed,
+        suite=spec.suite,
         judge_model=spec.judge_model,
         judge_base_url=spec.judge_base_url,
         judge_budget_usd=spec.agent_judge_budget_usd,

@@ -21,17 +21,27 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 
+from posttrainbench.catalog.suites import V1_0
 from posttrainbench.config import Settings
 from posttrainbench.errors import ConfigError, ResultsDirError
-from posttrainbench.records import STAGES, Record, RunRecord, RunSpec, StageName, Versioned, now
+from posttrainbench.records import (
+    STAGES,
+    Record,
+    RunRecord,
+    RunSpec,
+    StageName,
+    Versioned,
+    migration,
+    now,
+)
 from posttrainbench.results.layout import RunPaths, check_sweep_name
 from posttrainbench.results.lock import is_held
 from posttrainbench.results.store import ensure_writable, load_run, write_json
-from posttrainbench.scale.executors import get_executor
+from posttrainbench.scale.executors import EXECUTORS, get_executor
 from posttrainbench.scale.executors.base import Job
 from posttrainbench.scale.sweep import SweepSpec
 
@@ -48,6 +58,13 @@ class SweepPlan(Versioned):
     spec: SweepSpec
     run_ids: list[str]
     written_at: datetime = Field(default_factory=now)
+
+
+@migration("SweepPlan", 3)
+def _sweep_plan_v3(data: dict[str, Any]) -> dict[str, Any]:
+    """v3 sweeps predate suites; their runs followed ptb-v1.0 (as RunSpec migrates)."""
+    spec = data.get("spec")
+    return {**data, "spec": {"suite": V1_0.id, **spec}} if isinstance(spec, dict) else data
 
 
 class JobTry(Record):
@@ -96,11 +113,14 @@ def _append_try(sweep_dir: Path, entry: JobTry) -> None:
 
 def materialize(spec: SweepSpec, settings: Settings) -> tuple[Path, list[RunSpec]]:
     """The sweep directory with every run directory created (validated, never overwritten)."""
-    from posttrainbench.runner import create_run
+    from posttrainbench.runner import check_inputs, create_run
 
     check_sweep_name(spec.name)
     sweep_dir = settings.results_dir / spec.name
     runs = spec.expand()  # first: a sandbox that cannot isolate refuses before any folder exists
+    for run in runs:  # an uncached model or a missing benchmark: refused before any folder too
+        if not (sweep_dir / run.run_id).exists():
+            check_inputs(run, settings)
     ensure_writable(sweep_dir)
     write_json(plan_path(sweep_dir), SweepPlan(spec=spec, run_ids=[r.run_id for r in runs]))
     for run in runs:
@@ -165,12 +185,16 @@ def run_sweep(
     on_event: Event | None = None,
     retry_delay_s: float = 0,
     until: StageName | None = None,
+    retry_failed: bool = False,
 ) -> dict[str, tuple[RunState, str | None]]:
     """Run the sweep until every run is done (or has done `until`) or cannot be helped; the final
     state per run. A run whose GPU the preflight refused is retried away from that GPU where the
-    executor places runs itself (`Executor.avoid_gpus`)."""
+    executor places runs itself (`Executor.avoid_gpus`). A failed run (a failure no retry
+    fixes by itself) is tried once more only with `retry_failed`, after its cause was fixed."""
     say = on_event or (lambda _msg: None)
+    EXECUTORS.get(spec.executor.kind).check_config(spec.executor)  # before any folder exists
     sweep_dir, runs = materialize(spec, settings)
+    say(f"sweep {spec.name}: {sweep_dir}")
     executor = get_executor(spec.executor, sweep_dir)
     checked = False
     attempts = {t.run_id: t.attempt for t in read_tries(sweep_dir)}  # numbering goes on
@@ -183,7 +207,8 @@ def run_sweep(
         todo = [
             rid
             for rid, (s, _) in states.items()
-            if s in NEEDS_WORK and jobs_now.get(rid, 0) < limit
+            if (s in NEEDS_WORK and jobs_now.get(rid, 0) < limit)
+            or (retry_failed and s == "failed" and rid not in jobs_now)
         ]
         if not todo and not running:
             return states
@@ -235,10 +260,13 @@ def run_sweep(
 def load_plan(sweep_dir: Path) -> SweepPlan:
     try:
         return SweepPlan.model_validate_json(plan_path(sweep_dir).read_text())
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
+        what = "is a file, not a sweep folder" if sweep_dir.is_file() else "holds no sweep.json"
         raise ResultsDirError(
-            f"{sweep_dir} holds no sweep.json", "give the folder `ptb sweep run` made"
+            f"{sweep_dir} {what}", "give the folder `ptb sweep run` made: <results>/<sweep name>"
         ) from None
+    except OSError as exc:
+        raise ResultsDirError(f"cannot read {plan_path(sweep_dir)}: {exc.strerror}") from None
     except ValidationError as exc:
         message = f"{plan_path(sweep_dir)} is not a sweep plan: {exc}".splitlines()[0]
         raise ConfigError(message) from None

@@ -1,6 +1,7 @@
-"""Where a sweep stands: every planned run's state (queued, running with its stage and time
-left, done with its score, failed with the reason), GPU-hours used and still ahead, and the LLM
-dollars spent so far — read from the runs' records, so it works while the sweep runs."""
+"""Where a sweep stands: its suite, every planned run's state (queued, running with its stage and
+time left, done with its score, failed with the reason; its suite where runs differ), GPU-hours
+used and still ahead, and the LLM dollars spent so far — read from the runs' records, so it works
+while the sweep runs."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ class RunStatus(Record):
     base_model: str
     benchmark: str
     seed: int
+    suite: str | None = Field(default=None, description="The suite the run follows.")
     status: StatusName
     stage: str | None = None
     detail: str | None = Field(default=None, description="Time left, score, or why it failed.")
@@ -36,7 +38,13 @@ class RunStatus(Record):
 
 class SweepStatus(Record):
     sweep: str
+    suite: str = Field(description="The sweep's suite (its file's).")
     runs: list[RunStatus]
+
+    @property
+    def other_suites(self) -> bool:
+        """Whether some run follows another suite than the sweep's (shown per run then)."""
+        return any(r.suite not in (None, self.suite) for r in self.runs)
 
     @property
     def counts(self) -> Counter[str]:
@@ -73,8 +81,8 @@ def run_status(run_dir: Path, per_run_gpus: int, jobs: int) -> RunStatus | None:
     ahead = 0.0 if state in ("done", "failed") else max(0.0, left_s)
     return RunStatus(
         run_id=spec.run_id, agent=spec.agent_config.label(), base_model=spec.base_model,
-        benchmark=spec.benchmark, seed=spec.seed, status=status, stage=stage, detail=detail,
-        jobs=jobs, gpu_hours=round(gpus * used_s / 3600, 4),
+        benchmark=spec.benchmark, seed=spec.seed, suite=spec.suite, status=status, stage=stage,
+        detail=detail, jobs=jobs, gpu_hours=round(gpus * used_s / 3600, 4),
         gpu_hours_left=round(gpus * ahead / 3600, 4),
         cost_usd=agent.api_usage.cost_usd if agent and agent.api_usage else Decimal(0),
     )  # fmt: skip
@@ -93,7 +101,7 @@ def sweep_status(sweep_dir: Path) -> SweepStatus:
                 detail="no readable run.json",
             )  # fmt: skip
         runs.append(found)
-    return SweepStatus(sweep=plan.spec.name, runs=runs)
+    return SweepStatus(sweep=plan.spec.name, suite=plan.spec.suite, runs=runs)
 
 
 STYLE = {"done": "green", "failed": "red", "running": "cyan", "evaluating": "cyan",
@@ -106,14 +114,18 @@ def render(status: SweepStatus) -> Table:
     ahead = sum(r.gpu_hours_left for r in status.runs)
     cost = sum((r.cost_usd for r in status.runs), Decimal(0))
     table = Table(
-        title=f"sweep {status.sweep}: {len(status.runs)} runs ({counts})",
+        title=f"sweep {status.sweep}, suite {status.suite}: {len(status.runs)} runs ({counts})",
         caption=f"GPU-hours used {used:.2f}, at most {ahead:.2f} ahead; LLM ${cost:.2f}",
     )
-    for column in ("run", "agent", "base model", "benchmark", "seed", "state", "detail", "jobs"):
+    per_run = status.other_suites
+    columns = ("run", "agent", "base model", "benchmark", "seed", *(("suite",) if per_run else ()),
+               "state", "detail", "jobs")  # fmt: skip
+    for column in columns:
         table.add_column(column)
     for r in status.runs:
         table.add_row(
             r.run_id, r.agent, r.base_model, r.benchmark, str(r.seed),
+            *((r.suite or "?",) if per_run else ()),
             Text(r.status + (f" ({r.stage})" if r.stage else ""), style=STYLE.get(r.status, "")),
             r.detail or "", str(r.jobs),
         )  # fmt: skip

@@ -15,6 +15,12 @@ its `suite`; an official benchmark the suite leaves out is refused before anythi
     agent_model = "claude-sonnet-4-5"
     continue_prompts = 3
 
+    [[agents]]
+    agent = "command"
+    agent_name = "my-agent"     # its label in reports
+    agent_dir = "my_agent"      # relative to this file; snapshotted, read-only at /agent
+    agent_cmd = "python /agent/my_agent.py"
+
     [executor]
     kind = "slurm"
     gpus_per_run = 1
@@ -34,12 +40,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from posttrainbench.agents import agent_files
 from posttrainbench.catalog.suites import DEFAULT_SUITE, V1_0, suite_for_run
 from posttrainbench.catalog.suites import suite as get_suite
 from posttrainbench.config import Settings
 from posttrainbench.errors import ConfigError
+from posttrainbench.plain_errors import plain
 from posttrainbench.records import (
-    AgentConfig,
+    AGENT_NAME_PATTERN,
     ApiProvider,
     NetworkPolicy,
     RunSpec,
@@ -56,6 +64,8 @@ class AgentEntry(BaseModel):
     agent: str
     agent_model: str | None = None
     agent_cmd: str | None = None
+    agent_dir: str | None = None  # relative to the sweep file's folder
+    agent_name: str | None = Field(default=None, pattern=AGENT_NAME_PATTERN)
     agent_effort: str | None = None
     continue_prompts: int = Field(default=0, ge=0)
     api_provider: ApiProvider | None = None
@@ -90,6 +100,14 @@ class SweepSpec(BaseModel):
     def _durations(cls, value: Any) -> Any:
         return parse_duration(value) if isinstance(value, str) else value
 
+    def agent_dirs_from(self, folder: Path) -> SweepSpec:
+        """The sweep with its agents' relative `agent_dir`s taken from `folder` (its file's)."""
+        agents = [
+            a.model_copy(update={"agent_dir": str(folder / a.agent_dir)}) if a.agent_dir else a
+            for a in self.agents
+        ]
+        return self.model_copy(update={"agents": agents})
+
     def expand(self) -> list[RunSpec]:
         """Every run of the grid, in a fixed order, each with its stable id."""
         suite = get_suite(self.suite).id  # unknown ids: one line with a suggestion
@@ -97,14 +115,19 @@ class SweepSpec(BaseModel):
             suite_for_run(suite, b)
         sandbox = self.sandbox or default_sandbox()
         grid = itertools.product(self.agents, self.base_models, self.benchmarks, self.seeds)
+        agent_dirs = {a: agent_files.resolve(a.agent_dir) for a in self.agents if a.agent_dir}
         specs = []
         for a, m, b, seed in grid:
+            folder, sha256 = agent_dirs.get(a, (None, None))
             spec = RunSpec(
                 run_id="pending",
                 sweep=self.name,
                 agent=a.agent,
                 agent_model=a.agent_model,
                 agent_cmd=a.agent_cmd,
+                agent_name=a.agent_name,
+                agent_dir=folder,
+                agent_dir_sha256=sha256,
                 agent_effort=a.agent_effort,
                 continue_prompts=a.continue_prompts,
                 continue_min_s=self.continue_min_s,
@@ -129,13 +152,20 @@ class SweepSpec(BaseModel):
         return specs
 
 
+# AgentConfig keys added after sweeps had stable ids.
+_LATER_CONFIG_KEYS = ("agent_name", "agent_dir_sha256")
+
+
 def stable_run_id(spec: RunSpec) -> str:
     """Readable and the same for the same cell of the same configuration and suite, whenever
     expanded. Runs from before suites followed ptb-v1.0, whose ids leave the suite out, so
     such a sweep still finds its runs (as a v1.0 sweep)."""
-    config: AgentConfig = spec.agent_config
+    config = spec.agent_config.model_dump(mode="json")
+    for key in _LATER_CONFIG_KEYS:  # absent, they leave the ids of older sweeps as they were
+        if config[key] is None:
+            del config[key]
     cell: list[object] = [
-        config.model_dump(mode="json"),
+        config,
         spec.base_model,
         spec.benchmark,
         spec.seed,
@@ -175,13 +205,32 @@ def load_sweep_file(path: Path) -> SweepSpec:
             f"{path} is not valid YAML: {exc}".splitlines()[0], "fix its syntax"
         ) from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path} does not hold a table of settings", "see ptb sweep --help")
+        raise ConfigError(f"{path} does not hold a table of settings", "see ptb sweep run --help")
+    for key in DURATION_KEYS:
+        value = data.get(key)
+        if isinstance(value, int | float) or (isinstance(value, str) and bare_number(value)):
+            n = str(value).strip()
+            raise ConfigError(
+                f"{path}: {key} = {value!r} has no unit", f'write {key} = "{n}m", "{n}h" or "{n}s"'
+            )
     try:
-        return SweepSpec.model_validate(data)
+        sweep = SweepSpec.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"{path}: {where}: {err['msg']}", "see ptb sweep run --help") from None
+        raise ConfigError(f"{path}: {plain(exc, SweepSpec)}", "see ptb sweep run --help") from None
+    return sweep.agent_dirs_from(path.parent)
+
+
+# The sweep file's durations, which must carry their unit ("10" could be seconds or minutes).
+DURATION_KEYS = ("budget", "continue_min", "eval_timeout")
+
+
+def bare_number(text: str) -> bool:
+    """A duration written without a unit: "10", "1.5"."""
+    try:
+        float(text.strip())
+    except ValueError:
+        return False
+    return True
 
 
 RunOne = Callable[[RunSpec, Settings], Path]

@@ -96,15 +96,14 @@ class _Converter:
         elif kind == "reasoning" and isinstance(part.get("text"), str):
             self.thoughts.append(part["text"])
         elif kind == "tool_use":
-            self.tool(part)
+            self.tool(self.step, part)
         elif kind == "step_finish":
-            self.finish(part)
+            self.finish(self.step, part)
         elif kind != "step_start":
             other: dict[str, Any] = self.step.extra or {}
             self.step.extra = {**other, "events": [*other.get("events", ()), event]}
 
-    def tool(self, part: dict[str, Any]) -> None:
-        assert self.step is not None
+    def tool(self, step: Step, part: dict[str, Any]) -> None:
         state = part.get("state")
         state = state if isinstance(state, dict) else {}
         call_id = str(part.get("callID") or part.get("id") or f"call-{len(self.b.steps)}")
@@ -114,24 +113,23 @@ class _Converter:
             function_name=str(part.get("tool") or "unknown"),
             arguments=args if isinstance(args, dict) else {"input": args},
         )
-        self.step.tool_calls = [*(self.step.tool_calls or []), call]
+        step.tool_calls = [*(step.tool_calls or []), call]
         status = state.get("status")
         metadata = state.get("metadata")
         exit_code = metadata.get("exit") if isinstance(metadata, dict) else None
         if status != "completed" or exit_code is not None:
-            results = (self.step.extra or {}).get("tool_status", {})
+            results = (step.extra or {}).get("tool_status", {})
             results[call_id] = {"status": status, "exit_code": exit_code}
-            self.step.extra = {**(self.step.extra or {}), "tool_status": results}
+            step.extra = {**(step.extra or {}), "tool_status": results}
         if status == "error":
             self.b.observe(call_id, _text(state.get("error") or "error"))
         else:
             self.b.observe(call_id, _text(state.get("output") or ""))
 
-    def finish(self, part: dict[str, Any]) -> None:
-        assert self.step is not None
+    def finish(self, step: Step, part: dict[str, Any]) -> None:
         used = usage_of(part)
         reason = part.get("reason")
-        self.step.metrics = Metrics(
+        step.metrics = Metrics(
             prompt_tokens=used.input_tokens,
             completion_tokens=used.output_tokens,
             cached_tokens=used.cached_tokens,

@@ -6,8 +6,9 @@ four choices are shuffled with a seed derived from the item's record id, so the 
 same on every build and the right letter is spread over A–D (the reference shuffled unseeded,
 so scores moved between identical runs). Where the suite's seed also shuffles the choices
 (ptb-v1.2), `TaskOptions.choice_seed` reorders them per evaluation seed (seed 0: the fixed
-order). Prompt as in OpenAI's simple-evals; the answer is read by inspect's `multiple_choice`
-rule (evaluate/answers.py): no `ANSWER: X` line, no credit.
+order). The prompt is inspect's `multiple_choice(cot=True)` template as the reference ran it
+(letters listed "A,B,C,D"); the answer is read by inspect's `multiple_choice` rule
+(evaluate/answers.py): no `ANSWER: X` line, no credit.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 LETTERS = "ABCD"
 PROMPT = (
     "Answer the following multiple choice question. The last line of your response should be "
-    "of the following format: 'ANSWER: $LETTER' (without quotes) where LETTER is one of ABCD. "
+    "of the following format: 'ANSWER: $LETTER' (without quotes) where LETTER is one of A,B,C,D. "
     "Think step by step before answering.\n\n{question}\n\n{choices}"
 )
 

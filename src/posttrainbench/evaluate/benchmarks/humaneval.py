@@ -20,9 +20,11 @@ if TYPE_CHECKING:
     from inspect_ai import Task
     from inspect_ai.dataset import Sample
 
+# inspect_evals' INSTRUCTION as the reference sends it: it starts with a newline, breaks lines
 INSTRUCTION = (
-    "Read the following function signature and docstring, and fully implement the function "
-    "described. Your response should only contain the code for this function.\n\n"
+    "\nRead the following function signature and docstring, and fully implement\n"
+    "the function described. Your response should only contain the code for\n"
+    "this function.\n\n"
 )
 
 

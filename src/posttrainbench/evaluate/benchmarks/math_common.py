@@ -1,5 +1,6 @@
-"""What GSM8K and AIME share: the prompt that asks for `ANSWER: x` and the exact-number
-scorer (the rule is in evaluate/answers.py)."""
+"""What GSM8K and AIME share: the exact-number scorer (the rule is in evaluate/answers.py); and
+GSM8K's prompt (inspect_evals' `MATH_PROMPT_TEMPLATE`), which asks for `ANSWER: x` (AIME has
+its own, aime2025.py)."""
 
 from __future__ import annotations
 

@@ -117,13 +117,15 @@ class EgressProxy:
             raise InfrastructureError(f"cannot listen on {path}: {e}") from e
         self._listener = listener
         self._wake_r, self._wake_w = socket.socketpair()
-        self._server = threading.Thread(target=self._serve, name="egress-proxy", daemon=True)
+        self._server = threading.Thread(
+            target=self._serve, args=(listener,), name="egress-proxy", daemon=True
+        )
         self._server.start()
         return self
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop accepting, end every open connection (each is logged) and wait for its thread."""
-        if self._server is None or self._stopping:
+        if self._server is None or self._listener is None or self._stopping:
             return
         self._stopping = True
         self._wake_w.send(b"x")
@@ -138,7 +140,6 @@ class EgressProxy:
             thread.join(max(0.0, deadline - time.monotonic()))
         if any(t.is_alive() for t in threads):
             log.warning("egress proxy: %d connection(s) did not end in time", len(threads))
-        assert self._listener is not None
         self._listener.close()
         self._wake_r.close()
         self._wake_w.close()
@@ -149,17 +150,16 @@ class EgressProxy:
         """Counts over the requests this proxy served (not over older lines of the log)."""
         return self._log.summary()
 
-    def _serve(self) -> None:
-        assert self._listener is not None
+    def _serve(self, listener: socket.socket) -> None:
         with selectors.DefaultSelector() as sel:
-            sel.register(self._listener, selectors.EVENT_READ)
+            sel.register(listener, selectors.EVENT_READ)
             sel.register(self._wake_r, selectors.EVENT_READ)
             while not self._stopping:
                 for key, _ in sel.select():
                     if key.fileobj is self._wake_r:
                         return
                     try:
-                        conn, _ = self._listener.accept()
+                        conn, _ = listener.accept()
                     except OSError:  # e.g. out of file descriptors: let some close
                         time.sleep(0.05)
                         continue

@@ -498,18 +498,19 @@ class Relay:
                     return self._refuse(h, x, 403, "unpriced", message)
                 held = self._log.reserve(x.max_cost, self.budget_usd)
                 if not held.fits:
-                    return self._refuse(h, x, 403, "budget", self._over(x.max_cost, held))
+                    return self._refuse(
+                        h, x, 403, "budget", self._over(x.max_cost, held, self.budget_usd)
+                    )
                 x.held = x.max_cost
         self._forward(h, x, path, query, body, route.metered, price)
 
-    def _over(self, most: Decimal, held: Reservation) -> str:
-        assert self.budget_usd is not None
-        budget = money(self.budget_usd)
-        if held.spent >= self.budget_usd:
+    def _over(self, most: Decimal, held: Reservation, budget_usd: Decimal) -> str:
+        budget = money(budget_usd)
+        if held.spent >= budget_usd:
             return (
                 f"ptb relay: the run's API budget of {budget} is spent ({money(held.spent)} used)"
             )
-        left = self.budget_usd - held.spent - held.held
+        left = budget_usd - held.spent - held.held
         return (
             f"ptb relay: this call may cost up to {money(most)}, more than the "
             f"{money(max(left, Decimal(0)))} left of the run's API budget of {budget} "
@@ -592,7 +593,9 @@ class Relay:
         price: Price | None,
     ) -> None:
         fmt = self.format
-        assert self._client is not None
+        client = self._client
+        if client is None:
+            raise RuntimeError("relay not started")
         url = upstream_url(self.base_url, path)
         if q := fmt.forward_query(query):
             url += "?" + q
@@ -604,8 +607,8 @@ class Relay:
         ]
         headers += [*fmt.upstream_auth(self._key).items(), ("accept-encoding", "identity")]
         try:
-            request = self._client.build_request(h.command, url, headers=headers, content=body)
-            response = self._client.send(request, stream=True)
+            request = client.build_request(h.command, url, headers=headers, content=body)
+            response = client.send(request, stream=True)
         except httpx.HTTPError as e:
             message = self._redact(f"ptb relay: upstream unreachable: {type(e).__name__}: {e}")
             x.error = message

@@ -85,6 +85,12 @@ class Executor(ABC):
         self.config = config
         self.sweep_dir = sweep_dir
 
+    @classmethod
+    def check_config(cls, config: ExecutorConfig) -> None:
+        """Raise ConfigError for what this engine can never run (GPUs the machine lacks), before
+        any folder of the sweep is created."""
+        return None
+
     def check(self) -> None:
         """Raise MissingDependencyError (with an install hint) if the engine is not usable."""
         return None

@@ -255,13 +255,17 @@ class HTCondorExecutor(Executor):
             f"submit it by hand with {command}"
         )
 
-    def _schedd(self) -> Any:
+    def _bindings(self) -> ModuleType:
         htcondor = bindings()
         if htcondor is None:
             raise MissingDependencyError(
                 f"the HTCondor Python bindings are not installed; {self._by_hand()}",
                 INSTALL_HINT,
             )
+        return htcondor
+
+    def _schedd(self) -> Any:
+        htcondor = self._bindings()
         name, pool = self.options.get("schedd"), self.options.get("pool")
         try:
             if name is None and pool is None:
@@ -290,9 +294,7 @@ class HTCondorExecutor(Executor):
             return
         self.write_submit_file(jobs)
         schedd = self._schedd()
-        htcondor = bindings()
-        assert htcondor is not None
-        submit = htcondor.Submit(self.submit_body(jobs))
+        submit = self._bindings().Submit(self.submit_body(jobs))
         result = schedd.submit(submit, itemdata=iter(self.itemdata(jobs)))
         cluster, first = int(result.cluster()), int(result.first_proc())
         yield from self.watch(schedd, cluster, {first + i: job for i, job in enumerate(jobs)})
@@ -380,8 +382,6 @@ class HTCondorExecutor(Executor):
             extra["timed_out"] = True
         return Finished(job, None, engine_id, node, note, extra)
 
-    @staticmethod
-    def _remove(schedd: Any, cluster: int, procs: list[int], reason: str) -> None:
-        htcondor = bindings()
-        assert htcondor is not None
-        schedd.act(htcondor.JobAction.Remove, [f"{cluster}.{p}" for p in procs], reason=reason)
+    def _remove(self, schedd: Any, cluster: int, procs: list[int], reason: str) -> None:
+        remove = self._bindings().JobAction.Remove
+        schedd.act(remove, [f"{cluster}.{p}" for p in procs], reason=reason)

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from posttrainbench.errors import ConfigError
-from posttrainbench.sandbox.gpu import GPUS_VAR
+from posttrainbench.sandbox.gpu import GPUS_VAR, require_gpus
 from posttrainbench.sandbox.supervise import shielded
 from posttrainbench.scale.executors.base import Executor, ExecutorConfig, Finished, Job
 
@@ -111,6 +111,16 @@ class LocalExecutor(Executor):
         self.log_dir = sweep_dir / ".jobs" / "local"
         self._node = socket.gethostname()
         self._avoid: dict[int, float] = {}  # GPU → monotonic time it may be handed out again
+
+    @classmethod
+    def check_config(cls, config: ExecutorConfig) -> None:
+        if config.gpus_per_run > len(config.gpus):
+            raise ConfigError(
+                f"executor gpus_per_run = {config.gpus_per_run} but its pool gpus lists "
+                f"{len(config.gpus)} GPU(s)",
+                "list this machine's GPUs in [executor] gpus, e.g. gpus = [0, 1]",
+            )
+        require_gpus(config.gpus, "executor gpus", "set gpus = [] and gpus_per_run = 0")
 
     def avoid_gpus(self, gpus: Sequence[int], why: str) -> None:
         until = time.monotonic() + self.cooldown_s

@@ -15,7 +15,7 @@ import json
 from typing import Any
 from urllib.parse import urlsplit
 
-from posttrainbench.sandbox.relay.episode import EpisodeWire, Say, Shell, Step, Tokens
+from posttrainbench.sandbox.relay.episode import EpisodeWire, Shell, Step, Tokens
 from posttrainbench.sandbox.relay.fake import SSE, Reply, Seen, sse_event
 
 MESSAGES = "/v1/messages"
@@ -146,7 +146,6 @@ class AnthropicEpisode(EpisodeWire):
             ]  # fmt: skip
             stop = "tool_use"
         else:
-            assert isinstance(step, Say)
             content, stop = [{"type": "text", "text": step.text}], "end_turn"
         message = _message(content, stop, tokens, model, f"msg_{call_id}")
         return message_reply(message, request.get("stream") is True)

@@ -19,7 +19,7 @@ import json
 from typing import Any
 from urllib.parse import urlsplit
 
-from posttrainbench.sandbox.relay.episode import EpisodeWire, Say, Shell, Step, Tokens
+from posttrainbench.sandbox.relay.episode import EpisodeWire, Shell, Step, Tokens
 from posttrainbench.sandbox.relay.fake import SSE, Reply, Seen, sse_event
 
 CHAT = "/v1/chat/completions"
@@ -153,7 +153,6 @@ class ChatEpisode(EpisodeWire):
                        "tool_calls": [call]}  # fmt: skip
             finish = "tool_calls"
         else:
-            assert isinstance(step, Say)
             message, finish = {"role": "assistant", "content": step.text}, "stop"
         return completion_reply(message, finish, tokens, request, f"chatcmpl-{call_id}")
 

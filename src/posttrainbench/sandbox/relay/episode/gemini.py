@@ -20,7 +20,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from posttrainbench.sandbox.relay.episode import EpisodeWire, Say, Shell, Step, Tokens
+from posttrainbench.sandbox.relay.episode import EpisodeWire, Shell, Step, Tokens
 from posttrainbench.sandbox.relay.fake import SSE, Reply, Seen
 
 SHELL_TOOLS = ("run_shell_command", "shell")
@@ -170,7 +170,6 @@ class GeminiEpisode(EpisodeWire):
                 {"functionCall": {"name": shell_tool(request) or SHELL_TOOLS[0], "args": args}},
             ]
         else:
-            assert isinstance(step, Say)
             parts = [{"text": step.text}]
         return content_reply(parts, tokens, seen, f"resp_{call_id}")
 

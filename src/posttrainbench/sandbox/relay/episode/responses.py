@@ -20,7 +20,7 @@ import re
 import zlib
 from typing import Any
 
-from posttrainbench.sandbox.relay.episode import EpisodeWire, Say, Shell, Step, Tokens
+from posttrainbench.sandbox.relay.episode import EpisodeWire, Say, Step, Tokens
 from posttrainbench.sandbox.relay.fake import SSE, Reply, Seen, sse_event
 
 SHELL_TOOLS = ("exec_command", "shell_command", "shell")
@@ -101,7 +101,6 @@ class ResponsesEpisode(EpisodeWire):
             return self._answer([_reasoning("wait for the command"), call], tokens, request)
         if isinstance(step, Say):
             return self._answer([_message(step.text)], tokens, request)
-        assert isinstance(step, Shell)
         name = next(n for n in SHELL_TOOLS if n in tools)
         call = _call(call_id, name, shell_arguments(tools[name], step.command))
         return self._answer([_reasoning(step.description), call], tokens, request)
