@@ -134,10 +134,7 @@ def test_as_root_node_comes_from_pypi_where_apt_offers_an_old_one(tmp_path: Path
     apt_cache.write_text("#!/bin/sh\necho 'nodejs:'\necho '  Candidate: 18.20.4+dfsg-1~deb12u3'\n")
     apt_cache.chmod(0o755)
     prefix = tmp_path / "prefix"
-    env |= {
-        "PTB_NODE_PREFIX": str(prefix),
-        "PIP_CONFIG_FILE": os.environ.get("PIP_CONFIG_FILE", ""),
-    }
+    env["PTB_NODE_PREFIX"] = str(prefix)
     env |= {k: v for k, v in os.environ.items() if k.startswith("PIP_")}
     done = subprocess.run(
         ["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=300
