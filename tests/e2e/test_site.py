@@ -263,7 +263,7 @@ def test_static_site_from_file_url(
         [
             sys.executable,
             "-c",
-            "import sys, typer; from posttrainbench.cli_site import site_cmd; typer.run(site_cmd)",
+            "import sys, typer; from posttrainbench.cli.site import site_cmd; typer.run(site_cmd)",
             str(results),
             "--out",
             str(out),

@@ -1,7 +1,7 @@
 """`ptb import reference` (the reference harness's published tables into a results dir),
 `ptb bundle` (a run as one verifiable file) and `ptb verify` (re-check and re-score a bundle).
 
-The typer command functions are registered in cli.py."""
+The command functions are registered in cli/root.py."""
 
 from __future__ import annotations
 

@@ -11,7 +11,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from posttrainbench import cli_eval, runner
+from posttrainbench import runner
+from posttrainbench.cli.common import JudgeOpt, JudgeUrlOpt
 from posttrainbench.config import load_settings
 from posttrainbench.errors import ConfigError
 from posttrainbench.records import RunRecord
@@ -46,8 +47,8 @@ def _print_checks(run_dir: Path, record: RunRecord) -> None:
 
 def judge_cmd(
     run_dir: RunDirArg,
-    judge_model: cli_eval.JudgeOpt = None,
-    judge_base_url: cli_eval.JudgeUrlOpt = None,
+    judge_model: JudgeOpt = None,
+    judge_base_url: JudgeUrlOpt = None,
 ) -> None:
     """Re-run the integrity checks of a collected run (never the agent), then re-score it.
 

@@ -1,4 +1,4 @@
-"""The evaluation commands of the CLI: `ptb eval`, `ptb baseline`, `ptb data prefetch`.
+"""The evaluation commands: `ptb eval`, `ptb baseline`, `ptb data prefetch`, `ptb audit`.
 
 Thin: each resolves its arguments and calls the evaluation the harness itself uses (the
 subprocess with the max-token ladder, `evaluate.launch.run_evaluation`).
@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from posttrainbench.catalog import BENCHMARKS, MODELS
 from posttrainbench.catalog.benchmarks import OFFICIAL as OFFICIAL_BENCHMARKS
 from posttrainbench.catalog.models import OFFICIAL as OFFICIAL_MODELS
 from posttrainbench.catalog.suites import DEFAULT_SUITE, suite_for_run
 from posttrainbench.catalog.suites import suite as suite_by_name
+from posttrainbench.cli.common import BackendOpt, JudgeOpt, JudgeUrlOpt, console, out
 from posttrainbench.config import load_settings
 from posttrainbench.errors import ConfigError, EvaluationError
 from posttrainbench.evaluate.data import check_cached
@@ -28,25 +28,9 @@ from posttrainbench.records import EvalMetrics
 from posttrainbench.results import baselines
 from posttrainbench.results.layout import EvalPaths
 
-console = Console(stderr=True)
-out = Console(soft_wrap=True)
-
-BackendOpt = Annotated[
-    str, typer.Option("--eval-backend", metavar="NAME", help="hf (default) or vllm.")
-]
 BaseUrlOpt = Annotated[
     str | None,
     typer.Option("--eval-base-url", metavar="URL", help="vllm: a running server's /v1 URL."),
-]
-JudgeOpt = Annotated[
-    str | None,
-    typer.Option(
-        metavar="MODEL",
-        help="LLM judge of judged benchmarks and of integrity, e.g. openai/gpt-5-mini.",
-    ),
-]
-JudgeUrlOpt = Annotated[
-    str | None, typer.Option(metavar="URL", help="OpenAI-compatible endpoint of the judge.")
 ]
 SuiteOpt = Annotated[
     str,
