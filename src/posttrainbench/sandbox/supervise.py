@@ -36,6 +36,7 @@ TOKEN_VAR = "PTB_AGENT_TOKEN"
 _PR_SET_CHILD_SUBREAPER = 36
 _PR_SET_PDEATHSIG = 1
 _SHIELDED = (signal.SIGINT, signal.SIGTERM)
+_SWEEP_ROUNDS = 3  # kill rounds: each catches what was forked during the one before
 
 
 def _prctl(option: int, value: int) -> bool:
@@ -243,24 +244,40 @@ def _reap_children(procs: set[psutil.Process]) -> None:
             os.waitpid(p.pid, os.WNOHANG)
 
 
+def _by_tokens(tokens: list[str]) -> dict[int, tuple[psutil.Process, FoundBy]]:
+    return {p.pid: (p, "token") for token in tokens for p in by_token(token)}
+
+
 def sweep(
     tokens: list[str], grace_s: float, *, adopted: set[psutil.Process] | None = None
 ) -> list[ProcessInfo]:
-    """Kill every process left by the agent; raise InfrastructureError if any survives."""
+    """Kill every process left by the agent; raise InfrastructureError if any survives.
+
+    A process forked between the scan and the kill (a loop's short-lived child) is found by its
+    token in the next round: only what is still alive after the last round is a survivor."""
     found: dict[int, tuple[psutil.Process, FoundBy]] = {}
     for p in adopted or set():
         found[p.pid] = (p, "subreaper")
-    for token in tokens:
-        for p in by_token(token):
-            found.setdefault(p.pid, (p, "token"))
-    if not found:
+    for pid, entry in _by_tokens(tokens).items():
+        found.setdefault(pid, entry)
+    killed: dict[int, tuple[psutil.Process, FoundBy]] = {}
+    infos: list[ProcessInfo] = []
+    for _ in range(_SWEEP_ROUNDS):
+        batch = {pid: entry for pid, entry in found.items() if pid not in killed}
+        if not batch:
+            break
+        infos += [_describe(p, how) for p, how in batch.values()]
+        procs = {p for p, _ in batch.values()}
+        with shielded():
+            terminate_all(procs, grace_s)
+            _reap_children(procs)
+        killed.update(batch)
+        found = _by_tokens(tokens)
+    if not killed:
         return []
-    infos = [_describe(p, how) for p, how in found.values()]
-    procs = {p for p, _ in found.values()}
-    with shielded():
-        terminate_all(procs, grace_s)
-        _reap_children(procs)
-    survivors = _alive(procs) | {p for t in tokens for p in by_token(t)}
+    survivors = _alive({p for p, _ in killed.values()}) | {
+        p for p, _ in _by_tokens(tokens).values()
+    }
     if survivors:
         pids = ", ".join(str(p.pid) for p in survivors)
         raise InfrastructureError(
