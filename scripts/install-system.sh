@@ -6,19 +6,22 @@
 set -euo pipefail
 
 # package:command pairs; a package is needed when its command is not on PATH.
-# make, python3-venv, util-linux (setsid, setpriv, runuser); the sandbox: bubblewrap (the default
+# make, python3-venv, util-linux (setsid, setpriv, runuser), acl (setfacl: test-unprivileged.sh); the sandbox: bubblewrap (the default
 # backend), socat (bridges the relay and the egress proxy into it), podman + runc (the podman
 # backend's real launch test); Node.js + npm (`ptb agents install`: the four agent CLIs, Gemini CLI
 # needs Node 20); chromium (the browser tests of `ptb site` and `ptb view`).
-PLAIN=(make:make util-linux:setpriv bubblewrap:bwrap socat:socat podman:podman runc:runc
+PLAIN=(make:make util-linux:setpriv acl:setfacl bubblewrap:bwrap socat:socat podman:podman runc:runc
        nodejs:node npm:npm chromium:chromium)
 # SLURM, a single-node cluster the sweep tests start themselves, and munge, its authentication;
 # without recommends: slurm-wlm would pull ~40 packages.
 SLURM=(slurmctld:slurmctld slurmd:slurmd slurm-client:sbatch munge:munged)
+# Shared libraries (package:soname): Playwright's own Node driver needs libatomic, which a minimal
+# Debian lacks.
+LIBS=(libatomic1:libatomic.so.1)
 NODE_MIN=20
 case "${1:-test}" in
   test) ;;
-  demo) PLAIN=(make:make bubblewrap:bwrap socat:socat); SLURM=(); NODE_MIN=0 ;;
+  demo) PLAIN=(make:make bubblewrap:bwrap socat:socat); SLURM=(); LIBS=(); NODE_MIN=0 ;;
   *) echo "usage: $0 [demo|test]" >&2; exit 2 ;;
 esac
 
@@ -67,6 +70,9 @@ install_node_from_pypi() {
 }
 
 mapfile -t plain < <(missing "${PLAIN[@]}")
+for pair in ${LIBS[@]+"${LIBS[@]}"}; do
+  /sbin/ldconfig -p | grep -q "^[[:space:]]*${pair#*:} " || plain+=("${pair%%:*}")
+done
 python3 -c "import venv, ensurepip" 2>/dev/null || plain+=(python3-venv)
 mapfile -t slurm < <(missing ${SLURM[@]+"${SLURM[@]}"})
 

@@ -20,10 +20,27 @@ fi
 id -u "$USER_NAME" >/dev/null 2>&1 ||
   useradd --system --user-group --no-create-home --shell /usr/sbin/nologin "$USER_NAME"
 work=$(mktemp -d /tmp/ptb-unprivileged.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+granted=()
+cleanup() {
+  [ ${#granted[@]} -eq 0 ] || setfacl -x "u:$USER_NAME" "${granted[@]}"
+  rm -rf "$work"
+}
+trap cleanup EXIT
 chown "$USER_NAME:$USER_NAME" "$work"
 as_user=(env HOME="$work" TMPDIR="$work" PYTHONDONTWRITEBYTECODE=1
          setpriv --reuid="$USER_NAME" --regid="$USER_NAME" --init-groups)
+# A checkout or a Python under a private folder (root's home is 0700 on Debian): let this user
+# (only) pass through each closed ancestor for the run, by an ACL entry removed on exit.
+for target in "$PWD" "$(readlink -f "$py")"; do
+  dir=$target
+  while [ "$dir" != / ]; do
+    dir=$(dirname "$dir")
+    if ! "${as_user[@]}" test -x "$dir" 2>/dev/null; then
+      setfacl -m "u:$USER_NAME:x" "$dir"
+      granted+=("$dir")
+    fi
+  done
+done
 # The tests start the venv's Python again (sys.executable), so that must work too.
 probe="import subprocess, sys; subprocess.run([sys.executable, '-c', 'import posttrainbench'], check=True)"
 if ! "${as_user[@]}" "$py" -c "import pytest; $probe" >"$work/probe.log" 2>&1; then
