@@ -90,14 +90,7 @@ def validate(spec: RunSpec) -> RunSpec:
     a network policy the sandbox cannot enforce. Returns the spec with its defaults fixed."""
     check_sweep_name(spec.sweep)
     template_path(MODELS.get(spec.base_model).template_family)
-    bench = BENCHMARKS.get(spec.benchmark)
-    bench.implementation()
-    data.check_cached(bench.sources, bench.id)  # before the budget starts, not at evaluation
-    if BENCHMARKS.get(spec.benchmark).judged and not spec.judge_model:
-        raise ConfigError(
-            f"{spec.benchmark} is scored by an LLM judge and no --judge-model was given",
-            "pass --judge-model openai/gpt-5-mini (the published judge), or any inspect model",
-        )
+    data.check_evaluable(BENCHMARKS.get(spec.benchmark), spec.judge_model)  # before the budget
     agent = get_agent(spec.agent)
     if spec.api_provider is None and agent.provider is not None:
         spec = spec.model_copy(update={"api_provider": agent.provider})

@@ -20,8 +20,7 @@ from posttrainbench.catalog.suites import suite as suite_by_name
 from posttrainbench.cli.common import BackendOpt, JudgeOpt, JudgeUrlOpt, console, out
 from posttrainbench.config import load_settings
 from posttrainbench.errors import ConfigError, EvaluationError
-from posttrainbench.evaluate.data import check_cached
-from posttrainbench.evaluate.judge import require_judge
+from posttrainbench.evaluate.data import check_evaluable
 from posttrainbench.evaluate.launch import EvalOptions, run_evaluation
 from posttrainbench.evaluate.targets import Target, resolve
 from posttrainbench.records import EvalMetrics
@@ -55,16 +54,6 @@ def _summary(target: Target, m: EvalMetrics, where: Path) -> str:
         f"max_tokens {m.max_tokens}, ladder step {m.ladder_step}{judge}){seeds}, "
         f"suite {m.suite} → {where}"
     )
-
-
-def _check_inputs(benchmark: str, judge_model: str | None) -> None:
-    """What the evaluation subprocess would refuse: unevaluable benchmark, uncached data, a
-    judged benchmark without a judge."""
-    info = BENCHMARKS.get(benchmark)
-    info.implementation()
-    check_cached(info.sources, info.id)
-    if info.judged:
-        require_judge(judge_model, info.id)
 
 
 def eval_cmd(
@@ -108,7 +97,7 @@ def eval_cmd(
         template_family=template_family,
         models_root=settings.models_dir,
     )
-    _check_inputs(info.id, judge_model)  # before any folder is made, as `ptb run` does
+    check_evaluable(info, judge_model)  # before any folder is made, as `ptb run` does
     stamp = time.strftime("%Y%m%d-%H%M%S")
     where = output or settings.results_dir / "evals" / f"{target.key}__{info.id}-{stamp}"
     opts = EvalOptions(

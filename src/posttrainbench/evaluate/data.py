@@ -16,9 +16,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from posttrainbench.catalog.benchmarks import DataSource, HubSource, UrlSource
+from posttrainbench.catalog.benchmarks import BenchmarkInfo, DataSource, HubSource, UrlSource
 from posttrainbench.config import hub_cache
 from posttrainbench.errors import DataUnavailableError
+from posttrainbench.evaluate.judge import require_judge
 
 Row = dict[str, Any]
 
@@ -195,3 +196,12 @@ def prefetch(src: DataSource, benchmark: str) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return dest
+
+
+def check_evaluable(info: BenchmarkInfo, judge_model: str | None) -> None:
+    """What an evaluation of `info` would refuse, checked before anything is made: a benchmark
+    without an implementation, data not in the cache, a judged benchmark without a judge."""
+    info.implementation()
+    check_cached(info.sources, info.id)
+    if info.judged:
+        require_judge(judge_model, info.id)
