@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from posttrainbench.errors import ConfigError
+from posttrainbench.evaluate.data import sha256_file
 from posttrainbench.records import RunSpec
 from posttrainbench.results.layout import RunPaths
 from posttrainbench.sandbox.base import Mount
@@ -65,14 +66,6 @@ def _entries(root: Path) -> Iterator[tuple[str, os.DirEntry[str]]]:
         stack.extend(reversed(subdirs))
 
 
-def _file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def digest(root: Path) -> str:
     """The content hash of a folder: names, kinds, executable bits, link targets, file bytes.
     Refuses FIFOs, sockets and devices, and folders over MAX_FILES files or MAX_BYTES."""
@@ -96,7 +89,7 @@ def digest(root: Path) -> str:
                     "keep your agent's code there; let the agent fetch models and data itself",
                 )
             x = "x" if st.st_mode & stat.S_IXUSR else "-"
-            h.update(f"f\0{rel}\0{x}\0{_file_sha256(entry.path)}\n".encode())
+            h.update(f"f\0{rel}\0{x}\0{sha256_file(Path(entry.path))}\n".encode())
         else:
             raise AgentDirError(
                 f"--agent-dir {root}: {rel} is not a file, folder or link",
