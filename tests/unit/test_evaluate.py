@@ -186,17 +186,15 @@ def test_scorer_counts_known_right_and_wrong_answers(tmp_path: Path) -> None:
     from inspect_ai import eval as inspect_eval
     from inspect_ai.model import ModelOutput, ModelUsage, get_model
 
-    from posttrainbench.embedded.arith import split_items
-
-    items = split_items("test")[:5]
-    answers = [items[0].answer, items[1].answer, f" {items[2].answer}\nQ:", "-999",
-               f"7 {items[4].answer}"]  # fmt: skip
+    task = make_task(BENCHMARKS.get("arith").implementation(), TaskOptions(limit=5))
+    targets = [str(sample.target) for sample in task.dataset]  # the order answers are asked in
+    answers = [targets[0], targets[1], f" {targets[2]}\nQ:", "-999",
+               f"7 {targets[4]}"]  # fmt: skip
     outputs = []
     for text in answers:
         out = ModelOutput.from_content(model="mockllm/model", content=text)
         out.usage = ModelUsage(input_tokens=1, output_tokens=1, total_tokens=2)
         outputs.append(out)
-    task = make_task(BENCHMARKS.get("arith").implementation(), TaskOptions(limit=5))
     log = inspect_eval(
         task,
         model=get_model("mockllm/model", custom_outputs=outputs),
