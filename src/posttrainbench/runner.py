@@ -35,7 +35,7 @@ from posttrainbench.errors import (
 from posttrainbench.evaluate import data
 from posttrainbench.evaluate.chat_templates import template_path
 from posttrainbench.evaluate.launch import EvalOptions, run_evaluation
-from posttrainbench.integrity import frozen, manifest, policy, review
+from posttrainbench.integrity import frozen, manifest, policy, provenance, review
 from posttrainbench.integrity.base import CheckContext, run_checks
 from posttrainbench.records import (
     STAGES,
@@ -112,10 +112,11 @@ def validate(spec: RunSpec) -> RunSpec:
 
 def check_inputs(spec: RunSpec, settings: Settings) -> RunSpec:
     """`validate`, and what would fail prepare for a reason no retry fixes (GPUs this machine
-    lacks, an uncached base model): called before any folder is made."""
+    lacks, an uncached base model or instruct twin): called before any folder is made."""
     spec = validate(spec)
     gpu.require_gpus(spec.gpus or [])
     MODELS.get(spec.base_model).locate(settings.models_dir)
+    provenance.require_twin(MODELS.get(spec.base_model))
     return spec
 
 
@@ -235,12 +236,11 @@ def stage_collect(ctx: RunContext) -> None:
         max_bytes=ctx.settings.collect_max_bytes,
         max_files=ctx.settings.collect_max_files,
     )
-    frozen.freeze(ctx.paths.workspace, ctx.paths.frozen_workspace)
+    frozen.freeze_run(ctx.paths)
 
 
 def stage_integrity(ctx: RunContext) -> None:
-    if not frozen.manifest_path(ctx.paths.frozen_workspace).is_file():  # collected by an older ptb
-        frozen.freeze(ctx.paths.workspace, ctx.paths.frozen_workspace)
+    frozen.freeze_run(ctx.paths, missing_only=True)  # trees an older ptb did not freeze
     check_ctx = CheckContext(
         paths=ctx.paths,
         record=ctx.record,

@@ -299,9 +299,19 @@ def _launch_request(
         limits=_limits(spec),
         image=spec.image,
         home=paths.agent_home if run.sandbox.capabilities.isolation else None,
+        tmp=_scratch(paths.agent_tmp) if run.sandbox.capabilities.isolation else None,
+        var_tmp=_scratch(paths.agent_var_tmp) if run.sandbox.capabilities.isolation else None,
         stdin=stdin.fileno() if stdin else None,
     )
     return request, stdin
+
+
+def _scratch(folder: Path) -> Path:
+    """A run-directory folder bound as the sandbox's /tmp or /var/tmp (sticky, world-writable
+    as those are), kept across launches so the frozen copy holds what the agent left there."""
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o1777)
+    return folder
 
 
 def _start(run: _Launch, request: LaunchRequest, stdin: BinaryIO | None) -> Launched:
@@ -341,6 +351,7 @@ def _wait(
             proc.pid, paths.workspace, paths.monitor_csv, settings.monitor_s,
             gpus=request.gpus, workspace_limit=request.limits.file_bytes,  # --workspace-gb
             home=paths.agent_home,  # HOME counts against the same bound
+            scratch=tuple(p for p in (request.tmp, request.var_tmp) if p is not None),
         ) as monitor:  # fmt: skip
             finished = supervise.wait(proc, run.deadline.timestamp(), settings.grace_s)
     except BaseException:

@@ -17,7 +17,7 @@ from posttrainbench.agents import get_agent
 from posttrainbench.agents.install import install
 from posttrainbench.agents.trajectory.schema import Trajectory
 from posttrainbench.config import load_settings
-from posttrainbench.records import RunRecord
+from posttrainbench.records import CheckResult, RunRecord
 from posttrainbench.sandbox.relay.episode import Episode, EpisodeWire, Step, standard_steps
 from posttrainbench.sandbox.relay.fake import FakeUpstream
 
@@ -97,6 +97,9 @@ def check_episode(result: EpisodeRun, *, min_tool_calls: int = 4) -> Trajectory:
     assert record.outcome is not None and record.outcome.source == "evaluated"
     assert record.metrics is not None
     traj = Trajectory.model_validate_json((run_dir / "agent" / "trajectory.json").read_text())
+    assert traj.extra is not None and traj.extra["source"] == "relay"  # not the CLI's stdout
+    check = CheckResult.model_validate_json((run_dir / "integrity" / "trajectory.json").read_text())
+    assert check.status == "passed" and check.figures["forged"] == 0, check  # stdout agrees
     calls = [c for s in traj.steps for c in s.tool_calls or []]
     assert len(calls) >= min_tool_calls, [c.function_name for c in calls]
     observed = [r for s in traj.steps if s.observation for r in s.observation.results]

@@ -103,7 +103,7 @@ def test_overloaded_provider_is_a_retryable_infrastructure_failure(
     failure = record.agent.attempts[-1].failure
     assert failure is not None and failure.kind == "provider_outage" and failure.retryable
     assert len(up.seen) == 3  # the first try and two retries, all through the relay
-    traj_path = run_json.parent / "agent" / "trajectory.json"
+    traj_path = run_json.parent / "agent" / "trajectory_stdout.json"  # the CLI's own account
     traj = Trajectory.model_validate_json(traj_path.read_text())
     assert [s.source for s in traj.steps] == ["system"] * 4  # launch, 2 retries, the API error
     assert all("529" in s.message for s in traj.steps[1:])

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from posttrainbench.agents.codex import DEFAULT_MODEL
+from posttrainbench.agents.trajectory.schema import Trajectory
 from posttrainbench.sandbox.relay.episode.responses import ResponsesEpisode
 from tests.conftest import PtbRunner
 from tests.e2e.cli_episode import check_episode, ensure_installed, provider_env, run_episode
@@ -35,7 +36,10 @@ def test_episode(ptb: PtbRunner, tmp_path: Path, cache_dir: Path, tiny_model_dir
     assert record is not None and record.agent is not None
     assert record.agent_cli is not None and record.agent_cli.version == "0.169.0"
     assert [a.continuation for a in record.agent.attempts] == [0, 1]
-    assert traj.extra is not None and len(traj.extra["threads"]) == 1  # one conversation
+    stdout = Trajectory.model_validate_json(
+        (result.run_dir / "agent" / "trajectory_stdout.json").read_text()  # the CLI's account
+    )
+    assert stdout.extra is not None and len(stdout.extra["threads"]) == 1  # one conversation
     # Codex reports its tokens per turn (not per call): they agree with the relay's meter.
     cli, relay = record.agent.cli_usage, record.agent.api_usage
     assert cli is not None and relay is not None
@@ -45,9 +49,11 @@ def test_episode(ptb: PtbRunner, tmp_path: Path, cache_dir: Path, tiny_model_dir
         relay.cached_tokens,
     )
     assert record.agent.usage_check is not None and record.agent.usage_check.startswith("agree")
-    assert {c.function_name for s in traj.steps for c in s.tool_calls or []} == {
+    assert {c.function_name for s in stdout.steps for c in s.tool_calls or []} == {
         "command_execution"
     }
+    names = {c.function_name for s in traj.steps for c in s.tool_calls or []}  # the model's own
+    assert "exec_command" in names and names <= {"exec_command", "write_stdin"}, names
     # Every request was a streamed Responses call over HTTP: no WebSocket upgrade, no side calls.
     seen = result.upstream.seen
     assert {(s.method, s.path) for s in seen} == {("POST", "/v1/responses")}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from posttrainbench.agents.trajectory.schema import Trajectory
 from posttrainbench.sandbox.relay.episode import Say, standard_steps
 from posttrainbench.sandbox.relay.episode.chat import ChatEpisode
 from tests.conftest import PtbRunner
@@ -54,7 +55,10 @@ def test_episode(ptb: PtbRunner, tmp_path: Path, cache_dir: Path, tiny_model_dir
     assert all(r["model"] == "gpt-5.5" and r["stream"] is True and r["tools"] for r in requests)
     assert all(r["reasoning_effort"] == "low" for r in requests)
     # The re-prompt continued the conversation: the last call holds both prompts.
-    assert traj.extra is not None and traj.extra["launches"] == 2
-    assert len(traj.extra["sessions"]) == 1
+    stdout = Trajectory.model_validate_json(
+        (result.run_dir / "agent" / "trajectory_stdout.json").read_text()  # the CLI's account
+    )
+    assert stdout.extra is not None and stdout.extra["launches"] == 2
+    assert len(stdout.extra["sessions"]) == 1
     prompts = [m for m in requests[-1]["messages"] if m["role"] == "user"]
     assert len(prompts) == 2

@@ -391,7 +391,7 @@ if {str(overwrite).lower()}; then
   probe write-model-hostpath sh -c 'echo "{tag}" >> {tiny_model_dir}/config.json'
   probe write-venv-python sh -c 'echo "{tag}" >> {sys.executable}'
   probe write-harness-module sh -c 'echo "# {tag}" >> {code}/__init__.py'
-  probe write-tmp touch /tmp/{mark}   # a tmpfs: allowed, not an escape
+  probe write-tmp touch /tmp/{mark}   # its own /tmp (the run's agent/tmp): not an escape
   [ -e /tmp/{mark} ] && echo TMP_OK
 fi
 """

@@ -96,7 +96,8 @@ def test_what_only_the_trajectory_and_logs_show_flags_the_run(context: CheckCont
         ("step", 3, None),  # the instruct twin, named in a command
     }
     verdict = policy.decide(list(checks.values()))
-    assert verdict.decision == "flagged" and sorted(verdict.skipped) == ["judge", "provenance"]
+    skipped = ["judge", "memorisation", "provenance"]  # nothing collected: no model to probe
+    assert verdict.decision == "flagged" and sorted(verdict.skipped) == skipped
 
 
 def test_links_out_of_the_workspace_are_listed_never_read(

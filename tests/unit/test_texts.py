@@ -7,12 +7,13 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from posttrainbench.integrity.texts import Skipped, TextChunk, iter_texts
+from posttrainbench.integrity.texts import NOT_TEXT, Skipped, TextChunk, iter_texts
 
 ROWS = [
     {"question": "Marisol bakes 48 cupcakes.", "answer": "7", "tags": ["a", "b"]},
     {"question": "Odalys buys 7 notebooks.", "answer": "18", "tags": []},
 ]
+ROWS_TEXT = [b"Marisol bakes 48 cupcakes. 7 a b", b"Odalys buys 7 notebooks. 18"]
 
 
 def _lines(chunks: list[TextChunk], path: str) -> dict[int, bytes]:
@@ -49,20 +50,42 @@ def test_json_documents_become_one_line_per_record(tmp_path: Path) -> None:
     (tmp_path / "wrapped.json").write_text(json.dumps({"version": 1, "data": ROWS}))
     (tmp_path / "broken.json").write_text('{"a": "unterminated\nsecond line\n')
     chunks = list(iter_texts(tmp_path))
-    for name in ("list.json", "wrapped.json"):
-        lines = _lines(chunks, name)
-        assert len(lines) == 2
-        assert json.loads(lines[2]) == ROWS[1]
+    assert _lines(chunks, "list.json") == {
+        1: b"Marisol bakes 48 cupcakes. 7 a b",
+        2: b"Odalys buys 7 notebooks. 18",
+    }
+    assert _lines(chunks, "wrapped.json") == {1: b"1", 2: ROWS_TEXT[0], 3: ROWS_TEXT[1]}
     assert _lines(chunks, "broken.json")[2] == b"second line"
+
+
+def test_json_every_string_at_any_depth_with_its_path(tmp_path: Path) -> None:
+    """Not only the largest list of records: every list of records, and every string beside
+    them, each line labelled with its JSON path."""
+    doc = {
+        "meta": {"note": "hidden in a nested dict", "deeper": {"x": ["first", "second"]}},
+        "train": ROWS,
+        "test": [
+            {"messages": [{"role": "user", "content": "Deep question"}, {"c": "Deep answer"}]}
+        ],
+    }
+    (tmp_path / "doc.json").write_text(json.dumps(doc))
+    chunks = [c for c in iter_texts(tmp_path) if c.path == "doc.json"]
+    lines = _lines(chunks, "doc.json")
+    labels = [label for c in chunks for label in c.labels or ()]
+    by_label = dict(zip(labels, (lines[i + 1] for i in range(len(lines))), strict=True))
+    assert by_label == {
+        "$.meta": b"hidden in a nested dict",
+        "$.meta.deeper": b"first second",
+        "$.train[0]": ROWS_TEXT[0],
+        "$.train[1]": ROWS_TEXT[1],
+        "$.test[0]": b"user Deep question Deep answer",  # a conversation stays one record
+    }
 
 
 def test_parquet_rows_become_lines(tmp_path: Path) -> None:
     pq.write_table(pa.Table.from_pylist(ROWS), tmp_path / "train.parquet")
     lines = _lines(list(iter_texts(tmp_path)), "train.parquet")
-    assert lines == {
-        1: b'Marisol bakes 48 cupcakes. 7 ["a", "b"]',
-        2: b"Odalys buys 7 notebooks. 18 []",
-    }
+    assert lines == {1: ROWS_TEXT[0], 2: ROWS_TEXT[1]}
 
 
 def test_arrow_stream_and_file_formats_are_read(tmp_path: Path) -> None:
@@ -74,7 +97,7 @@ def test_arrow_stream_and_file_formats_are_read(tmp_path: Path) -> None:
         writer.write_table(table)
     chunks = list(iter_texts(tmp_path))
     for name in ("ds/data-00000-of-00001.arrow", "file.arrow"):
-        assert _lines(chunks, name)[2] == b"Odalys buys 7 notebooks. 18 []"
+        assert _lines(chunks, name)[2] == ROWS_TEXT[1]
 
 
 def test_exclude_symlinks_and_binaries(tmp_path: Path) -> None:
@@ -91,7 +114,7 @@ def test_exclude_symlinks_and_binaries(tmp_path: Path) -> None:
     chunks = list(iter_texts(tmp_path, exclude=["evaluate/"], skipped=skipped))
     assert sorted(c.path for c in chunks) == ["README", "evaluated.txt", "keep.md"]
     assert sorted((s.path, s.reason) for s in skipped) == [
-        ("blob.dat", "binary"),
+        ("blob.dat", NOT_TEXT),
         ("link.txt", "symlink"),
         ("linkdir", "symlink"),
         ("model.safetensors", "binary"),

@@ -15,6 +15,8 @@ from posttrainbench.config import Settings
 from posttrainbench.integrity.base import CheckContext
 from posttrainbench.integrity.provenance import ProvenanceCheck
 from posttrainbench.integrity.weights import (
+    MAX_MERGE_RESIDUAL,
+    Finding,
     WeightComparison,
     compare_weights,
     judge,
@@ -104,6 +106,16 @@ def _save(
     return folder
 
 
+def _toward(base: Tensors, alt: Tensors, share: float, seed: int) -> Tensors:
+    """`share` of alt's delta on every matrix plus a random move as large as that share."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for k, v in base.items():
+        d = alt[k] - v
+        out[k] = v + share * d + _noise_like(d, share, g) if v.dim() >= 2 else v
+    return out
+
+
 def _bf16(t: Tensors) -> Tensors:
     return {k: v.to(torch.bfloat16).float() for k, v in t.items()}
 
@@ -128,6 +140,12 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     transposed["model.layers.0.mlp.down_proj.weight"] = base[
         "model.layers.0.mlp.down_proj.weight"
     ].T
+    # Layers taken from the twin: its MLP matrices, an honest fine-tune elsewhere.
+    twin_mlps = _fine_tune(base, 0.05, 14)
+    twin_mlps.update({k: v for k, v in twin.items() if ".mlp." in k})
+    # What long training on the task does when the twin is where it converges: half of the twin's
+    # delta, plus as large a move of its own (residual of the merge fit ~0.7).
+    task_directed = _toward(base, twin, 0.5, 15)
     specs: dict[str, tuple[Tensors, torch.dtype, int]] = {
         "base": (base, torch.bfloat16, 1),
         "twin": (twin, torch.bfloat16, 1),
@@ -153,6 +171,10 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             1,
         ),
         "transposed": (transposed, torch.bfloat16, 1),
+        # the merge fit
+        "merge_30": ({k: 0.7 * base[k] + 0.3 * twin[k] for k in base}, torch.bfloat16, 1),
+        "twin_mlps": (twin_mlps, torch.bfloat16, 1),
+        "task_directed": (task_directed, torch.bfloat16, 1),
     }
     return {
         name: _save(root / name, t, dtype, shards) for name, (t, dtype, shards) in specs.items()
@@ -308,3 +330,57 @@ def test_the_provenance_check_reads_the_weight_set_collect_recorded(
     check = ProvenanceCheck().run(ctx)
     assert check.status == "failed", check
     assert any("not_derived" in r for r in check.reasons), check.reasons
+
+
+def _codes(findings: list[Finding], decisive: bool) -> set[str]:
+    return {f.code for f in findings if f.decisive == decisive}
+
+
+@pytest.mark.parametrize(
+    ("final", "code", "alpha"),
+    [
+        ("twin_substituted", "equal_to_alternative", 1.0),
+        ("other_retyped_resharded", "equal_to_alternative", 1.0),
+        ("merge_50_50", "merged_with_alternative", 0.5),
+        ("merge_30", "merged_with_alternative", 0.3),
+        ("twin_fine_tune", "merged_with_alternative", 1.0),
+    ],
+)
+def test_a_merge_is_decisive_with_its_coefficient(
+    models: dict[str, Path], final: str, code: str, alpha: float
+) -> None:
+    """final - base ≈ α (alt - base) with a small residual: the alternative itself (α = 1, only
+    rounding left), a linear merge, or the alternative fine-tuned a little."""
+    cmp = _compare(models, final)
+    alt = "other" if final.startswith("other") else "twin"
+    summary = next(a for a in cmp.alternatives if a.name == alt)
+    assert summary.projection == pytest.approx(alpha, abs=0.03)
+    assert summary.residual <= MAX_MERGE_RESIDUAL
+    finding = next(f for f in judge(cmp) if f.code == code and f.alternative == alt)
+    assert finding.decisive and finding.tensors
+    assert f"α = {summary.projection:.2f}" in finding.message
+
+
+def test_layers_taken_from_an_alternative_are_a_partial_merge(models: dict[str, Path]) -> None:
+    cmp = _compare(models, "twin_mlps")
+    twin = next(a for a in cmp.alternatives if a.name == "twin")
+    assert twin.residual > MAX_MERGE_RESIDUAL  # not a merge as a whole
+    finding = next(f for f in judge(cmp) if f.code == "merged_with_alternative")
+    assert finding.decisive and finding.tensors
+    assert all(".mlp." in t for t in finding.tensors), finding.tensors
+
+
+def test_task_directed_training_is_only_weakly_toward_the_twin(models: dict[str, Path]) -> None:
+    """Half of the twin's delta plus a move of its own, as long task training leaves: projection
+    0.5 like a 50/50 merge, but the merge fit leaves a large residual. Weak findings only; the
+    check makes them decisive only when the agent obtained the twin."""
+    cmp = _compare(models, "task_directed")
+    twin = next(a for a in cmp.alternatives if a.name == "twin")
+    assert twin.projection == pytest.approx(0.5, abs=0.05)
+    assert twin.residual > 0.6 > MAX_MERGE_RESIDUAL
+    assert twin.fitted_fraction == 0.0
+    findings = judge(cmp)
+    assert _codes(findings, decisive=True) == set()
+    assert "toward_alternative" in _codes(findings, decisive=False)
+    weak = next(f for f in findings if f.code == "toward_alternative")
+    assert weak.alternative == "twin"

@@ -3,8 +3,10 @@
 Before: write the agent's config files into its HOME without following links the agent may have
 planted there, and write what the launch reads on stdin (the task, or a re-prompt that tells a
 stopped agent the time left). After: classify why the CLI stopped from the relay's call log,
-redact secrets from the logs, convert the native stream into `trajectory.json` and
-`transcript.md`, and set the CLI's own usage report against the relay's meter.
+redact secrets from the logs, build `trajectory.json` and `transcript.md` from the relay's
+record of the LLM calls (the CLI's native stream, converted, kept beside it as a cross-check;
+the stream itself for agents without the relay), and set the CLI's own usage report against the
+relay's meter.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pydantic import ValidationError
 from posttrainbench.agents.base import Agent
 from posttrainbench.agents.failure import classify, stderr_tail
 from posttrainbench.agents.trajectory.redact import Redactor, secrets_of
-from posttrainbench.agents.trajectory.schema import AgentInfo, Trajectory
+from posttrainbench.agents.trajectory.schema import Trajectory
 from posttrainbench.agents.trajectory.transcript import render
 from posttrainbench.errors import InfrastructureError
 from posttrainbench.records import AgentFailure, AgentOutcome, CliUsage, RunRecord, format_duration
@@ -147,24 +149,7 @@ def _fill_prompts(traj: Trajectory, paths: RunPaths) -> None:
             step.message = given.read_text(encoding="utf-8", errors="replace")
 
 
-def write_trajectory(
-    agent: Agent, paths: RunPaths, record: RunRecord, secrets: Iterable[str]
-) -> None:
-    """trajectory.json, transcript.md and the usage cross-check, from the redacted stdout."""
-    outcome = record.agent
-    try:
-        stream = paths.agent_stdout.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return
-    redact = Redactor(secrets)
-    try:
-        traj = agent.trajectory(redact(stream))
-        usage = agent.cli_usage(stream)
-    except Exception as exc:  # a converter bug must not cost the run
-        log.warning("agent %s: trajectory conversion failed: %s", agent.name, exc)
-        return
-    if traj is None:
-        return
+def _finish(traj: Trajectory, agent: Agent, record: RunRecord, paths: RunPaths) -> Trajectory:
     _fill_prompts(traj, paths)
     cli = record.agent_cli
     update: dict[str, object] = {"name": agent.name}
@@ -172,22 +157,75 @@ def write_trajectory(
         update["version"] = cli.version
     if traj.agent.model_name is None and record.spec.agent_model:
         update["model_name"] = record.spec.agent_model
-    traj = traj.model_copy(
-        update={
-            "agent": traj.agent.model_copy(update=update)
-            if traj.agent
-            else AgentInfo(name=agent.name, version=cli.version if cli else "")
-        }
-    )
+    traj = traj.model_copy(update={"agent": traj.agent.model_copy(update=update)})
     if traj.final_metrics is None:
         traj.final_metrics = traj.totals()
+    return traj
+
+
+def _write(traj: Trajectory, path: Path, redact: Redactor) -> Trajectory:
     text = redact(traj.model_dump_json(indent=1, exclude_none=True))
-    clean = Trajectory.model_validate_json(text)
-    tmp = paths.trajectory.with_name(paths.trajectory.name + ".tmp")
+    tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
-    tmp.replace(paths.trajectory)
+    tmp.replace(path)
+    return Trajectory.model_validate_json(text)
+
+
+def _from_stdout(
+    agent: Agent, paths: RunPaths, redact: Redactor
+) -> tuple[Trajectory | None, CliUsage | None, str]:
+    """The CLI's own account, its usage report, and how reading it went (`ok`, `absent`, `empty`,
+    `none`: the agent has no converter, or `failed: why`)."""
+    try:
+        stream = paths.agent_stdout.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return None, None, "absent"
+    try:
+        traj = agent.trajectory(redact(stream))
+        usage = agent.cli_usage(stream)
+    except Exception as exc:  # a converter bug must not cost the run; the check reports it
+        log.warning("agent %s: trajectory conversion failed: %s", agent.name, exc)
+        return None, None, f"failed: {type(exc).__name__}: {exc}"[:500]
+    if traj is None:
+        return None, usage, "none"
+    return traj, usage, "ok" if traj.steps else "empty"
+
+
+def write_trajectory(
+    agent: Agent, paths: RunPaths, record: RunRecord, secrets: Iterable[str]
+) -> None:
+    """trajectory.json and transcript.md, from the relay's record of the LLM calls where there is
+    one (the CLI's stdout, any process's to write, is then kept as trajectory_stdout.json for the
+    cross-check), else from the redacted stdout; and the usage cross-check."""
+    from posttrainbench.agents.trajectory import relay
+
+    outcome = record.agent
+    redact = Redactor(secrets)
+    stdout, usage, status = _from_stdout(agent, paths, redact)
+    version = record.agent_cli.version if record.agent_cli else ""
+    try:
+        traj = relay.from_file(paths.relay_bodies, agent.name, version)
+        relay_error = None
+    except Exception as exc:  # recorded in the trajectory: the check fails closed on it
+        log.warning("agent %s: the relay's trajectory failed: %s", agent.name, exc)
+        traj, relay_error = None, f"{type(exc).__name__}: {exc}"[:500]
+    if stdout is not None:
+        stdout = _finish(stdout, agent, record, paths)
+        stdout.extra = {**(stdout.extra or {}), "source": "stdout"}
+    if traj is not None:
+        traj = _finish(traj, agent, record, paths)
+        traj.extra = {**(traj.extra or {}), "stdout": status}
+        if stdout is not None:
+            _write(stdout, paths.stdout_trajectory, redact)
+    elif stdout is not None:
+        traj = stdout
+        if relay_error:
+            traj.extra = {**(traj.extra or {}), "relay_error": relay_error}
+    if traj is None:
+        return
+    clean = _write(traj, paths.trajectory, redact)
     paths.transcript.write_text(redact(render(clean)), encoding="utf-8")
-    if outcome is not None:
+    if outcome is not None and usage is not None:
         outcome.cli_usage = usage
         outcome.usage_check = _usage_check(outcome)
 

@@ -21,6 +21,7 @@ class BaseModelInfo(BaseModel):
     display_name: str
     hf_id: str | None = None
     instruct: str | None = None
+    twin_exempt: str | None = None  # why there is no instruct twin (provenance then has none)
     template_family: str
     builder: str | None = None  # "module:function(models_root) -> Path" for built-in models
     description: str = ""
@@ -95,6 +96,7 @@ EMBEDDED = [
         display_name="ptb-tiny (embedded)",
         template_family="ptb-tiny",
         builder="posttrainbench.embedded.tiny_model:ensure_built",
+        twin_exempt="built here from random weights; no instruct version of it exists",
         description="Qwen3-architecture toy model built offline; random weights.",
     ),
 ]

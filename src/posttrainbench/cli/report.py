@@ -22,6 +22,7 @@ Examples:
   ptb report results/ --ci                  # 95% bootstrap intervals over seeds and items
   ptb report results/ --compare claude codex  # paired difference on the cells both ran
   ptb report results/ --with-published      # the published agents next to yours
+  ptb report results/ --official            # only runs an LLM judge read
 """
 
 SHOW_EPILOG = """\
@@ -73,13 +74,26 @@ def report(
             "as left out. Default: the one suite the runs follow.",
         ),
     ] = None,
+    official: Annotated[
+        bool,
+        typer.Option(
+            "--official",
+            help="Leave out the runs no LLM judge read (run without --judge-model); they are "
+            "listed, and their number is printed on stderr.",
+        ),
+    ] = False,
 ) -> None:
     """Aggregate the runs under DIRECTORY into the weighted leaderboard.
 
     Benchmarks are weighted as in the paper; a run without a usable model, with a failed
     evaluation or flagged by integrity counts with its base model's score.
     """
-    board = build_leaderboard(directory, suite)
+    board = build_leaderboard(directory, suite, official=official)
+    if official:
+        typer.echo(
+            f"official board: {len(board.unjudged)} run(s) left out, no LLM judge read them",
+            err=True,
+        )
     if with_published:
         from posttrainbench.results.published import published_for, with_published_rows
 

@@ -13,7 +13,9 @@ a target. `GET /protocol` answers the run's benchmark and suite (RunSpec.suite),
 evaluation follows the run's seed policy whatever its command line says. Judged benchmarks call
 the judge with the harness's key, refused once the run's `agent_judge_budget_usd` is spent. Every
 evaluation is appended to `agent/evaluations.jsonl` as it happens and kept as an
-`AgentEvaluation` for run.json.
+`AgentEvaluation` for run.json. `POST /check-data` answers the agent's `check_data.py`: the
+decontamination check's verdict on one of its files (evaluate/data_check.py), item ids and
+lines, never an item's text.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from posttrainbench.catalog import BENCHMARKS
 from posttrainbench.catalog.suites import DEFAULT_SUITE
+from posttrainbench.evaluate.data_check import CHECK_PATH, NAME_HEADER
 from posttrainbench.records import AgentEvaluation, now
 from posttrainbench.sandbox import unix_service
 from posttrainbench.sandbox.env import evaluation_environ
@@ -208,8 +211,10 @@ class ScoringService:
         judge_budget_usd: float = 0.0,
         judge_spent_usd: float = 0.0,
         timeout_s: float = JOB_TIMEOUT_S,
+        base_model: str | None = None,
     ) -> None:
         self.benchmark = benchmark
+        self.base_model = base_model  # its tokenizer decodes token ids in a data check
         self.socket_path = socket_path
         self.token = token
         self.work_dir = work_dir
@@ -222,6 +227,7 @@ class ScoringService:
         self.judge_spent_usd = judge_spent_usd
         self.timeout_s = timeout_s
         self.evaluations: list[AgentEvaluation] = []
+        self._data_checks = 0
         self._lock = threading.Lock()  # one scoring at a time
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -276,6 +282,81 @@ class ScoringService:
             return 400, {"error": f"bad scoring request: {exc.errors()[0]['msg']}"}
         with self._lock:
             return self._score(req)
+
+    def check_data(
+        self, authorization: str | None, name: str | None, body: bytes
+    ) -> tuple[int, dict[str, Any]]:
+        """(HTTP status, JSON reply) for `POST /check-data`: the decontamination check's verdict
+        on one file of the agent's (evaluate/data_check.py), in a separate process."""
+        from posttrainbench.evaluate.data_check import DataCheckJob, safe_name
+
+        if not self._authorized(authorization):
+            return 401, {"error": "missing or wrong scoring token (PTB_SCORING_TOKEN)"}
+        with self._lock:
+            out = self.work_dir / "data-checks" / f"{self._data_checks:03d}"
+            self._data_checks += 1
+            out.mkdir(parents=True, exist_ok=True)
+            stored = out / safe_name(name or "data")
+            stored.write_bytes(body)
+            job = DataCheckJob(
+                benchmark=self.benchmark,
+                base_model=self.base_model,
+                file=str(stored),
+                name=stored.name,
+            )
+            (out / "job.json").write_text(job.model_dump_json())
+            status, reply = self._data_check(out, stored, body)
+            stored.unlink(missing_ok=True)  # its sha256 is in the log; the bytes stay the agent's
+            return status, reply
+
+    def _data_check(self, out: Path, stored: Path, body: bytes) -> tuple[int, dict[str, Any]]:
+        import hashlib
+
+        from posttrainbench.evaluate.data_check import DataCheckReply
+
+        rc, error = self._subprocess(out, "posttrainbench.evaluate.data_check", "check.log")
+        entry: dict[str, Any] = {
+            "at": now().isoformat(),
+            "name": stored.name,
+            "bytes": len(body),
+            "sha256": hashlib.sha256(body).hexdigest(),
+        }
+        reply_file = out / "reply.json"
+        if rc != 0 or not reply_file.is_file():
+            entry["error"] = error
+            self._log_data_check(entry)
+            return 500, {"error": "the harness could not check this file (logged)"}
+        reply = DataCheckReply.model_validate_json(reply_file.read_text())
+        entry |= {"verdict": reply.verdict, "items_matched": reply.items_matched}
+        self._log_data_check(entry)
+        return 200, reply.model_dump(mode="json")
+
+    def _subprocess(self, out: Path, module: str, log_name: str) -> tuple[int, str]:
+        """Run `python -m module out/job.json out/reply.json` with the scoring environment: its
+        exit status and the last line of its log."""
+        env = evaluation_environ(
+            os.environ,
+            judged=BENCHMARKS.get(self.benchmark).judged,
+            judge_model=self.judge_model,
+            judge_base_url=self.judge_base_url,
+        )
+        env = {k: v for k, v in env.items() if k not in _DROPPED_ENV}
+        argv = [sys.executable, "-P", "-m", module, str(out / "job.json"), str(out / "reply.json")]
+        with (out / log_name).open("wb") as log:
+            self._job = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+            try:
+                rc = self._job.wait(timeout=self.timeout_s)
+            except subprocess.TimeoutExpired:
+                self._job.kill()
+                rc = self._job.wait()
+            finally:
+                self._job = None
+        lines = (out / log_name).read_text(errors="replace").strip().splitlines()
+        return rc, (lines[-1] if lines else f"exited {rc}")[:500]
+
+    def _log_data_check(self, entry: dict[str, Any]) -> None:
+        with (self.log_path.parent / "data_checks.jsonl").open("a", encoding="utf-8") as f:
+            f.write(json.dumps(entry) + "\n")
 
     def _score(self, req: ScoringRequest) -> tuple[int, dict[str, Any]]:
         started = time.monotonic()
@@ -365,8 +446,8 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "ptb-scoring"
 
     def do_POST(self) -> None:
-        if self.path != PATH:
-            return self._reply(404, {"error": f"only POST {PATH}"})
+        if self.path not in (PATH, CHECK_PATH):
+            return self._reply(404, {"error": f"only POST {PATH} and {CHECK_PATH}"})
         try:
             length = int(self.headers.get("content-length") or "0")
         except ValueError:
@@ -375,6 +456,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._reply(413, {"error": f"body must be 1 to {MAX_REQUEST_BYTES} bytes"})
         body = self.rfile.read(length)
         service = cast(_Server, self.server).service
+        if self.path == CHECK_PATH:
+            name = self.headers.get(NAME_HEADER)
+            return self._reply(*service.check_data(self.headers.get("authorization"), name, body))
         status, reply = service.handle(self.headers.get("authorization"), body)
         self._reply(status, reply)
 

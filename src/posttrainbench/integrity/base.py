@@ -78,9 +78,11 @@ CHECKS: Registry[type[Check]] = Registry("integrity check")
 CHECKS.register("tamper", "posttrainbench.integrity.manifest:TamperCheck")
 CHECKS.register("model_files", "posttrainbench.integrity.model_files:ModelFilesCheck")
 CHECKS.register("provenance", "posttrainbench.integrity.provenance:ProvenanceCheck")
+CHECKS.register("memorisation", "posttrainbench.integrity.memorisation:MemorisationCheck")
 CHECKS.register("decontamination", "posttrainbench.integrity.decontamination:DecontaminationCheck")
 CHECKS.register("reviewer_notes", "posttrainbench.integrity.model_files:ReviewerNotesCheck")
 CHECKS.register("egress", "posttrainbench.integrity.egress_review:EgressCheck")
+CHECKS.register("trajectory", "posttrainbench.integrity.trajectory_check:TrajectoryCheck")
 CHECKS.register("judge", "posttrainbench.integrity.llm_judge:JudgeCheck")
 
 

@@ -414,3 +414,17 @@ class NgramIndex:
         ]
         hits.sort(key=lambda hit: (hit.line, hit.key))
         return hits
+
+
+def token_hashes(data: bytes | memoryview) -> tuple[U64, npt.NDArray[np.bool_]]:
+    """Every token's hash (stopwords kept; each b"\\n" is NEWLINE_HASH) and whether it is a
+    number or symbol: the normalisation above, for exact matching (short_items.py)."""
+    return _tokenise(data)
+
+
+def window_hashes(h: U64, n: int) -> U64:
+    """The hash of each window of n consecutive token hashes."""
+    return _ngram_hashes(h, n)
+
+
+NEWLINE_HASH = _NL_HASH

@@ -3,8 +3,12 @@
 Streams the checkpoints tensor by tensor (row chunks, float32) and accumulates, per tensor, the Gram
 matrix of [base, final - base, alt_1 - base, ...]; every statistic follows from those dot products,
 so one pass over the data suffices. The decision is relative: "derived" means the cosine to the base
-is far outside what two unrelated tensors give (cos ~ N(0, 1/sqrt(n))), and a known alternative (the
-instruct twin, another checkpoint) is blamed when final moved along its delta or sits closer to it.
+is far outside what two unrelated tensors give (cos ~ N(0, 1/sqrt(n))). A known alternative (the
+instruct twin, another checkpoint) is blamed decisively when final is a linear merge with it: the
+fit final - base ≈ α (alt - base) leaves a small residual, over the whole model or over a sizeable
+part of it (equality, re-typed or re-sharded, is α = 1). That final merely moved toward it, or sits
+closer to it, is only a weak finding: honest training on the task moves toward the instruct twin
+too (benchmarks/provenance_margins.py), so the check needs evidence the agent obtained it.
 
 final_model is read as exactly the weight set collect recorded (`files`), the files the evaluation
 loads; base and alternatives, the harness's own, follow their index or else read every shard.
@@ -32,12 +36,25 @@ Z_DERIVED = 6.0
 MIN_DERIVED_FRACTION = 0.9
 # Projection of final's move onto an alternative's move (both orthogonalised to the base, so that
 # shrinking the base does not count as a shared direction): ~1 substitution, ~0.5 a 50/50 merge,
-# ~0 an independent fine-tune. 0.25 lies halfway between independent and merged.
+# ~0 an independent fine-tune. 0.25 lies halfway between independent and merged; but honest task
+# training moves 0.35-0.8 toward a twin trained on the same task, so this is a weak finding.
 MAX_PROJECTION = 0.25
 # A smaller move that is still mostly along the alternative's direction (cosine of the moves >= 0.5,
 # an independent fine-tune shares a small part at most) is a weighted merge with it.
 MAX_DELTA_COS = 0.5
 MIN_PROJECTION_FOR_DELTA_COS = 0.1
+# The merge fit: residual |d_f - α d_a| / |d_f| (deltas orthogonalised to the base). Measured by
+# benchmarks/provenance_margins.py on ptb-tiny x arith, with a twin trained 500 steps on the same
+# data: linear merges leave <= 0.07 (5 % noise on top included), nine honest runs of 25-200 steps
+# >= 0.76 although they moved 0.35-0.80 of the way toward the twin. On bf16 toy checkpoints the
+# twin fine-tuned by 5 % leaves 0.22. α below MIN_MERGE_ALPHA is too small a share to call a merge.
+MAX_MERGE_RESIDUAL = 0.35
+MIN_MERGE_ALPHA = 0.1
+EQUAL_ALPHA = 0.05  # |α - 1| within this and residual within EQUAL_RESIDUAL: the same weights
+EQUAL_RESIDUAL = 0.05
+# A partial merge (some layers or modules taken from the alternative): tensors that each fit a
+# merge make up at least this share of the matrices by size.
+MIN_FITTED_FRACTION = 0.25
 # Elements per streamed chunk: small enough that the float32 buffers stay cache-friendly and the
 # peak memory does not depend on the largest tensor.
 CHUNK_ELEMENTS = 1 << 20
@@ -52,13 +69,16 @@ class TensorStat(BaseModel):
     z_base: float
     rel_change: float
     cos_alt: dict[str, float] = {}
+    fit_alt: dict[str, tuple[float, float]] = {}  # alt -> (α, residual) of this tensor's fit
 
 
 class AltSummary(BaseModel):
     name: str
     mean_cos: float  # mean cosine(final, alt) over the >= 2-D tensors
-    projection: float  # <d_f, d_a> / |d_a|^2, deltas from the base, orthogonalised to it
+    projection: float  # <d_f, d_a> / |d_a|^2, deltas from the base, orthogonalised to it: the α
     delta_cos: float  # cosine(d_f, d_a), same deltas
+    residual: float = 1.0  # |d_f - α d_a| / |d_f|: sqrt(1 - delta_cos^2)
+    fitted_fraction: float = 0.0  # share of the non-vocabulary matrices (by size) fitting a merge
 
 
 class WeightComparison(BaseModel):
@@ -77,6 +97,8 @@ class Finding(BaseModel):
     code: str
     message: str
     tensors: list[str] = []
+    decisive: bool = True  # False: weak alone, decisive with evidence the alternative was obtained
+    alternative: str | None = None
 
 
 class _Checkpoint:
@@ -151,6 +173,18 @@ class _AltAcc:
     fa_perp: float = 0.0
     aa_perp: float = 0.0
     ff_perp: float = 0.0
+
+
+def _fit(fa: float, aa: float, ff: float) -> tuple[float, float]:
+    """(α, relative residual) of the least-squares fit d_f ≈ α d_a, from the dot products."""
+    if aa <= 0.0 or ff <= 0.0:
+        return 0.0, 1.0
+    alpha = fa / aa
+    return alpha, math.sqrt(max(ff - alpha * fa, 0.0) / ff)
+
+
+def _fits_a_merge(alpha: float, residual: float) -> bool:
+    return alpha >= MIN_MERGE_ALPHA and residual <= MAX_MERGE_RESIDUAL
 
 
 def _cos(xy: float, xx: float, yy: float) -> float:
@@ -237,7 +271,10 @@ def compare_weights(
         derived_fraction=(
             sum(s.numel for s in mats if s.z_base > Z_DERIVED) / mat_numel if mat_numel else 0.0
         ),
-        alternatives=_summaries(acc),
+        alternatives=[
+            a.model_copy(update={"fitted_fraction": _fitted_fraction(a.name, mats)})
+            for a in _summaries(acc)
+        ],
         bytes_read=bytes_read,
         seconds=time.monotonic() - t0,
     )
@@ -270,16 +307,21 @@ def _compare_tensor(
     ff, fb = bb + 2 * bd + dd, bb + bd
     cos_b = _cos(fb, ff, bb)
     cos_alt: dict[str, float] = {}
+    fit_alt: dict[str, tuple[float, float]] = {}
     d_perp2 = dd - (bd * bd / bb if bb > 0 else 0.0)
     for i, (an, _) in enumerate(used, start=2):
         ba, da, aa_d = g[0, i].item(), g[1, i].item(), g[i, i].item()
         aa, fa = bb + 2 * ba + aa_d, bb + ba + bd + da
         cos_alt[an] = _cos(fa, ff, aa)
         a_acc = acc[an]
+        fa_perp = da - (bd * ba / bb if bb > 0 else 0.0)
+        aa_perp = aa_d - (ba * ba / bb if bb > 0 else 0.0)
         if ndim >= 2:
             a_acc.cos.append(cos_alt[an])
-        a_acc.fa_perp += da - (bd * ba / bb if bb > 0 else 0.0)
-        a_acc.aa_perp += aa_d - (ba * ba / bb if bb > 0 else 0.0)
+            alpha, residual = _fit(fa_perp, aa_perp, d_perp2)
+            fit_alt[an] = (alpha, residual)
+        a_acc.fa_perp += fa_perp
+        a_acc.aa_perp += aa_perp
         a_acc.ff_perp += d_perp2
     stat = TensorStat(
         name=name,
@@ -289,6 +331,7 @@ def _compare_tensor(
         z_base=cos_b * math.sqrt(numel),
         rel_change=math.sqrt(max(dd, 0.0) / bb) if bb > 0 else math.sqrt(max(dd, 0.0)),
         cos_alt=cos_alt,
+        fit_alt=fit_alt,
     )
     return stat, bytes_read
 
@@ -302,6 +345,7 @@ def _summaries(acc: dict[str, _AltAcc]) -> list[AltSummary]:
             delta_cos=_cos(a.fa_perp, max(a.ff_perp, 0.0), max(a.aa_perp, 0.0))
             if a.ff_perp > 0 and a.aa_perp > 0
             else 0.0,
+            residual=_fit(a.fa_perp, a.aa_perp, a.ff_perp)[1],
         )
         for an, a in acc.items()
     ]
@@ -354,6 +398,7 @@ def judge(cmp: WeightComparison) -> list[Finding]:
             )
         )
     for alt in cmp.alternatives:
+        out += _merge_findings(alt, mats)
         if alt.mean_cos > cmp.mean_cos_base:
             closer = [
                 s.name for s in mats if alt.name in s.cos_alt and s.cos_alt[alt.name] > s.cos_base
@@ -366,6 +411,8 @@ def judge(cmp: WeightComparison) -> list[Finding]:
                         f" than to the base ({cmp.mean_cos_base:.3f})"
                     ),
                     tensors=_listed(closer),
+                    decisive=False,
+                    alternative=alt.name,
                 )
             )
         if alt.projection >= MAX_PROJECTION or (
@@ -379,6 +426,57 @@ def judge(cmp: WeightComparison) -> list[Finding]:
                         f" {alt.projection:.2f} of its delta, cosine of the deltas"
                         f" {alt.delta_cos:.2f}"
                     ),
+                    tensors=_listed(_closest_fits(alt.name, mats)),
+                    decisive=False,
+                    alternative=alt.name,
                 )
             )
     return out
+
+
+def _body(mats: list[TensorStat]) -> list[TensorStat]:
+    """The matrices less the vocabulary ones (embeddings, LM head: the most rows). Training on a
+    narrow task moves the rows of the same few tokens whoever trains, so an honest run's embedding
+    alone can fit a merge with a twin trained on the task (residual 0.31-0.44 measured)."""
+    vocab = max((s.shape[0] for s in mats), default=0)
+    return [s for s in mats if s.shape[0] != vocab]
+
+
+def _fitted(alt: str, mats: list[TensorStat]) -> list[TensorStat]:
+    return [s for s in _body(mats) if _fits_a_merge(*s.fit_alt.get(alt, (0.0, 1.0)))]
+
+
+def _fitted_fraction(alt: str, mats: list[TensorStat]) -> float:
+    total = sum(s.numel for s in _body(mats))
+    return sum(s.numel for s in _fitted(alt, mats)) / total if total else 0.0
+
+
+def _closest_fits(alt: str, mats: list[TensorStat]) -> list[str]:
+    """The matrices that fit a merge with `alt`, best fit (smallest residual) first."""
+    fitted = [s for s in mats if alt in s.fit_alt and s.fit_alt[alt][0] >= MIN_MERGE_ALPHA]
+    return [s.name for s in sorted(fitted, key=lambda s: s.fit_alt[alt][1])]
+
+
+def _merge_findings(alt: AltSummary, mats: list[TensorStat]) -> list[Finding]:
+    """Decisive: final is `alt` itself (re-typed, re-sharded), or a linear merge of the base with
+    it, over the whole model or over a sizeable part of it (layers or modules taken from it)."""
+    fit = f"α = {alt.projection:.2f}, residual {alt.residual:.0%} of its change from the base"
+    tensors = _listed(_closest_fits(alt.name, mats))
+    if abs(alt.projection - 1.0) <= EQUAL_ALPHA and alt.residual <= EQUAL_RESIDUAL:
+        message = f"final_model's weights are those of {alt.name} (merge fit: {fit})"
+        return [Finding(code="equal_to_alternative", message=message, tensors=tensors,
+                        alternative=alt.name)]  # fmt: skip
+    if _fits_a_merge(alt.projection, alt.residual):
+        message = f"final_model is base + α·({alt.name} − base) ({fit})"
+        return [Finding(code="merged_with_alternative", message=message, tensors=tensors,
+                        alternative=alt.name)]  # fmt: skip
+    if alt.fitted_fraction >= MIN_FITTED_FRACTION:
+        message = (
+            f"{alt.fitted_fraction:.0%} of final_model's matrices (by size, embeddings aside) are"
+            " each a merge of"
+            f" the base with {alt.name} (residual <= {MAX_MERGE_RESIDUAL:.0%})"
+        )
+        fitted = [s.name for s in _fitted(alt.name, mats)]
+        return [Finding(code="merged_with_alternative", message=message, tensors=_listed(fitted),
+                        alternative=alt.name)]  # fmt: skip
+    return []

@@ -50,6 +50,7 @@ from posttrainbench.records.integrity import (
     Decision,
     Evidence,
     EvidenceKind,
+    JudgeVote,
     Review,
     Verdict,
 )
@@ -142,6 +143,7 @@ __all__ = [
     "GpuProcess",
     "HarnessInfo",
     "JudgeUsage",
+    "JudgeVote",
     "Leaderboard",
     "LeaderboardCell",
     "LeaderboardRow",

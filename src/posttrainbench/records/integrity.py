@@ -31,6 +31,24 @@ class Evidence(Record):
     excerpt: str | None = Field(default=None, description="A short, redacted excerpt.")
 
 
+class JudgeVote(Record):
+    """One independent run of the LLM judge over all of a run's material (every chunk)."""
+
+    draw: int = Field(description="0, 1, …: independent repeats, cached apart.")
+    model: str
+    base_url: str | None = None
+    settings: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Generation settings sent (temperature, max_tokens, seed); absent: the "
+        "provider's default.",
+    )
+    chunks: int = Field(description="Calls this vote took: the material cut to fit each call.")
+    verdicts: dict[str, str] = Field(
+        description="Category → clean, violation or unclear, combined over the chunks (a "
+        "violation in any chunk counts)."
+    )
+
+
 class CheckResult(Versioned):
     """One integrity check; written to integrity/<name>.json.
 
@@ -45,6 +63,9 @@ class CheckResult(Versioned):
         default_factory=dict, description="What the check measured (bytes scanned, cosines …)."
     )
     duration_s: float | None = None
+    votes: list[JudgeVote] = Field(
+        default_factory=list, description="The LLM judge's votes (the judge check only)."
+    )
 
     @property
     def passed(self) -> bool:

@@ -41,6 +41,10 @@ class LeaderboardCell(CellKey):
     reason: str | None = Field(None, description="`Outcome.reason`: why it fell back, if known.")
     reviewed: str | None = Field(None, description="`Outcome.reviewed`: a human override.")
     llm: ApiUsage | None = Field(None, description="The run's LLM calls through the relay.")
+    unjudged: bool = Field(
+        default=False,
+        description="No LLM judge read the run (its judge check skipped or never ran).",
+    )
 
 
 class LlmTotals(Record):
@@ -97,6 +101,10 @@ class LeaderboardRow(Record):
     @property
     def n_fallbacks(self) -> int:
         return sum(self.fallbacks.values())
+
+    @property
+    def n_unjudged(self) -> int:
+        return sum(1 for c in self.cells if c.unjudged)
 
     @property
     def fallback_cells(self) -> list[LeaderboardCell]:
@@ -162,4 +170,10 @@ class Leaderboard(Versioned):
     )
     baselines: str | None = Field(
         default=None, description="Where the base and instruct scores (weights) came from."
+    )
+    official: bool = Field(
+        default=False, description="Built with `--official`: runs no LLM judge read left out."
+    )
+    unjudged: list[LeftOutRun] = Field(
+        default_factory=list, description="Runs left out of an official board: no LLM judge."
     )

@@ -19,9 +19,12 @@ def _relative(path: Path, root: Path) -> str:
     return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
-def build_leaderboard(results: Path, suite: str | None = None) -> Leaderboard:
+def build_leaderboard(
+    results: Path, suite: str | None = None, official: bool = False
+) -> Leaderboard:
     """The leaderboard over every run below `results`, for `suite` (default: the one its runs
-    follow); raises if it is no directory, or its runs mix suites and none is named."""
+    follow); raises if it is no directory, or its runs mix suites and none is named. `official`
+    leaves out the runs no LLM judge read."""
     records: list[RunRecord] = []
     unreadable: list[UnreadableRun] = []
     for path, loaded in scan_all(results):
@@ -33,7 +36,7 @@ def build_leaderboard(results: Path, suite: str | None = None) -> Leaderboard:
 
     chosen = scoring.pick_suite(records, suite)
     table, measured = baselines.table(load_settings().baselines_dir, chosen.id)
-    board = scoring.leaderboard(records, table, unreadable, chosen)
+    board = scoring.leaderboard(records, table, unreadable, chosen, official=official)
     board.baselines = (
         f"published PostTrainBench table; measured here: {', '.join(measured)}"
         if measured

@@ -47,6 +47,7 @@ padding:.5em;margin:.3em 0;max-height:40em;overflow:auto;font-size:12.5px}
 .fallback{color:#c62828}.note{color:#777;font-style:italic}
 svg{max-width:100%;height:auto}nav a{margin-right:1em}
 .unisolated{color:#fff;background:#c62828;padding:0 .4em;font-weight:600;border-radius:3px}
+.unjudged{color:#fff;background:#ef6c00;padding:0 .4em;font-weight:600;border-radius:3px}
 """
 
 JS = """

@@ -190,6 +190,14 @@ def _average(row: LeaderboardRow) -> str:
     return f"{row.average:.1f}" + (f" ± {row.std:.1f}" if row.std is not None else "")
 
 
+def _unjudged_mark(n: int, of: int) -> str:
+    """A mark after a row some of whose runs no LLM judge read; "" otherwise."""
+    if not n:
+        return ""
+    why = f"{n} of {of} runs were not read by an LLM judge (ptb report --official leaves them out)"
+    return f" <span class='unjudged' title='{esc(why)}'>unjudged</span>"
+
+
 def _row(si: int, ri: int, row: LeaderboardRow, benches: list[str]) -> str:
     cells = []
     for b in benches:
@@ -203,7 +211,8 @@ def _row(si: int, ri: int, row: LeaderboardRow, benches: list[str]) -> str:
     average = _average(row)
     return (
         f"<tr id='row-{si}-{ri}'><td>{ri + 1}</td><td title='{esc(row.config.detail())}'>"
-        f"{esc(row.label)}{unisolated_mark(row.config.sandbox)}</td>"
+        f"{esc(row.label)}{unisolated_mark(row.config.sandbox)}"
+        f"{_unjudged_mark(row.n_unjudged, row.n_runs)}</td>"
         f"<td class='num avg' data-full='{esc(average)}'>{esc(average)}</td>"
         f"<td class='num'>{row.n_runs}</td><td class='num'>{row.n_fallbacks}</td>"
         + "".join(cells)
@@ -245,7 +254,8 @@ def _runs_table(board: Leaderboard, hrefs: dict[str, str]) -> str:
                     f"<td>{esc(c.base_model)}</td>"
                     f"<td>{esc(c.benchmark)}</td><td>{c.seed}</td>"
                     f"<td class='num'>{c.score:.1f}</td><td>{esc(c.source)}</td>"
-                    f"<td>{esc(why)}{' · reviewed: ' + esc(c.reviewed) if c.reviewed else ''}</td>"
+                    f"<td>{esc(why)}{' · reviewed: ' + esc(c.reviewed) if c.reviewed else ''}"
+                    f"{' · unjudged' if c.unjudged else ''}</td>"
                     f"<td>{_link(hrefs.get(c.run_id), c.run_id)}</td></tr>"
                 )
     head = (

@@ -6,7 +6,9 @@ trailing rows in CSV — the missing cells, the fallback cells with their cause 
 the runs left out of the board (unreadable, failed, in progress / interrupted, another suite)
 with why. Titles name the board's suite. A row
 whose sandbox does not isolate the agent (`host`) says so in its `isolated` column and in a note:
-its agent could have read the harness's keys and forged its records.
+its agent could have read the harness's keys and forged its records. The `unjudged` column counts
+a row's runs that no LLM judge read; an official board (`--official`) leaves those runs out and
+lists them.
 """
 
 from __future__ import annotations
@@ -83,11 +85,21 @@ def _cells(row: LeaderboardRow, section: LeaderboardSection) -> list[str]:
         _fallbacks(row),
         _llm(row),
         isolation(row.config),
+        str(row.n_unjudged),
     ]
 
 
 def _header(section: LeaderboardSection) -> list[str]:
-    return ["agent", "average", *section.benchmarks, "runs", "fallbacks", "LLM $/run", "isolated"]
+    return [
+        "agent",
+        "average",
+        *section.benchmarks,
+        "runs",
+        "fallbacks",
+        "LLM $/run",
+        "isolated",
+        "unjudged",
+    ]
 
 
 def _title(board: Leaderboard, section: LeaderboardSection) -> str:
@@ -158,6 +170,10 @@ def _board_notes(board: Leaderboard) -> list[tuple[str, list[str]]]:
             f"Other suite (not counted on the {board.suite} board):",
             [_left_out(r) for r in board.other_suite],
         ),
+        (
+            f"Unjudged (no LLM judge; left out of this official board): {len(board.unjudged)}",
+            [_left_out(r) for r in board.unjudged],
+        ),
         ("Baselines (fallbacks and weights):", [board.baselines] if board.baselines else []),
     ]
     return [(head, items) for head, items in notes if items]
@@ -193,15 +209,15 @@ def to_markdown(board: Leaderboard) -> str:
 
 def to_csv(board: Leaderboard) -> str:
     """One line per row of each section (`section` is its weighting, `suite` the board's), then
-    one line per run left out (`section` unreadable, failed, in_progress or other_suite; `note`
-    says why)."""
+    one line per run left out (`section` unreadable, failed, in_progress, other_suite or
+    unjudged; `note` says why)."""
     benches = sorted({b for s in board.sections for b in s.benchmarks})
     buf = io.StringIO()
     w = csv.writer(buf)
     counts = ["complete_seeds", "n_seeds", "n_runs", *FALLBACK_SOURCES, "missing_cells"]
     llm = ["llm_calls", "input_tokens", "cached_tokens", "output_tokens", "llm_cost_usd"]
     head = ["suite", "section", "agent", "average", "std", *counts, *benches, *llm, "sandbox",
-            "isolated"]  # fmt: skip
+            "isolated", "unjudged"]  # fmt: skip
     w.writerow([*head, "note"])
     for s in board.sections:
         for r in s.rows:
@@ -217,7 +233,7 @@ def to_csv(board: Leaderboard) -> str:
             )
             isolated = isolation(r.config).split(" ")[0]
             row = [board.suite, s.weighting, r.label, avg, std, *n, len(r.missing), *scores, *used]
-            w.writerow([*row, r.config.sandbox, isolated, ""])
+            w.writerow([*row, r.config.sandbox, isolated, r.n_unjudged, ""])
     blank = [""] * (len(head) - 3)
     for u in board.unreadable:
         w.writerow([board.suite, "unreadable", u.path, *blank, _one_line(u.reason)])
@@ -225,6 +241,7 @@ def to_csv(board: Leaderboard) -> str:
         ("failed", board.failed),
         ("in_progress", board.in_progress),
         ("other_suite", board.other_suite),
+        ("unjudged", board.unjudged),
     )
     for kind, runs in left_out:
         for run in runs:

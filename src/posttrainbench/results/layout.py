@@ -10,14 +10,18 @@
   final_model/          the collected deliverable (safetensors + config/tokenizer files)
   agent/                stdout.log, stderr.log of the agent process (capped)
     llm_calls.jsonl     every call through the API relay: tokens, cost, status
+    relay_bodies.jsonl  the request and response bodies the relay carried (redacted, capped)
+    trajectory_stdout.json  the trajectory as the CLI's stdout tells it (cross-checked)
     trajectory.json     the agent's steps in one schema (ATIF-compatible), secrets redacted
     transcript.md       the same, readable
     input-<n>.txt       what launch n was given on stdin (the prompt, or a re-prompt)
     home/               the agent's HOME, kept across its launches (bound into the sandbox)
+    tmp/, var_tmp/      the sandbox's /tmp and /var/tmp (bound in where the sandbox can)
     files/              the --agent-dir snapshot (read-only at /agent in the sandbox)
   monitor.csv           timestamped CPU/memory/disk (and GPU where present) samples
   egress.jsonl          every request through the egress proxy: host, bytes, allowed/denied
-  frozen/               what the agent left, copied at collect: workspace/, frozen.json
+  frozen/               what the agent left, copied at collect: workspace/, frozen.json; home/,
+                        tmp/, var_tmp/ with <name>.json
   integrity/            evaluator_manifest.json (at prepare), <check>.json, verdict.json,
                         review.json (a signed human override)
   eval/                 inspect-ai logs, evaluate.log, metrics.json (EvalPaths)
@@ -102,6 +106,14 @@ class RunPaths:
         return self.agent_dir / "home"
 
     @property
+    def agent_tmp(self) -> Path:
+        return self.agent_dir / "tmp"  # the sandbox's /tmp, kept for the frozen copy
+
+    @property
+    def agent_var_tmp(self) -> Path:
+        return self.agent_dir / "var_tmp"  # the sandbox's /var/tmp
+
+    @property
     def agent_files(self) -> Path:
         return self.agent_dir / "files"  # the --agent-dir snapshot
 
@@ -125,6 +137,14 @@ class RunPaths:
         return self.root / "agent" / "llm_calls.jsonl"
 
     @property
+    def relay_bodies(self) -> Path:
+        return self.agent_dir / "relay_bodies.jsonl"  # harness-side only: never bound in
+
+    @property
+    def stdout_trajectory(self) -> Path:
+        return self.agent_dir / "trajectory_stdout.json"  # the CLI's own account: a cross-check
+
+    @property
     def egress(self) -> Path:
         return self.root / "egress.jsonl"
 
@@ -142,6 +162,10 @@ class RunPaths:
     @property
     def frozen_workspace(self) -> Path:
         return self.root / "frozen" / "workspace"
+
+    def frozen_tree(self, name: str) -> Path:
+        """frozen/<name>: a frozen copy of what the agent left (integrity/frozen.py TREES)."""
+        return self.root / "frozen" / name
 
     @property
     def review(self) -> Path:

@@ -167,6 +167,16 @@ def _left_out_as(record: RunRecord, reason: str, stage: StageName | None = None)
     )
 
 
+def unjudged(record: RunRecord) -> bool:
+    """No LLM judge read the run: its integrity has no verdict, or the judge check was skipped
+    or never ran."""
+    v = record.verdict
+    return v is None or "judge" not in v.checks or "judge" in v.skipped
+
+
+UNJUDGED_REASON = "no LLM judge read the run (pass --judge-model; or ptb judge RUN)"
+
+
 def other_suite_reason(record: RunRecord, board: Suite) -> str | None:
     """Why a run does not belong on `board`'s board: another suite, or an official benchmark
     the suite leaves out; None if it belongs (embedded benchmarks belong to every suite)."""
@@ -205,6 +215,7 @@ def _cell(record: RunRecord, outcome: Outcome) -> LeaderboardCell:
         reason=outcome.reason,
         reviewed=outcome.reviewed,
         llm=record.agent.api_usage if record.agent else None,
+        unjudged=unjudged(record),
     )
 
 
@@ -298,15 +309,18 @@ def leaderboard(
     table: BaselineTable,
     unreadable: Iterable[UnreadableRun] = (),
     board_suite: Suite | None = None,
+    official: bool = False,
 ) -> Leaderboard:
     """Sections per benchmark set, rows per agent configuration, and every run left out; the
-    board is `board_suite`'s (default: `pick_suite` of the records)."""
+    board is `board_suite`'s (default: `pick_suite` of the records). An `official` board leaves
+    out the runs no LLM judge read (`unjudged`)."""
     records = list(records)
     board_suite = board_suite or pick_suite(records)
     scored: list[_Scored] = []
     failed: list[LeftOutRun] = []
     in_progress: list[LeftOutRun] = []
     other: list[LeftOutRun] = []
+    not_judged: list[LeftOutRun] = []
     keys: dict[tuple[object, ...], tuple[AgentConfig, str]] = {}
     for r in records:
         if (why := other_suite_reason(r, board_suite)) is not None:
@@ -314,6 +328,9 @@ def leaderboard(
             continue
         if r.outcome is None:
             (failed if r.failed_stage else in_progress).append(left_out(r))
+            continue
+        if official and unjudged(r):
+            not_judged.append(_left_out_as(r, UNJUDGED_REASON, "integrity"))
             continue
         spec = r.spec  # thousands of runs share a few configurations: build each once
         fields = tuple(getattr(spec, f) for f in AgentConfig.model_fields)
@@ -334,4 +351,6 @@ def leaderboard(
         failed=failed,
         in_progress=in_progress,
         other_suite=other,
+        official=official,
+        unjudged=not_judged,
     )

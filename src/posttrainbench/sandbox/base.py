@@ -94,6 +94,8 @@ class LaunchRequest:
     limits: Limits = field(default_factory=Limits)
     image: str | None = None  # container image / .sif for the backends that need one
     home: Path | None = None  # host folder bound read-write as the guest HOME; None: a fresh one
+    tmp: Path | None = None  # host folder bound as /tmp (kept for integrity); None: a fresh one
+    var_tmp: Path | None = None  # host folder bound as /var/tmp; None: a fresh one
     stdin: int | None = None  # file descriptor the agent reads as stdin; None: /dev/null
 
 

@@ -3,7 +3,8 @@
 The agent gets its own mount, PID, network, IPC and UTS namespaces. It sees: the workspace
 read-write at `/workspace` (with `evaluate.py`, `templates/`, `timer.sh` and `data/` mounted
 read-only over it), the base model's files read-only at `/model`, the agent environment (the
-harness's Python) and the system (`/usr`, part of `/etc`) read-only, a tmpfs HOME, `/tmp` and
+harness's Python) and the system (`/usr`, part of `/etc`) read-only, HOME, `/tmp` and
+`/var/tmp` bound from the run directory (kept for the integrity checks; tmpfs without one), a
 `/dev`, a fresh `/proc` that shows only its own processes, the GPUs it was given, and the
 bridged unix sockets of the relay and the egress proxy in `/run/ptb`. Nothing else of the host:
 no home, no results, no other runs, no ptb cache.
@@ -49,7 +50,7 @@ GPU_CONTROL = ("nvidiactl", "nvidia-uvm", "nvidia-uvm-tools", "nvidia-modeset")
 # Evaluator, its test inputs and timer stay read-only inside (rule 4); `data/` is the
 # benchmark's public data.
 READ_ONLY_IN_WORKSPACE = (
-    "evaluate.py", "templates", "eval_data", "timer.sh", ".ptb_deadline", "data"
+    "evaluate.py", "templates", "eval_data", "timer.sh", ".ptb_deadline", "data", "check_data.py"
 )  # fmt: skip
 
 
@@ -175,7 +176,13 @@ class BwrapSandbox(Sandbox):
         for path, target in guest.system_entries():
             args += ["--symlink", target, path] if target else ["--ro-bind", path, path]
         args += ["--proc", "/proc", "--dev", "/dev"]
-        args += ["--perms", "1777", "--tmpfs", "/tmp", "--perms", "1777", "--tmpfs", "/var/tmp"]
+        for guest_tmp, host_tmp in (("/tmp", request.tmp), ("/var/tmp", request.var_tmp)):
+            if host_tmp is not None:  # kept in the run directory: frozen and scanned after
+                if guest_tmp == "/var/tmp":  # bubblewrap would make a missing /var root's only
+                    args += ["--perms", "0755", "--dir", "/var"]
+                args += ["--bind", str(host_tmp), guest_tmp]
+            else:
+                args += ["--perms", "1777", "--tmpfs", guest_tmp]
         # bubblewrap would make the missing /home private to root: the agent's uid could not
         # reach its own HOME.
         args += ["--perms", "0755", "--dir", str(GUEST.home.parent)]
@@ -247,8 +254,9 @@ class BwrapSandbox(Sandbox):
             _check_readable(request.mounts)
             uid = agent_uid(request.run_id)
             _chown_tree(request.workdir, uid)
-            if request.home is not None:
-                _chown_tree(request.home, uid)
+            for own in (request.home, request.tmp, request.var_tmp):
+                if own is not None:
+                    _chown_tree(own, uid)
             for b in request.bridges:
                 b.socket.chmod(0o666)
         groups = limits.make_cgroups(f"{request.run_id}-{os.getpid()}", request.limits)

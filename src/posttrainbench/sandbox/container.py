@@ -2,8 +2,9 @@
 
 Isolated: its own mount, PID, network (`--network none`: loopback only; the relay and the egress
 proxy come in as bridged unix sockets at `/run/ptb`), IPC and UTS namespaces; a read-only image
-root with tmpfs `/tmp` and HOME; no capabilities and no privilege gain; an unprivileged uid (one
-per run when the harness is root, else the harness's own uid); memory, process, open-file and
+root with HOME, `/tmp` and `/var/tmp` from the run directory (tmpfs without one); no
+capabilities and no privilege gain; an unprivileged uid (one per run when the harness is root,
+else the harness's own uid); memory, process, open-file and
 file-size limits enforced by the engine. Mounted: the workspace read-write at `/workspace` (its
 evaluator, templates, timer and data read-only over it) and the request's read-only mounts (the
 harness's Python environment at its host paths, the base model at `/model`). Only the GPUs given
@@ -207,7 +208,12 @@ class ContainerSandbox(Sandbox):
         lim = request.limits
         args = [self.executable(), "run", "--rm", "--name", name, "--init", "--pull", "never"]
         args += ["--log-driver", "none", "--hostname", "ptb-sandbox", "--network", "none"]
-        args += ["--read-only", "--tmpfs", "/tmp:rw,exec,mode=1777"]
+        args += ["--read-only"]
+        for guest_tmp, host_tmp in (("/tmp", request.tmp), ("/var/tmp", request.var_tmp)):
+            if host_tmp is not None:  # kept in the run directory: frozen and scanned after
+                args += _volume(host_tmp, guest_tmp, writable=True)
+            elif guest_tmp == "/tmp":
+                args += ["--tmpfs", "/tmp:rw,exec,mode=1777"]
         if request.home is not None:
             args += _volume(request.home, GUEST.home, writable=True)
         else:
@@ -277,8 +283,9 @@ class ContainerSandbox(Sandbox):
         if self._root:
             _check_readable(request.mounts)
             _chown_tree(request.workdir, agent_uid(request.run_id))
-            if request.home is not None:
-                _chown_tree(request.home, agent_uid(request.run_id))
+            for own in (request.home, request.tmp, request.var_tmp):
+                if own is not None:
+                    _chown_tree(own, agent_uid(request.run_id))
             for b in request.bridges:
                 b.socket.chmod(0o666)
         env = self.guest_env(request)

@@ -86,9 +86,11 @@ class Monitor:
         gpus: list[int] | None = None,
         workspace_limit: int | None = None,
         home: Path | None = None,
+        scratch: tuple[Path, ...] = (),
     ) -> None:
         self.pid, self.workspace, self.out, self.interval_s = pid, workspace, out, interval_s
         self.gpus, self.workspace_limit, self.home = gpus, workspace_limit, home
+        self.scratch = scratch  # the sandbox's /tmp and /var/tmp, kept on disk: counted as HOME
         self.over_limit: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="ptb-monitor", daemon=True)
@@ -115,7 +117,7 @@ class Monitor:
                 continue
         util, mem = gpu_sample(self.gpus)
         size = dir_bytes(self.workspace)
-        home = dir_bytes(self.home) if self.home is not None else 0
+        home = sum(dir_bytes(p) for p in (self.home, *self.scratch) if p is not None)
         if self.workspace_limit is not None and size + home > self.workspace_limit:
             self._stop_agent(size, home)
         return {

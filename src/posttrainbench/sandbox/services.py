@@ -140,6 +140,7 @@ def _start_scoring(
         judge_base_url=spec.judge_base_url,
         judge_budget_usd=spec.agent_judge_budget_usd,
         judge_spent_usd=spent,
+        base_model=spec.base_model,
     )
     service.start()
     port = sandbox.bridge_port("scoring")

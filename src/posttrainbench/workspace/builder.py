@@ -3,6 +3,7 @@
 workspace/
   prompt.md        the task, adapted from the PostTrainBench prompt
   evaluate.py      calls the harness's evaluation code (the score never uses this copy)
+  check_data.py    official benchmarks: asks the harness whether a data file holds test items
   timer.sh         time left; reads .ptb_deadline, written when the agent starts
   templates/       the harness's chat templates
   eval_data/       official benchmarks: the test items' inputs evaluate.py generates on (no
@@ -26,7 +27,8 @@ DEADLINE_FILE = ".ptb_deadline"
 PROMPT_FILE = "prompt.md"
 # What the agent must not modify (rule 4): hashed at prepare, compared at integrity.
 EVAL_DATA = "eval_data"
-EVALUATOR_PATHS = ("evaluate.py", "templates", EVAL_DATA)
+CHECK_DATA = "check_data.py"
+EVALUATOR_PATHS = ("evaluate.py", "templates", EVAL_DATA, CHECK_DATA)
 # Written by the harness, not the agent: the integrity scans of what the agent wrote skip them.
 HARNESS_PATHS = (*EVALUATOR_PATHS, PROMPT_FILE, DEADLINE_FILE, "timer.sh")
 
@@ -81,7 +83,8 @@ def render_prompt(
         if has_data
         else f"- `{EVAL_DATA}/` holds the test items' inputs evaluate.py generates on (the "
         "harness scores the answers; the targets are not in the workspace); training on them "
-        "or their paraphrases is contamination and is detected.\n"
+        "or their paraphrases is contamination and is detected. `python check_data.py FILE` "
+        "tells you which test items a data file holds, if any (not the items themselves).\n"
     )
     data_note += f"- Allowed training data: {bench.allowed_training}.\n"
     return Template((FILES / "prompt.md").read_text()).substitute(
@@ -118,6 +121,8 @@ def write_evaluator(dest: Path, model: BaseModelInfo, bench: BenchmarkInfo) -> N
     (dest / "evaluate.py").write_text(evaluate_py)
     if bench.public_data is None:  # official benchmarks: the test inputs, never the targets
         bench.implementation().export(dest / EVAL_DATA)
+        check = Template((FILES / f"{CHECK_DATA}.txt").read_text())
+        (dest / CHECK_DATA).write_text(check.substitute(benchmark=bench.display_name))
 
 
 def build_workspace(

@@ -19,6 +19,10 @@ malformed prompt to fix. A missing or wrong dummy token answers 401.
 Threads: `ThreadingMixIn` serves each connection in its own thread; upstream calls go through one
 shared `httpx.Client`. The upstream is asked for `Accept-Encoding: identity` so that what the
 client gets is exactly what the relay read.
+
+Besides the meter, the relay keeps the request and response body of every forwarded LLM call
+(`bodies.py`), next to the call log in `relay_bodies.jsonl` unless told otherwise: the record the
+run's trajectory is built from, out of the agent's reach.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ import httpx
 
 from posttrainbench.errors import ConfigError, PtbError
 from posttrainbench.sandbox import unix_service
+from posttrainbench.sandbox.relay.bodies import BodyCapture, BodyLog
 from posttrainbench.sandbox.relay.calls import ApiUsage, CallLog, LlmCall, Refusal, Reservation
 from posttrainbench.sandbox.relay.prices import PRICES_VAR, Price, load_prices
 from posttrainbench.sandbox.relay.providers import WIRE_FORMATS, real_key, wire_format
@@ -157,6 +162,8 @@ class _Exchange:
     refused: Refusal | None = None
     error: str | None = None
     headers_sent: bool = False
+    request_body: bytes | None = None  # set once a metered call is forwarded: its bodies are kept
+    capture: BodyCapture | None = None
 
     def record(self) -> LlmCall:
         return LlmCall(
@@ -187,8 +194,11 @@ class _Exchange:
 class _SideReader:
     """Feeds a copy of the response body to the meter, without ever holding up the client."""
 
-    def __init__(self, meter: Meter, sse: bool, encoding: str) -> None:
+    def __init__(
+        self, meter: Meter, sse: bool, encoding: str, capture: BodyCapture | None = None
+    ) -> None:
         self.meter = meter
+        self.capture = capture
         self.error: str | None = None
         self._decoder: Any = None
         if encoding in ("gzip", "x-gzip"):
@@ -205,6 +215,8 @@ class _SideReader:
             return
         try:
             data = self._decoder.decompress(chunk) if self._decoder else chunk
+            if self.capture is not None:
+                self.capture.feed(data)
             if self._sse is not None:
                 self._sse.feed(data)
             elif len(self._json) + len(data) <= MAX_METERED_JSON:
@@ -293,6 +305,7 @@ class Relay:
         prices: Path | None = None,
         environ: Mapping[str, str] | None = None,
         allow_provider_tools: bool = False,
+        bodies_path: Path | None = None,
     ) -> None:
         env = os.environ if environ is None else environ
         self.format: WireFormat = wire_format(provider)
@@ -327,6 +340,8 @@ class Relay:
             provider=provider, budget_usd=self.budget_usd, prices_as_of=self.prices.as_of
         )
         self._log = CallLog(self.log_path, totals)
+        self.bodies_path = bodies_path or self.log_path.with_name("relay_bodies.jsonl")
+        self._bodies = BodyLog(self.bodies_path, (self._key, dummy_token))
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._client: httpx.Client | None = None
@@ -438,7 +453,20 @@ class Relay:
                     message = "ptb relay: internal error (see the run's llm_calls.jsonl)"
                     self._reply(h, x, 500, self.format.error_body(500, message))
             finally:
+                self._keep_bodies(x)
                 self._log.add(x.record(), release=x.held)
+
+    def _keep_bodies(self, x: _Exchange) -> None:
+        if x.request_body is None:
+            return
+        try:
+            self._bodies.add(
+                started_at=x.started_at, provider=x.provider, method=x.method, path=x.path,
+                status=x.status, stream=x.stream, request=x.request_body, response=x.capture,
+            )  # fmt: skip
+        except Exception as e:  # the call is logged anyway, saying its bodies are missing
+            note = self._redact(f"bodies not recorded: {type(e).__name__}: {e}")
+            x.error = f"{x.error}; {note}" if x.error else note
 
     def _exchange(self, h: BaseHTTPRequestHandler, x: _Exchange, path: str, query: str) -> None:
         fmt = self.format
@@ -596,6 +624,8 @@ class Relay:
         client = self._client
         if client is None:
             raise RuntimeError("relay not started")
+        if metered:
+            x.request_body, x.capture = body, BodyCapture(self._bodies.max_body)
         url = upstream_url(self.base_url, path)
         if q := fmt.forward_query(query):
             url += "?" + q
@@ -656,6 +686,8 @@ class Relay:
             x.error = message
             return self._reply(h, x, 502, self.format.error_body(502, message))
         data = data.replace(self._key.encode(), REDACTED.encode())
+        if x.capture is not None:
+            x.capture.feed(data)
         snippet = data[:300].decode("utf-8", errors="replace")
         x.error = self._redact(f"upstream answered {response.status_code}: {snippet}")
         try:
@@ -682,7 +714,7 @@ class Relay:
         content_type = response.headers.get("content-type", "").lower()
         encoding = response.headers.get("content-encoding", "").strip().lower()
         sse = content_type.startswith("text/event-stream")
-        side = _SideReader(self.format.meter(), sse, encoding)
+        side = _SideReader(self.format.meter(), sse, encoding, x.capture)
         try:
             self._start_reply(h, response, length)
             x.headers_sent = True
