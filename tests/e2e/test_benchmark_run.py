@@ -11,7 +11,7 @@ from posttrainbench.records import RunRecord
 from posttrainbench.results.baselines import published
 from tests.conftest import PtbRunner
 from tests.fixtures.hub import hf_home
-from tests.fixtures.math_data import write_gsm8k
+from tests.fixtures.math_data import distinct_train_rows, write_gsm8k
 from tests.fixtures.models import build_family_model
 
 AGENT = (
@@ -35,7 +35,7 @@ def test_gsm8k_run_end_to_end(ptb: PtbRunner, tmp_path: Path) -> None:
     with hf_home(hf):
         # 1,319 items in seconds; greedy, so ptb-v1.2 evaluates it once
         build_family_model(hf, "qwen3", ends_turn_at_once=True, sampling={"temperature": 0.0})
-        write_gsm8k(hf)
+        write_gsm8k(hf, train=distinct_train_rows(20))
     env = {"HF_HOME": str(hf), "HF_HUB_CACHE": str(hf / "hub")}
 
     rec = _run(ptb, tmp_path / "r", AGENT, env)

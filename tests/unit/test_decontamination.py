@@ -166,3 +166,29 @@ def test_what_counts_as_unscannable_data() -> None:
     ]
     assert [s.path for s in counted if not data_like(s)] == []
     assert [s.path for s in not_counted if data_like(s)] == []
+
+
+def test_an_evaluation_log_of_the_test_questions_is_not_contamination(
+    tmp_path: Path, settings: Settings, items: list[arith.ArithItem]
+) -> None:
+    """The agent evaluates on the test questions it is given: an inspect log (a zip, as the
+    workspace's evaluate.py writes) repeats each question alone, which is no evidence; an answer
+    beside its question in such a log still is."""
+    import io
+    import zipfile
+
+    def log(samples: dict[str, dict[str, object]]) -> bytes:
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w") as z:
+            z.writestr("header.json", json.dumps({"eval": {"task": "arith"}}))
+            for name, sample in samples.items():
+                z.writestr(f"samples/{name}_epoch_1.json", json.dumps(sample))
+        return out.getvalue()
+
+    a, b = items[:2]
+    own = log({"arith-test-0": {"input": a.question, "output": "I think 3", "target": ""}})
+    leak = log({"arith-test-1": {"input": f"{b.question} {b.answer}", "target": ""}})
+    ctx = _context(tmp_path, settings, {"logs/own.eval": own, "logs/leak.eval": leak})
+    check = DecontaminationCheck().run(ctx)
+    paths = {p for p, _, _ in _decisive(check)}
+    assert paths == {"logs/leak.eval!samples/arith-test-1_epoch_1.json"}, check.evidence

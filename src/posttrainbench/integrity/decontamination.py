@@ -182,14 +182,26 @@ def _item_evidence(
     )
 
 
+def _eval_log(path: str) -> bool:
+    """A sample of an inspect evaluation log (what the workspace's evaluate.py writes)."""
+    return ".eval!" in path
+
+
 def _evidence(index: NgramIndex, chunk: TextChunk, kind: str, threshold: float) -> list[Evidence]:
     best: dict[tuple[int, str], float] = {}
+    answered: set[tuple[int, str]] = set()
     for hit in index.scan(chunk.data, min_coverage=threshold):
         if hit.matched < MIN_MATCHED:
             continue
-        item = hit.key.split("#", 1)[0]
+        item, _, part = hit.key.partition("#")
         key = (hit.line, item)
+        if part not in ("", "0"):
+            answered.add(key)
         best[key] = max(best.get(key, 0.0), hit.coverage)
+    if _eval_log(chunk.path):
+        # The agent is given the test questions (eval_data/) and evaluates on them: its logs
+        # repeat them. Only an answer found there is evidence.
+        best = {key: cov for key, cov in best.items() if key in answered}
     lines = chunk.data.split(b"\n") if best else []
     return [
         _item_evidence(chunk, kind, line, item, cov, f"coverage {cov:.2f}", lines[line])
@@ -202,6 +214,7 @@ def _short_evidence(short: ShortItemIndex, chunk: TextChunk, kind: str) -> list[
         return []
     name = chunk.path.rsplit("!", 1)[-1]
     alone = kind != "step" and Path(name).suffix.lower() not in _PROSE_SUFFIXES
+    alone = alone and not _eval_log(chunk.path)  # its own evaluation repeats the question
     hits = short.scan(chunk.data, alone_counts=alone)
     lines = chunk.data.split(b"\n") if hits else []
     return [
