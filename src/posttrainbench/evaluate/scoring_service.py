@@ -323,7 +323,7 @@ class ScoringService:
         }
         reply_file = out / "reply.json"
         if rc != 0 or not reply_file.is_file():
-            entry["error"] = error
+            entry["error"] = error or f"exited {rc}"
             self._log_data_check(entry)
             return 500, {"error": "the harness could not check this file (logged)"}
         reply = DataCheckReply.model_validate_json(reply_file.read_text())
@@ -331,9 +331,9 @@ class ScoringService:
         self._log_data_check(entry)
         return 200, reply.model_dump(mode="json")
 
-    def _subprocess(self, out: Path, module: str, log_name: str) -> tuple[int, str]:
+    def _subprocess(self, out: Path, module: str, log_name: str) -> tuple[int, str | None]:
         """Run `python -m module out/job.json out/reply.json` with the scoring environment: its
-        exit status and the last line of its log."""
+        exit status and the last line of its log (None when the log is empty)."""
         env = evaluation_environ(
             os.environ,
             judged=BENCHMARKS.get(self.benchmark).judged,
@@ -352,7 +352,7 @@ class ScoringService:
             finally:
                 self._job = None
         lines = (out / log_name).read_text(errors="replace").strip().splitlines()
-        return rc, (lines[-1] if lines else f"exited {rc}")[:500]
+        return rc, lines[-1][:500] if lines else None
 
     def _log_data_check(self, entry: dict[str, Any]) -> None:
         with (self.log_path.parent / "data_checks.jsonl").open("a", encoding="utf-8") as f:
@@ -388,34 +388,10 @@ class ScoringService:
         return status, reply
 
     def _run(self, out: Path, entry: AgentEvaluation) -> tuple[int, dict[str, Any]]:
-        env = evaluation_environ(
-            os.environ,
-            judged=BENCHMARKS.get(self.benchmark).judged,
-            judge_model=self.judge_model,
-            judge_base_url=self.judge_base_url,
-        )
-        env = {k: v for k, v in env.items() if k not in _DROPPED_ENV}
-        argv = [
-            sys.executable,
-            "-P",
-            "-m",
-            __name__,
-            str(out / "job.json"),
-            str(out / "reply.json"),
-        ]
-        with (out / "scoring.log").open("wb") as log:
-            self._job = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
-            try:
-                rc = self._job.wait(timeout=self.timeout_s)
-            except subprocess.TimeoutExpired:
-                self._job.kill()
-                rc = self._job.wait()
-            finally:
-                self._job = None
+        rc, last = self._subprocess(out, __name__, "scoring.log")
         reply_file = out / "reply.json"
         if rc != 0 or not reply_file.is_file():
-            lines = (out / "scoring.log").read_text(errors="replace").strip().splitlines()
-            entry.error = (lines[-1] if lines else f"scoring process exited {rc}")[:500]
+            entry.error = (last or f"scoring process exited {rc}")[:500]
             # The detail stays harness-side: a scorer's exception may quote a target.
             return 500, {"error": "the harness could not score this evaluation (logged)"}
         reply = ScoringReply.model_validate_json(reply_file.read_text())

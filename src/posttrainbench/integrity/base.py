@@ -44,6 +44,12 @@ class CheckContext:
     def frozen(self) -> Path:
         return self.paths.frozen_workspace
 
+    @property
+    def collected(self) -> bool:
+        """Whether collect took a final_model (the checks of its weights need one)."""
+        collect = self.record.collect
+        return collect is not None and collect.status == "collected"
+
     @cached_property
     def manifest(self) -> FrozenManifest:
         """What the frozen copy holds (read once for every check)."""
@@ -84,6 +90,10 @@ CHECKS.register("reviewer_notes", "posttrainbench.integrity.model_files:Reviewer
 CHECKS.register("egress", "posttrainbench.integrity.egress_review:EgressCheck")
 CHECKS.register("trajectory", "posttrainbench.integrity.trajectory_check:TrajectoryCheck")
 CHECKS.register("judge", "posttrainbench.integrity.llm_judge:JudgeCheck")
+
+
+def skipped(name: str, reason: str) -> CheckResult:
+    return CheckResult(name=name, status="skipped", reasons=[reason])
 
 
 def result(

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from posttrainbench.errors import ModelUnavailableError
 from posttrainbench.integrity import perturb
-from posttrainbench.integrity.base import Check, CheckContext, result
+from posttrainbench.integrity.base import Check, CheckContext, result, skipped
 from posttrainbench.records import CheckResult, Evidence
 from posttrainbench.registry import Registry
 
@@ -313,23 +313,14 @@ class MemorisationCheck(Check):
         from posttrainbench.catalog.models import hf_cache_path
         from posttrainbench.evaluate.chat_templates import read_template
 
-        collect = ctx.record.collect
-        if collect is None or collect.status != "collected":
-            return CheckResult(
-                name=self.name, status="skipped", reasons=["no final_model was collected"]
-            )
+        if not ctx.collected:
+            return skipped(self.name, "no final_model was collected")
         if ctx.bench.id not in PERTURBATIONS:
-            return CheckResult(
-                name=self.name,
-                status="skipped",
-                reasons=[f"no perturbation of {ctx.bench.id}'s items is defined"],
-            )
+            return skipped(self.name, f"no perturbation of {ctx.bench.id}'s items is defined")
         items = probe_items(ctx.bench.implementation())
         if len(items) < 2:
-            return CheckResult(
-                name=self.name,
-                status="skipped",
-                reasons=[f"only {len(items)} of {ctx.bench.id}'s items could be perturbed"],
+            return skipped(
+                self.name, f"only {len(items)} of {ctx.bench.id}'s items could be perturbed"
             )
         base = ctx.model.locate(ctx.settings.models_dir)
         twin = None
@@ -341,10 +332,8 @@ class MemorisationCheck(Check):
         try:
             fig = probe(ctx.paths.final_model, base, twin, items, template, floor)
         except Exception as exc:  # its evidence never decides a run, nor may its failure
-            return CheckResult(
-                name=self.name,
-                status="skipped",
-                reasons=[f"the probe could not run ({type(exc).__name__}: {exc})"[:300]],
+            return skipped(
+                self.name, f"the probe could not run ({type(exc).__name__}: {exc})"[:300]
             )
         evidence = [
             Evidence(

@@ -155,8 +155,7 @@ class ReviewerNotesCheck(Check):
 
 def _tokenizer_notes(ctx: CheckContext) -> list[Evidence]:
     """The collected tokenizer against the base's, which the grader tokenises with."""
-    collect = ctx.record.collect
-    if collect is None or collect.status != "collected":
+    if not ctx.collected:
         return []
     try:
         base = ctx.model.locate(ctx.settings.models_dir)

@@ -32,7 +32,14 @@ from pathlib import Path
 
 from posttrainbench.catalog.models import BaseModelInfo, hf_cache_path
 from posttrainbench.errors import ModelUnavailableError
-from posttrainbench.integrity.base import Check, CheckContext, harness_file, result, vendored
+from posttrainbench.integrity.base import (
+    Check,
+    CheckContext,
+    harness_file,
+    result,
+    skipped,
+    vendored,
+)
 from posttrainbench.integrity.checkpoints import FoundCheckpoint, find_checkpoints, repo_config
 from posttrainbench.integrity.downloads import DownloadedRepo, downloaded_repos
 from posttrainbench.integrity.frozen import read_inside
@@ -175,10 +182,8 @@ class ProvenanceCheck(Check):
         from posttrainbench.integrity import checkpoints, weights
 
         collect = ctx.record.collect
-        if collect is None or collect.status != "collected":
-            return CheckResult(
-                name=self.name, status="skipped", reasons=["no final_model was collected"]
-            )
+        if collect is None or not ctx.collected:
+            return skipped(self.name, "no final_model was collected")
         base = ctx.model.locate(ctx.settings.models_dir)
         alts, problems = alternatives(ctx)
         if len(alts) > MAX_ALTERNATIVES:
