@@ -124,7 +124,7 @@ def main() -> None:
     ap.add_argument("--prompt-mean", type=int, default=900)
     ap.add_argument("--gen-batch", type=int, default=64, help="0: skip the generate baseline")
     ap.add_argument("--agree", type=int, default=4, help="requests compared with generate")
-    ap.add_argument("--compile", action="store_true", help="torch.compile the decode step")
+    ap.add_argument("--eager", action="store_true", help="no compiled decode step (CUDA)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
@@ -155,7 +155,12 @@ def main() -> None:
     bw = copy_bandwidth(device) if device.type == "cuda" else 20e9
     print(f"copy bandwidth {bw / 1e12:.2f} TB/s")
 
-    engine = Engine(model, slots=args.slots, max_len=max_len, compile_decode=args.compile)
+    engine = Engine(model, slots=args.slots, max_len=max_len, compile_decode=not args.eager)
+    pool = engine.pool
+    print(
+        f"KV pool {pool.pages} pages of {pool.page_size} "
+        f"= {pool.pages * pool.page_size * kv_per_pos / 1e9:.1f} GB; compiled {engine.compiled}"
+    )
     warm = [Request(r.prompt_ids[:64], 16) for r in reqs[: min(args.slots, 8)]]
     t = time.perf_counter()
     engine.generate(warm)
@@ -173,10 +178,11 @@ def main() -> None:
     roof = sum(weight_bytes + kv * kv_per_pos for kv in st.live_kv_positions) / bw
     mean_active = sum(st.active_per_step) / max(1, len(st.active_per_step))
     print(
-        f"ENGINE{' (compiled)' if args.compile else ''}: {produced} tokens in {wall:.1f} s = "
+        f"ENGINE{' (compiled)' if engine.compiled else ''}: {produced} tokens in {wall:.1f} s = "
         f"{produced / wall:,.0f} generated tok/s; {st.decode_steps} decode steps, "
         f"mean active {mean_active:.1f}, {wall / max(1, st.decode_steps) * 1e3:.2f} ms/step "
-        f"(incl. prefill of {st.prefill_tokens} tokens); roofline {roof:.1f} s -> "
+        f"(incl. prefill of {st.prefill_tokens} tokens in {st.prefill_passes} passes, "
+        f"{st.preemptions} preemptions); roofline {roof:.1f} s -> "
         f"{100 * roof / wall:.1f} % of roofline end to end"
     )
     peak = torch.cuda.max_memory_allocated() / 1e9 if device.type == "cuda" else 0.0
@@ -198,7 +204,8 @@ def main() -> None:
         same = total = 0
         for r in reqs[: args.agree]:
             r2 = Request(r.prompt_ids, 64)
-            (mine,) = Engine(model, slots=1, max_len=len(r.prompt_ids) + 64).generate([r2])
+            single = Engine(model, slots=1, max_len=len(r.prompt_ids) + 64, pages=64)
+            (mine,) = single.generate([r2])
             with torch.no_grad():
                 ref = model.generate(
                     torch.tensor([list(r.prompt_ids)], device=device),

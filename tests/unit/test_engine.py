@@ -1,4 +1,6 @@
-"""The continuous-batching engine against `generate` on a tiny random Qwen3 (fp32, CPU)."""
+"""The continuous-batching engine against `generate` on tiny random Qwen3 and Gemma 3 models (fp32,
+CPU): greedy token for token at any slot count and order, through preemption, with sliding-window
+layers, with the compiled flex-attention decode step; stop tokens and strings; seeded sampling."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from posttrainbench.evaluate import sampler  # noqa: E402
 from posttrainbench.evaluate.engine import Engine, Request, supports  # noqa: E402
 
 VOCAB = 128
@@ -49,7 +52,7 @@ def reference(model, prompt: list[int], new: int) -> list[int]:
 
 def test_supports(model) -> None:
     assert supports(model) is None
-    assert "model type" in (supports(object()) or "")
+    assert "not a transformers model" in (supports(object()) or "")
 
 
 def test_greedy_matches_generate_and_is_batch_invariant(model) -> None:
@@ -89,13 +92,124 @@ def test_seeded_sampling_reproducible(model) -> None:
 
     a = run(7, 2)
     assert a == run(7, 2)
-    assert a == run(7, 4)  # per-request generators: independent of the batch
+    assert a == run(7, 4)  # drawn from (seed, step): independent of the batch
     assert a != run(8, 2)
 
 
-def test_rejects_too_long(model) -> None:
-    with pytest.raises(ValueError, match="exceeds"):
-        Engine(model, slots=1, max_len=8).generate([Request([1, 2, 3], 6)])
+def test_the_cache_length_ends_a_sequence(model) -> None:
+    with pytest.raises(ValueError, match="cache"):
+        Engine(model, slots=1, max_len=8).generate([Request(list(range(1, 9)), 6)])
+    (done,) = Engine(model, slots=1, max_len=8).complete([Request([1, 2, 3], 6)])
+    assert len(done.tokens) == 5 and done.stop_reason == "length"
+
+
+def test_preempted_sequences_resume_with_the_same_tokens(model) -> None:
+    ps = prompts(6)
+    news = [30, 25, 30, 20, 28, 30]
+    want = [reference(model, p, n) for p, n in zip(ps, news, strict=True)]
+    # 6 slots but pages for far fewer positions: sequences are preempted and resumed
+    engine = Engine(model, slots=6, max_len=64, pages=14)
+    got = engine.generate([Request(p, n) for p, n in zip(ps, news, strict=True)])
+    assert engine.stats.preemptions > 0
+    assert got == want
+
+
+class _Chars:
+    """A tokenizer for stop strings: token i is the letter chr(97 + i % 26)."""
+
+    def decode(self, ids, skip_special_tokens=False):
+        return "".join(chr(97 + i % 26) for i in ids)
+
+
+def test_stop_strings_end_generation(model) -> None:
+    p = prompts(1)[0]
+    free = reference(model, p, 12)
+    text = _Chars().decode(free)
+    stop = text[5:7]
+    engine = Engine(model, slots=2, max_len=64, tokenizer=_Chars())
+    (done,) = engine.complete([Request(p, 12, stop_strings=(stop,))])
+    assert done.stop_reason == "stop"
+    assert _Chars().decode(done.tokens).endswith(stop) and len(done.tokens) <= 7
+    assert done.tokens == free[: len(done.tokens)]
+
+
+@pytest.fixture(scope="module")
+def gemma():
+    torch.manual_seed(0)
+    config = transformers.Gemma3TextConfig(
+        vocab_size=VOCAB,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=256,
+        initializer_range=0.2,
+        sliding_window=8,  # prompts and outputs run well past it
+        layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+    )
+    m = transformers.Gemma3ForCausalLM(config).eval()
+    m.generation_config.eos_token_id = None
+    m.generation_config.pad_token_id = 0
+    return m
+
+
+def test_gemma3_sliding_window_layers_match_generate(gemma) -> None:
+    assert supports(gemma) is None
+    ps = prompts(6)
+    news = [12, 5, 20, 8, 15, 3]
+    want = [reference(gemma, p, n) for p, n in zip(ps, news, strict=True)]
+    got = Engine(gemma, slots=3, max_len=64).generate(
+        [Request(p, n) for p, n in zip(ps, news, strict=True)]
+    )
+    assert got == want
+
+
+def test_compiled_flex_decode_step_matches_generate(gemma) -> None:
+    """The GPU's decode path (pages read in place by flex attention, one block mask per window),
+    compiled here for the CPU: the same tokens as `generate`."""
+    ps = prompts(4)
+    news = [12, 20, 8, 15]
+    want = [reference(gemma, p, n) for p, n in zip(ps, news, strict=True)]
+    engine = Engine(gemma, slots=3, max_len=64, compile_decode=True)
+    got = engine.generate([Request(p, n) for p, n in zip(ps, news, strict=True)])
+    assert engine.compiled
+    assert got == want
+
+
+def test_sampler_draws_from_the_filtered_distribution() -> None:
+    logits = torch.tensor([[2.0, 1.0, 0.5, 0.0, -1.0, -3.0]]).repeat(4000, 1)
+    n = logits.shape[0]
+
+    def rules(**kw):
+        base = dict(
+            greedy=torch.zeros(n, dtype=torch.bool),
+            temperature=torch.ones(n),
+            top_p=torch.ones(n),
+            top_k=torch.zeros(n, dtype=torch.long),
+            min_p=torch.zeros(n),
+            repetition_penalty=torch.ones(n),
+            seed=torch.arange(n),
+        )
+        base.update({k: torch.full((n,), v) for k, v in kw.items()})
+        return sampler.Rules(**base)
+
+    steps = torch.zeros(n, dtype=torch.long)
+    drawn = sampler.choose(logits, rules(), steps)
+    freq = torch.bincount(drawn, minlength=6).float() / n
+    assert torch.allclose(freq, logits[0].softmax(-1), atol=0.03), freq
+    assert torch.equal(drawn, sampler.choose(logits, rules(), steps))  # a pure function
+    assert not torch.equal(drawn, sampler.choose(logits, rules(), steps + 1))
+    assert set(sampler.choose(logits, rules(top_k=2), steps).tolist()) == {0, 1}
+    # top-p 0.8: tokens 0, 1, 2 hold 0.84 of the mass; token 3 never drawn
+    assert set(sampler.choose(logits, rules(top_p=0.8), steps).tolist()) == {0, 1, 2}
+    assert set(sampler.choose(logits, rules(min_p=0.3), steps).tolist()) == {0, 1}
+    seen = torch.zeros_like(logits, dtype=torch.bool)
+    seen[:, 0] = True  # the favourite was seen: its logit 2.0 becomes 2.0 / 4
+    pen = sampler.choose(logits, rules(repetition_penalty=4.0), steps, seen)
+    want = torch.tensor([0.5, 1.0, 0.5, 0.0, -1.0, -3.0]).softmax(-1)
+    assert torch.allclose(torch.bincount(pen, minlength=6).float() / n, want, atol=0.03)
 
 
 def test_top_k_one_is_greedy(model) -> None:

@@ -35,7 +35,12 @@ SuiteOpt = Annotated[
 ]
 
 BackendOpt = Annotated[
-    str, typer.Option("--eval-backend", metavar="NAME", help="hf (default) or vllm.")
+    str,
+    typer.Option(
+        "--eval-backend",
+        metavar="NAME",
+        help="auto (default: engine with CUDA, else hf), engine, hf or vllm.",
+    ),
 ]
 JudgeOpt = Annotated[
     str | None,

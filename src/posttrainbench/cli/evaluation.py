@@ -69,7 +69,7 @@ def eval_cmd(
     template_family: Annotated[
         str | None, typer.Option(metavar="FAMILY", help="Chat template family, e.g. qwen3.")
     ] = None,
-    eval_backend: BackendOpt = "hf",
+    eval_backend: BackendOpt = "auto",
     eval_base_url: BaseUrlOpt = None,
     judge_model: JudgeOpt = None,
     judge_base_url: JudgeUrlOpt = None,
@@ -140,7 +140,7 @@ def baseline_cmd(
     instruct: Annotated[
         bool, typer.Option(help="Also evaluate each base model's instruct twin.")
     ] = True,
-    eval_backend: BackendOpt = "hf",
+    eval_backend: BackendOpt = "auto",
     eval_base_url: BaseUrlOpt = None,
     judge_model: JudgeOpt = None,
     judge_base_url: JudgeUrlOpt = None,

@@ -186,7 +186,7 @@ def run(
     results: ResultsOpt = None,
     resume_policy: RelaunchBudgetOpt = ResumePolicyOpt.remaining,
     eval_timeout: EvalTimeoutOpt = None,
-    eval_backend: BackendOpt = "hf",
+    eval_backend: BackendOpt = "auto",
     judge_model: JudgeOpt = None,
     judge_base_url: JudgeUrlOpt = None,
     agent_judge_budget: AgentJudgeBudgetOpt = 1.0,

@@ -67,7 +67,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--judge-model", default=None, help="judged benchmarks: an inspect model")
     p.add_argument("--judge-base-url", default=None, help="OpenAI-compatible judge endpoint")
-    p.add_argument("--backend", default="hf", help="hf or vllm")
+    p.add_argument("--backend", default="auto", help="auto, engine, hf or vllm")
     p.add_argument("--base-url", default=None, help="vllm: a running server's /v1 URL")
     return p
 

@@ -1,7 +1,10 @@
 """Model backends of the evaluation, registered by name (`--eval-backend`).
 
 A backend turns (model folder, template, stop tokens) into an inspect-ai model name and its
-arguments. `hf` (transformers, CPU or GPU, the default) runs in the evaluating process; `vllm`
+arguments. `auto` (the default) is `engine` where CUDA is available and `hf` elsewhere. `engine`
+loads and renders as `hf` and generates with the harness's continuous-batching engine
+(evaluate/engine.py), keeping `hf`'s generation where the engine cannot run, with the reason in
+metrics.json. `hf` (transformers, CPU or GPU) runs in the evaluating process; `vllm`
 uses inspect's vLLM provider, which starts `vllm serve` on the folder or, given a base URL
 (`--eval-base-url` or `VLLM_BASE_URL`), talks to a running OpenAI-compatible server. Given a
 `tokenizer_dir` (the base model's folder), both tokenise with its files, never the submitted ones.
@@ -42,6 +45,7 @@ class ModelSpec(BaseModel):
     name: str
     args: dict[str, Any]
     base_url: str | None = None
+    max_connections: int | None = None  # samples in flight; None: the request's batch size
 
 
 class EvalBackend(ABC):
@@ -118,6 +122,40 @@ class VllmBackend(EvalBackend):
         }
 
 
+class EngineBackend(EvalBackend):
+    name = "engine"
+    description = "the harness's continuous-batching engine on a GPU (else hf's generation)"
+
+    def model(self, req: ModelRequest) -> ModelSpec:
+        from posttrainbench.evaluate import engine_backend
+
+        spec = HfBackend().model(req)
+        return ModelSpec(
+            name=f"{engine_backend.API_NAME}/{req.model_dir.name}",
+            args={**spec.args, "engine_slots": req.batch_size},
+            # twice the slots in flight: a finished sample's slot refills at once
+            max_connections=2 * req.batch_size,
+        )
+
+    def describe(self, req: ModelRequest) -> dict[str, str | int | float | None]:
+        from posttrainbench.evaluate import engine_backend
+
+        return {"backend": self.name, **engine_backend.STATUS.get(str(req.model_dir), {})}
+
+
+AUTO = "auto"
+
+
+def resolve(name: str) -> str:
+    """The backend `name` stands for here: `auto` is `engine` with CUDA, `hf` without."""
+    if name != AUTO:
+        BACKENDS.get(name)  # an unknown name fails here, with the registry's hint
+        return name
+    import torch
+
+    return "engine" if torch.cuda.is_available() else "hf"
+
+
 BACKENDS: Registry[EvalBackend] = Registry("backend", EvalBackend)
-for _b in (HfBackend(), VllmBackend()):
+for _b in (HfBackend(), EngineBackend(), VllmBackend()):
     BACKENDS.register(_b.name, _b)

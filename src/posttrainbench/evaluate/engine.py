@@ -1,44 +1,55 @@
-"""A continuous-batching generation engine over a transformers causal LM (issue 27, first slice).
+"""A continuous-batching generation engine over a transformers causal LM.
 
-The engine owns a preallocated, slot-based KV cache (one `[slots, kv_heads, max_len, head_dim]`
-tensor per layer for keys and one for values) and runs the model's own modules (embedding,
-norms, projections, rotary embedding, MLP, head) in its own layer loop, so that every slot keeps
-its own position. Each waiting prompt is prefilled alone into a free slot; then one decode step
-advances every active slot by a token; a sequence that reaches a stop token or its
-`max_new_tokens` leaves at once and the next waiting prompt takes its slot (no padding to the
-longest output). Greedy output of a request does not depend on what else is in the batch, and
-in fp32 it matches `model.generate` token for token. Sampling uses one `torch.Generator` per
-request, seeded by the request, with temperature, top-k and top-p.
+Sequences run in `slots`; their keys and values live in a paged pool (evaluate/paged_kv.py) whose
+size comes from free GPU memory, so memory follows the live lengths rather than the longest
+possible one. Waiting prompts are prefilled in batches (left-padded, long prompts in chunks) into
+free slots; then one decode step advances every slot by a token. A sequence that reaches a stop
+token, a stop string, its `max_new_tokens` or the cache length leaves at once and the next
+waiting prompt takes its slot (no padding to the longest output). When the pool runs dry the
+youngest sequence is preempted and later resumed from its tokens.
 
-Supported: decoder-only llama-style models without sliding-window layers (Qwen3, Qwen2, Llama).
-`supports(model)` says why another model is refused; callers fall back to the simple path.
+The model runs its own modules with the `ptb_paged` attention, so any transformers decoder that
+uses the attention interface and takes per-row `position_ids` runs (Qwen3, Llama, Gemma 3 with
+its sliding-window layers); `supports` names what it refuses. On CUDA the decode step has fixed
+shapes (every slot, inactive ones writing to the trash page) and is compiled with CUDA graphs
+around flex attention; on CPU it runs eagerly with gathered pages. Greedy output of a request
+does not depend on the rest of the batch and in fp32 equals `model.generate`; sampled tokens are
+drawn by evaluate/sampler.py from the request's seed.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-SUPPORTED_TYPES = ("qwen3", "qwen2", "llama")
+from posttrainbench.evaluate import paged_kv, sampler
+from posttrainbench.evaluate.paged_kv import Batch, PagePool
+
+PAGE_SIZE_CUDA = 128
+PAGE_SIZE_CPU = 16
+PREFILL_TOKENS = 8192  # tokens (padding included) per prefill forward pass
 
 
 @dataclass(frozen=True)
 class Request:
-    """One generation: prompt token ids, its length limit, stop tokens and decoding rule."""
+    """One generation: prompt token ids, its length limit, stops and decoding rule."""
 
     prompt_ids: Sequence[int]
     max_new_tokens: int
     stop_token_ids: tuple[int, ...] = ()
+    stop_strings: tuple[str, ...] = ()
     temperature: float = 0.0  # 0: greedy
     top_p: float = 1.0
     top_k: int = 0  # 0: off
-    seed: int | None = None
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    seed: int = 0
 
     @property
     def greedy(self) -> bool:
@@ -46,47 +57,78 @@ class Request:
 
 
 @dataclass
+class Completion:
+    tokens: list[int]
+    stop_reason: str  # "stop" (token or string) or "length"
+
+
+@dataclass
+class Trace:
+    """A request's tokens and the logits each was chosen from ([tokens, vocab], on CPU)."""
+
+    tokens: list[int]
+    logits: torch.Tensor
+
+
+@dataclass
 class EngineStats:
     """What a run did: steps, tokens and the live KV positions per decode step."""
 
     prefill_tokens: int = 0
+    prefill_passes: int = 0
     generated_tokens: int = 0
     decode_steps: int = 0
-    live_kv_positions: list[int] = field(default_factory=list)  # summed over slots, per step
+    preemptions: int = 0
+    live_kv_positions: list[int] = field(default_factory=list)  # summed over active slots
     active_per_step: list[int] = field(default_factory=list)
+
+
+# decoder families whose attention goes through transformers' interface with per-row positions
+SUPPORTED_TYPES = (
+    "gemma3",
+    "gemma3_text",
+    "llama",
+    "mistral",
+    "qwen2",
+    "qwen3",
+    "smollm3",
+)
 
 
 def supports(model: Any) -> str | None:
     """None when the engine can run `model`, otherwise the reason it cannot."""
     config = getattr(model, "config", None)
+    if config is None or not hasattr(model, "forward"):
+        return "not a transformers model"
     model_type = getattr(config, "model_type", None)
     if model_type not in SUPPORTED_TYPES:
         return f"model type {model_type!r} is not one of {', '.join(SUPPORTED_TYPES)}"
-    layer_types = getattr(config, "layer_types", None) or []
-    if any(t != "full_attention" for t in layer_types) or getattr(
-        config, "use_sliding_window", False
-    ):
-        return "sliding-window attention layers are not supported yet"
-    rope = getattr(config, "rope_parameters", None) or {}
-    if rope.get("rope_type", "default") != "default":
-        return f"rope type {rope.get('rope_type')!r} is not supported yet"
+    if not getattr(model, "_supports_attention_backend", False):
+        return f"{type(model).__name__} does not take a custom attention implementation"
+    text = getattr(config, "text_config", None) or config
+    kinds = set(getattr(text, "layer_types", None) or ["full_attention"])
+    if kinds - {"full_attention", "sliding_attention"}:
+        return f"layer types {sorted(kinds)} are not supported"
     return None
 
 
-class _Slot:
-    __slots__ = ("generator", "index", "out", "pos", "req", "req_id")
+class _Seq:
+    __slots__ = ("out", "pos", "req", "req_id", "slot", "tokens")
 
-    def __init__(self, index: int, req_id: int, req: Request, pos: int, gen: Any) -> None:
-        self.index = index
+    def __init__(self, req_id: int, req: Request, out: list[int]) -> None:
         self.req_id = req_id
         self.req = req
-        self.pos = pos  # position of the next token to write (= tokens in the cache)
-        self.out: list[int] = []
-        self.generator: torch.Generator | None = gen
+        self.out = out  # generated so far
+        self.slot = -1
+        self.pos = 0  # tokens in the cache
+
+    def context(self) -> list[int]:
+        """Tokens to prefill: the prompt and, when resumed, what it had generated."""
+        return [*self.req.prompt_ids, *self.out]
 
 
 class Engine:
-    """Continuous batching over `slots` preallocated cache rows of `max_len` positions."""
+    """Continuous batching over `slots` sequences and a paged pool of `pages` pages."""
 
     def __init__(
         self,
@@ -94,240 +136,351 @@ class Engine:
         *,
         slots: int,
         max_len: int,
-        compile_decode: bool = False,
+        pages: int | None = None,
+        memory_fraction: float = 0.85,
+        compile_decode: bool | None = None,
+        tokenizer: Any = None,
     ) -> None:
         reason = supports(model)
         if reason:
             raise ValueError(f"engine cannot run this model: {reason}")
+        paged_kv.register()
         self.model = model.eval()
-        self.config = model.config
-        base = model.model
-        self.embed = base.embed_tokens
-        self.layers = list(base.layers)
-        self.norm = base.norm
-        self.rotary = base.rotary_emb
-        self.lm_head = model.lm_head
-        attn = self.layers[0].self_attn
-        self.head_dim = int(attn.head_dim)
-        self.scaling = float(attn.scaling)
-        self.n_heads = int(self.config.num_attention_heads)
-        self.n_kv = int(self.config.num_key_value_heads)
-        self.slots = slots
-        self.max_len = max_len
+        text = getattr(model.config, "text_config", None) or model.config
+        self.layers = int(text.num_hidden_layers)
+        self.kv_heads = int(text.num_key_value_heads)
+        self.head_dim = int(
+            getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+        )
+        self.windows: set[int | None] = set()
+        for kind in getattr(text, "layer_types", None) or ["full_attention"]:
+            self.windows.add(int(text.sliding_window) if kind == "sliding_attention" else None)
         param = next(model.parameters())
         self.device = param.device
         self.dtype = param.dtype
-        shape = (slots, self.n_kv, max_len, self.head_dim)
-        self.k_cache = [
-            torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.layers
-        ]
-        self.v_cache = [
-            torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.layers
-        ]
+        self.vocab = int(model.get_output_embeddings().weight.shape[0])
+        self.slots = slots
+        self.max_len = max_len
+        self.tokenizer = tokenizer
+        cuda = self.device.type == "cuda"
+        page = PAGE_SIZE_CUDA if cuda else PAGE_SIZE_CPU
+        if pages is None:
+            pages = self._pages_from_memory(page, memory_fraction) if cuda else None
+        if pages is None:  # CPU: every slot can hold max_len
+            pages = slots * math.ceil(max_len / page) + 1
+        self.pool = PagePool(
+            layers=self.layers,
+            kv_heads=self.kv_heads,
+            head_dim=self.head_dim,
+            pages=pages,
+            page_size=page,
+            slots=slots,
+            max_len=max_len,
+            dtype=self.dtype,
+            device=self.device,
+        )
         self.stats = EngineStats()
-        self._decode: Callable[..., torch.Tensor] = self._decode_eager
-        if compile_decode and self.device.type == "cuda":
-            self._decode = torch.compile(self._decode_eager, dynamic=True)
+        # compiled: flex attention on the pages, CUDA graphs on a GPU (CPU: for tests only)
+        self.compiled = cuda if compile_decode is None else compile_decode
+        self._decode: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = self._decode_dense
+        if self.compiled:
+            for t in (*self.pool.k, *self.pool.v, self.pool.table, self.pool.owner):
+                torch._dynamo.mark_static_address(t)
+            torch._dynamo.mark_static_address(self.pool.logical)
+            mode = "reduce-overhead" if cuda else None
+            self._decode = torch.compile(self._decode_flex, mode=mode, dynamic=False)
+        self.on_compile_failure: Callable[[str], None] = lambda reason: None
+        self._active_mask = torch.zeros(slots, dtype=torch.bool, device=self.device)
+        self._seen: torch.Tensor | None = None  # [slots, vocab] for the repetition penalty
+        self._trace: list[torch.Tensor] | None = None
+        self._waiting: deque[_Seq] = deque()
+        self._active: dict[int, _Seq] = {}  # slot -> sequence
+        self._free = list(range(slots - 1, -1, -1))
+        self._done: dict[int, Completion] = {}
 
-    # ---- the model, layer by layer --------------------------------------------------------
+    def _pages_from_memory(self, page: int, fraction: float) -> int:
+        free, _ = torch.cuda.mem_get_info(self.device)
+        per_page = 2 * self.layers * self.kv_heads * self.head_dim * page * self.dtype.itemsize
+        # room for activations and logits of a prefill pass and a decode step
+        reserve = 2 * PREFILL_TOKENS * self.vocab * 4 // 8 + 2 * self.slots * self.vocab * 4
+        return max(2, int((free * fraction - reserve) // per_page))
 
-    def _attention_block(
-        self,
-        layer: Any,
-        i: int,
-        h: torch.Tensor,  # [B, T, hidden]
-        cos_sin: tuple[torch.Tensor, torch.Tensor],
-        slot_idx: torch.Tensor,  # [B]
-        positions: torch.Tensor,  # [B, T]
-        kv_len: int,
-        full_view: bool,
-        mask: torch.Tensor,  # [B, 1, T, kv_len] bool
-    ) -> torch.Tensor:
-        attn = layer.self_attn
-        b, t, _ = h.shape
-        shape = (b, t, -1, self.head_dim)
-        q = attn.q_proj(h).view(shape)
-        k = attn.k_proj(h).view(shape)
-        if hasattr(attn, "q_norm"):
-            q = attn.q_norm(q)
-            k = attn.k_norm(k)
-        q = q.transpose(1, 2)
-        k = k.transpose(1, 2)
-        v = attn.v_proj(h).view(shape).transpose(1, 2)
-        cos, sin = cos_sin
-        q, k = _rotary(q, k, cos, sin)
-        kc, vc = self.k_cache[i], self.v_cache[i]
-        # write the new keys/values at each slot's own positions
-        rows = slot_idx[:, None].expand(b, t)
-        kc[rows, :, positions] = k.transpose(1, 2)  # [B, T, kv, d]
-        vc[rows, :, positions] = v.transpose(1, 2)
-        if full_view:
-            keys, values = kc[:, :, :kv_len], vc[:, :, :kv_len]
-        else:
-            keys = kc.index_select(0, slot_idx)[:, :, :kv_len]
-            values = vc.index_select(0, slot_idx)[:, :, :kv_len]
-        # grouped-query attention without copying the cache: the query heads that share a
-        # key/value head become extra query rows of that head
-        groups = self.n_heads // self.n_kv
-        q = q.reshape(b, self.n_kv, groups * t, self.head_dim)
-        if groups > 1 and t > 1:
-            mask = mask.repeat(1, 1, groups, 1)
-        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=self.scaling)
-        out = out.view(b, self.n_heads, t, self.head_dim).transpose(1, 2).reshape(b, t, -1)
-        return attn.o_proj(out)
+    # ---- forward passes ----------------------------------------------------------------
 
-    def _forward(
-        self,
-        tokens: torch.Tensor,  # [B, T]
-        positions: torch.Tensor,  # [B, T]
-        slot_idx: torch.Tensor,  # [B]
-        kv_len: int,
-        full_view: bool,
-    ) -> torch.Tensor:
-        """Hidden state of the last position of each row, after the final norm: [B, hidden]."""
-        h = self.embed(tokens)
-        cos_sin = self.rotary(h, positions)
-        keys_at = torch.arange(kv_len, device=tokens.device)
-        mask = (keys_at[None, None, :] <= positions[:, :, None])[:, None]  # [B, 1, T, kv_len]
-        for i, layer in enumerate(self.layers):
-            residual = h
-            x = layer.input_layernorm(h)
-            x = self._attention_block(
-                layer, i, x, cos_sin, slot_idx, positions, kv_len, full_view, mask
-            )
-            h = residual + x
-            residual = h
-            h = residual + layer.mlp(layer.post_attention_layernorm(h))
-        return self.norm(h[:, -1])
+    def _forward(self, ids: torch.Tensor, positions: torch.Tensor, batch: Batch) -> torch.Tensor:
+        out = self.model(
+            input_ids=ids,
+            position_ids=positions,
+            use_cache=False,
+            logits_to_keep=1,
+            ptb_kv=batch,
+        )
+        return out.logits[:, -1].float()
 
-    def _decode_eager(
-        self,
-        tokens: torch.Tensor,
-        positions: torch.Tensor,
-        slot_idx: torch.Tensor,
-        kv_len: int,
-        full_view: bool,
-    ) -> torch.Tensor:
-        return self.lm_head(self._forward(tokens, positions, slot_idx, kv_len, full_view))
+    def _decode_dense(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        slots = torch.arange(self.slots, device=self.device)
+        active = self._active_mask
+        write = torch.where(
+            active[:, None],
+            self.pool.physical(slots, positions),
+            self.pool.trash(self.slots)[:, None],
+        )
+        batch = Batch(self.pool, write, positions, slots, int(positions.max()) + 1)
+        return self._forward(ids, positions, batch)
 
-    # ---- scheduling ---------------------------------------------------------------------
+    def _decode_flex(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        slots = torch.arange(self.slots, device=self.device)
+        pos = positions[:, 0]
+        write = self.pool.physical(slots, positions)  # inactive slots: table row is trash
+        masks = paged_kv.decode_block_masks(self.pool, pos, self.windows)
+        batch = Batch(self.pool, write, positions, slots, 0, masks)
+        return self._forward(ids, positions, batch)
+
+    # ---- scheduling --------------------------------------------------------------------
+
+    def submit(self, req_id: int, req: Request) -> None:
+        if len(req.prompt_ids) == 0:
+            raise ValueError("empty prompt")
+        if len(req.prompt_ids) >= self.max_len:
+            raise ValueError(f"prompt of {len(req.prompt_ids)} tokens >= cache {self.max_len}")
+        self._waiting.append(_Seq(req_id, req, []))
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._waiting or self._active)
+
+    def take_done(self) -> dict[int, Completion]:
+        done, self._done = self._done, {}
+        return done
 
     @torch.no_grad()
     def generate(self, requests: Sequence[Request]) -> list[list[int]]:
         """The new tokens of each request (stop token included), in request order."""
-        for r in requests:
-            if len(r.prompt_ids) == 0:
-                raise ValueError("empty prompt")
-            if len(r.prompt_ids) + r.max_new_tokens > self.max_len:
-                raise ValueError(
-                    f"prompt {len(r.prompt_ids)} + max_new_tokens {r.max_new_tokens} "
-                    f"exceeds the cache length {self.max_len}"
-                )
-        results: list[list[int]] = [[] for _ in requests]
-        waiting = deque(enumerate(requests))
-        free = list(range(self.slots - 1, -1, -1))
-        active: list[_Slot] = []
-        while waiting or active:
-            while waiting and free:
-                req_id, req = waiting.popleft()
-                slot = self._prefill(free.pop(), req_id, req)
-                if self._finished(slot):
-                    results[req_id] = slot.out
-                    free.append(slot.index)
-                else:
-                    active.append(slot)
-            if not active:
-                continue
-            self._step(active)
-            still: list[_Slot] = []
-            for slot in active:
-                if self._finished(slot):
-                    results[slot.req_id] = slot.out
-                    free.append(slot.index)
-                else:
-                    still.append(slot)
-            active = still
-        return results
+        return [c.tokens for c in self.complete(requests)]
 
-    def _prefill(self, index: int, req_id: int, req: Request) -> _Slot:
-        gen = None
-        if not req.greedy:
-            gen = torch.Generator(device=self.device)
-            gen.manual_seed(req.seed if req.seed is not None else 0)
-        slot = _Slot(index, req_id, req, len(req.prompt_ids), gen)
-        n = len(req.prompt_ids)
-        tokens = torch.tensor([list(req.prompt_ids)], device=self.device)
-        positions = torch.arange(n, device=self.device)[None]
-        slot_idx = torch.tensor([index], device=self.device)
-        hidden = self._forward(tokens, positions, slot_idx, n, full_view=False)
-        logits = self.lm_head(hidden)
-        self.stats.prefill_tokens += n
-        slot.out.append(self._choose(logits, [slot])[0])
-        return slot
+    @torch.no_grad()
+    def complete(self, requests: Sequence[Request]) -> list[Completion]:
+        for i, r in enumerate(requests):
+            self.submit(i, r)
+        results: dict[int, Completion] = {}
+        while self.busy:
+            self.iterate()
+            results.update(self.take_done())
+        return [results[i] for i in range(len(requests))]
 
-    def _step(self, active: list[_Slot]) -> None:
-        tokens = torch.tensor([[s.out[-1]] for s in active], device=self.device)
-        positions = torch.tensor([[s.pos] for s in active], device=self.device)
-        slot_idx = torch.tensor([s.index for s in active], device=self.device)
-        kv_len = max(s.pos for s in active) + 1
-        full_view = len(active) == self.slots
-        if full_view:  # rows in slot order, so that the cache view lines up with them
-            order = sorted(range(len(active)), key=lambda j: active[j].index)
-            active[:] = [active[j] for j in order]
-            tokens, positions = tokens[order], positions[order]
-            slot_idx = slot_idx[order]
-        logits = self._decode(tokens, positions, slot_idx, kv_len, full_view)
+    @torch.no_grad()
+    def logits_trace(self, req: Request) -> Trace:
+        """Run `req` alone and keep the logits of every step (the engine's self-check)."""
+        if self.busy:
+            raise RuntimeError("logits_trace needs an idle engine")
+        self._trace = []
+        try:
+            (done,) = self.complete([req])
+        finally:
+            rows, self._trace = self._trace, None
+        return Trace(done.tokens, torch.cat(rows))
+
+    @torch.no_grad()
+    def iterate(self) -> None:
+        """Admit and prefill what fits, then one decode step of every active sequence."""
+        with _attention(self.model, paged_kv.ATTN_NAME):
+            self._admit()
+            if self._active:
+                self._step()
+
+    def _admit(self) -> None:
+        group: list[_Seq] = []
+        width = 0
+        while self._waiting and self._free:
+            seq = self._waiting[0]
+            n = len(seq.context())
+            # keep a page per running sequence in hand so decode rarely preempts
+            spare = self.pool.free_pages - len(self._active) - len(group)
+            if self.pool.pages_for(n + 1) > spare:
+                if not self._active and not group:
+                    raise RuntimeError(
+                        f"a prompt of {n} tokens does not fit the KV pool "
+                        f"({self.pool.pages} pages of {self.pool.page_size})"
+                    )
+                break
+            if group and max(width, min(n, PREFILL_TOKENS)) * (len(group) + 1) > PREFILL_TOKENS:
+                break
+            self._waiting.popleft()
+            seq.slot = self._free.pop()
+            self.pool.ensure(seq.slot, n + 1)
+            group.append(seq)
+            width = max(width, min(n, PREFILL_TOKENS))
+        if group:
+            self._prefill(group)
+
+    def _prefill(self, group: list[_Seq]) -> None:
+        self.pool.sync()
+        contexts = [s.context() for s in group]
+        done = [0] * len(group)
+        logits: list[torch.Tensor | None] = [None] * len(group)
+        while any(d < len(c) for d, c in zip(done, contexts, strict=True)):
+            rows = [i for i, c in enumerate(contexts) if done[i] < len(c)]
+            chunks = [contexts[i][done[i] : done[i] + PREFILL_TOKENS] for i in rows]
+            width = max(len(c) for c in chunks)
+            ids = torch.zeros((len(rows), width), dtype=torch.long)
+            pos = torch.zeros((len(rows), width), dtype=torch.long)
+            real = torch.zeros((len(rows), width), dtype=torch.bool)
+            for r, (i, chunk) in enumerate(zip(rows, chunks, strict=True)):
+                pad = width - len(chunk)
+                ids[r, pad:] = torch.tensor(chunk)
+                pos[r, pad:] = torch.arange(done[i], done[i] + len(chunk))
+                real[r, pad:] = True
+            ids, pos, real = ids.to(self.device), pos.to(self.device), real.to(self.device)
+            slots = torch.tensor([group[i].slot for i in rows], device=self.device)
+            trash = self.pool.trash(width)[None].expand(len(rows), -1)
+            write = torch.where(real, self.pool.physical(slots, pos), trash)
+            kv_len = max(done[i] + len(c) for i, c in zip(rows, chunks, strict=True))
+            out = self._forward(ids, pos, Batch(self.pool, write, pos, slots, kv_len))
+            self.stats.prefill_passes += 1
+            for r, (i, chunk) in enumerate(zip(rows, chunks, strict=True)):
+                done[i] += len(chunk)
+                self.stats.prefill_tokens += len(chunk)
+                if done[i] == len(contexts[i]):
+                    logits[i] = out[r]
+        for seq, ctx in zip(group, contexts, strict=True):
+            seq.pos = len(ctx)
+            self._active[seq.slot] = seq
+            if self._penalised(seq.req):
+                seen = self._seen_rows()
+                seen[seq.slot] = False
+                seen[seq.slot, torch.tensor(ctx, device=self.device)] = True
+        rows_logits = torch.stack([x for x in logits if x is not None])
+        self._append(group, rows_logits)
+
+    def _step(self) -> None:
+        self._grow_or_preempt()
+        self.pool.sync()
+        ids = torch.zeros((self.slots, 1), dtype=torch.long)
+        pos = torch.zeros((self.slots, 1), dtype=torch.long)
+        active = torch.zeros(self.slots, dtype=torch.bool)
+        for slot, seq in self._active.items():
+            ids[slot, 0] = seq.out[-1]
+            pos[slot, 0] = seq.pos
+            active[slot] = True
+        self._active_mask = active.to(self.device)
+        ids, pos = ids.to(self.device), pos.to(self.device)
+        try:
+            logits = self._decode(ids, pos)
+        except Exception as exc:  # the compiler failed here: the eager step computes the same
+            if not self.compiled:
+                raise
+            self.compiled = False
+            self._decode = self._decode_dense
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            self.on_compile_failure(reason[:300])
+            logits = self._decode(ids, pos)
+        seqs = list(self._active.values())
         self.stats.decode_steps += 1
-        self.stats.active_per_step.append(len(active))
-        self.stats.live_kv_positions.append(sum(s.pos + 1 for s in active))
-        chosen = self._choose(logits, active)
-        for s, tok in zip(active, chosen, strict=True):
+        self.stats.active_per_step.append(len(seqs))
+        self.stats.live_kv_positions.append(sum(s.pos + 1 for s in seqs))
+        for s in seqs:
             s.pos += 1
-            s.out.append(tok)
+        index = torch.tensor([s.slot for s in seqs], device=self.device)
+        self._append(seqs, logits.index_select(0, index))
 
-    def _choose(self, logits: torch.Tensor, slots: list[_Slot]) -> list[int]:
-        logits = logits.float()
-        greedy = logits.argmax(dim=-1).tolist()
-        out: list[int] = []
-        for row, s in enumerate(slots):
-            if s.req.greedy:
-                out.append(int(greedy[row]))
-            else:
-                out.append(_sample(logits[row], s.req, s.generator))
-        self.stats.generated_tokens += len(slots)
-        return out
+    def _grow_or_preempt(self) -> None:
+        """Every active sequence gets the page its next position needs; when the pool is dry,
+        the youngest sequences go back to the front of the queue."""
+        order = sorted(self._active.values(), key=lambda s: s.req_id)
+        while order:
+            if all(self.pool.ensure(s.slot, s.pos + 1) for s in order):
+                return
+            victim = order.pop()  # the youngest
+            self._release(victim)
+            victim.pos = 0
+            self._waiting.appendleft(victim)
+            self.stats.preemptions += 1
+
+    def _append(self, seqs: list[_Seq], logits: torch.Tensor) -> None:
+        if self._trace is not None:
+            self._trace.append(logits.float().cpu())
+        rules = self._rules(seqs)
+        steps = torch.tensor([len(s.out) for s in seqs], device=self.device)
+        seen = None
+        if self._seen is not None and rules.penalised:
+            seen = self._seen[torch.tensor([s.slot for s in seqs], device=self.device)]
+        chosen = sampler.choose(logits, rules, steps, seen).tolist()
+        self.stats.generated_tokens += len(seqs)
+        for seq, tok in zip(seqs, chosen, strict=True):
+            seq.out.append(int(tok))
+            if self._seen is not None and self._penalised(seq.req):
+                self._seen[seq.slot, int(tok)] = True
+            reason = self._finished(seq)
+            if reason:
+                self._done[seq.req_id] = Completion(seq.out, reason)
+                self._release(seq)
+
+    def _release(self, seq: _Seq) -> None:
+        self._active.pop(seq.slot, None)
+        self.pool.release(seq.slot)
+        self._free.append(seq.slot)
+        seq.slot = -1
+
+    def _finished(self, seq: _Seq) -> str | None:
+        req = seq.req
+        if seq.out[-1] in req.stop_token_ids:
+            return "stop"
+        if req.stop_strings and self.tokenizer is not None:
+            longest = max(len(s) for s in req.stop_strings)
+            tail = self.tokenizer.decode(seq.out[-(longest + 8) :], skip_special_tokens=False)
+            if any(s in tail for s in req.stop_strings):
+                return "stop"
+        if len(seq.out) >= req.max_new_tokens:
+            return "length"
+        if len(req.prompt_ids) + len(seq.out) >= self.max_len:
+            return "length"
+        return None
+
+    def _rules(self, seqs: list[_Seq]) -> sampler.Rules:
+        def col(values: list[Any], dtype: torch.dtype) -> torch.Tensor:
+            return torch.tensor(values, dtype=dtype, device=self.device)
+
+        reqs = [s.req for s in seqs]
+        return sampler.Rules(
+            greedy=col([r.greedy for r in reqs], torch.bool),
+            temperature=col([r.temperature for r in reqs], torch.float32),
+            top_p=col([r.top_p for r in reqs], torch.float32),
+            top_k=col([r.top_k for r in reqs], torch.long),
+            min_p=col([r.min_p for r in reqs], torch.float32),
+            repetition_penalty=col([r.repetition_penalty for r in reqs], torch.float32),
+            seed=col([r.seed for r in reqs], torch.long),
+        )
 
     @staticmethod
-    def _finished(slot: _Slot) -> bool:
-        if slot.out and slot.out[-1] in slot.req.stop_token_ids:
-            return True
-        return len(slot.out) >= slot.req.max_new_tokens
+    def _penalised(req: Request) -> bool:
+        return not req.greedy and req.repetition_penalty != 1.0
+
+    def _seen_rows(self) -> torch.Tensor:
+        if self._seen is None:
+            self._seen = torch.zeros((self.slots, self.vocab), dtype=torch.bool, device=self.device)
+        return self._seen
 
 
-def _rotary(
-    q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    cos = cos.unsqueeze(1)
-    sin = sin.unsqueeze(1)
+@contextmanager
+def _attention(model: Any, name: str) -> Iterator[None]:
+    """The model (and a multimodal model's text part) on the engine's attention, for a while:
+    the model stays usable as it was outside the engine."""
+    configs = {id(c): c for c in _configs(model)}.values()
+    before = [(c, c._attn_implementation) for c in configs]
+    for c in configs:
+        c._attn_implementation = name
+    try:
+        yield
+    finally:
+        for c, value in before:
+            c._attn_implementation = value
 
-    def rot(x: torch.Tensor) -> torch.Tensor:
-        half = x.shape[-1] // 2
-        return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
-    return q * cos + rot(q) * sin, k * cos + rot(k) * sin
-
-
-def _sample(logits: torch.Tensor, req: Request, gen: torch.Generator | None) -> int:
-    """One token from `logits` [vocab]: temperature, top-k, top-p (transformers' order)."""
-    scores = logits / req.temperature
-    if req.top_k and req.top_k < scores.shape[-1]:
-        kth = torch.topk(scores, req.top_k).values[-1]
-        scores = scores.masked_fill(scores < kth, -math.inf)
-    if req.top_p < 1.0:
-        sorted_scores, sorted_idx = torch.sort(scores, descending=False)
-        cum = sorted_scores.softmax(dim=-1).cumsum(dim=-1)
-        remove = cum <= (1 - req.top_p)
-        remove[-1] = False  # keep at least one
-        scores = scores.masked_fill(remove.scatter(0, sorted_idx, remove), -math.inf)
-    probs = scores.softmax(dim=-1)
-    return int(torch.multinomial(probs, 1, generator=gen).item())
+def _configs(model: Any) -> Iterator[Any]:
+    for config in (model.config, getattr(model.config, "text_config", None)):
+        if config is not None:
+            yield config
+    for module in model.modules():
+        config = getattr(module, "config", None)
+        if config is not None and hasattr(config, "_attn_implementation"):
+            yield config

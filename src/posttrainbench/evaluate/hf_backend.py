@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 from inspect_ai.model import ChatMessage, GenerateConfig, ModelOutput, modelapi
@@ -28,26 +27,17 @@ from inspect_ai.model._providers.hf import HuggingFaceAPI
 from inspect_ai.tool import ToolChoice, ToolInfo
 
 from posttrainbench.evaluate import hermes
+from posttrainbench.evaluate.model_class import (  # re-exported: the backend's own names
+    MULTIMODAL_ARCHITECTURES as MULTIMODAL_ARCHITECTURES,
+)
+from posttrainbench.evaluate.model_class import auto_model_class as auto_model_class
 from posttrainbench.records import SamplingDefaults
 
 API_NAME = "ptb-hf"
 # vLLM renders a template that iterates over a message's content with OpenAI content parts
 _LOOPS_OVER_CONTENT = re.compile(r"for\s+\w+\s+in\s+message(\[['\"]content['\"]\]|\.content\b)")
-MULTIMODAL_ARCHITECTURES = ("Gemma3ForConditionalGeneration",)
 
 
-def auto_model_class(model_dir: Path) -> str | None:
-    """The transformers auto-class for a checkpoint AutoModelForCausalLM cannot load."""
-    try:
-        config = json.loads((model_dir / "config.json").read_text())
-    except (OSError, ValueError):
-        return None
-    if any(a in MULTIMODAL_ARCHITECTURES for a in config.get("architectures") or []):
-        return "AutoModelForImageTextToText"
-    return None
-
-
-@modelapi(name=API_NAME)
 class HarnessHuggingFace(HuggingFaceAPI):
     def __init__(
         self,
@@ -96,6 +86,11 @@ class HarnessHuggingFace(HuggingFaceAPI):
         if not isinstance(rendered, str):
             raise TypeError(f"the chat template rendered {type(rendered).__name__}, not text")
         return rendered
+
+
+# registered by a call, not as a decorator: the decorator hands back a factory, and the
+# engine backend's provider subclasses this class
+modelapi(name=API_NAME)(HarnessHuggingFace)
 
 
 def vllm_tool(tool: ToolInfo) -> dict[str, Any]:

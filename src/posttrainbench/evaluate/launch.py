@@ -48,7 +48,7 @@ class EvalOptions(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    backend: str = "hf"
+    backend: str = "auto"
     base_url: str | None = None
     judge_model: str | None = None
     judge_base_url: str | None = None

@@ -26,6 +26,7 @@ from posttrainbench.catalog.suites import suite as suite_named
 from posttrainbench.errors import ConfigError, DataUnavailableError, EvaluationError, PtbError
 from posttrainbench.evaluate.answer_check import code_isolation
 from posttrainbench.evaluate.backends import BACKENDS, ModelRequest
+from posttrainbench.evaluate.backends import resolve as resolve_backend
 from posttrainbench.evaluate.chat_templates import family, template_path
 from posttrainbench.evaluate.generation import model_sampling
 from posttrainbench.records import (
@@ -173,7 +174,7 @@ def run_task(task: Any, req: ModelRequest, backend: str, log_dir: Path) -> Any:
             model=model,
             log_dir=str(log_dir),
             display="none",
-            max_connections=req.batch_size,
+            max_connections=served.max_connections or req.batch_size,
             fail_on_error=True,
             log_samples=True,
             score_display=False,
@@ -212,7 +213,7 @@ def evaluate_model(
     seeds: int | None = None,
     judge_model: str | None = None,
     judge_base_url: str | None = None,
-    backend: str = "hf",
+    backend: str = "auto",
     base_url: str | None = None,
 ) -> EvalMetrics:
     """Evaluate once per evaluation seed of the suite's policy for this benchmark (`seeds`
@@ -223,6 +224,7 @@ def evaluate_model(
 
     if collected is not None:
         check_collected(model_dir, collected)
+    backend = resolve_backend(backend)
     info = BENCHMARKS.get(benchmark)
     chosen = suite_named(suite)
     policy = chosen.seed_policy(benchmark)

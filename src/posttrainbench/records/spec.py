@@ -128,7 +128,10 @@ class RunSpec(Versioned):
     eval_timeout_s: int | None = Field(
         default=None, gt=0, description="Evaluation time limit; None takes the benchmark's default."
     )
-    eval_backend: str = Field(default="hf", description="Evaluation backend: hf or vllm.")
+    eval_backend: str = Field(
+        default="auto",
+        description="Evaluation backend: auto (engine with CUDA, else hf), engine, hf or vllm.",
+    )
     judge_model: str | None = Field(
         default=None, description="LLM judge of judged benchmarks (an inspect model name)."
     )

@@ -89,7 +89,7 @@ class SweepSpec(BaseModel):
     allow_provider_tools: bool = False
     continue_min_s: int = Field(default=600, ge=0, alias="continue_min")
     eval_timeout_s: int | None = Field(default=None, gt=0, alias="eval_timeout")
-    eval_backend: str = "hf"
+    eval_backend: str = "auto"
     judge_model: str | None = None
     judge_base_url: str | None = None
     limits: SandboxLimits = Field(default_factory=lambda: SandboxLimits())

@@ -1,0 +1,262 @@
+"""The engine's paged KV cache and the attention function a transformers model calls with it.
+
+Keys and values of every layer live in one pool per layer, `[1, kv_heads, pages * page_size,
+head_dim]`; a slot (one running sequence) owns a list of pages, written in its row of the page
+table. Page 0 is the trash page: the inactive slots of a fixed-shape decode step and the padding
+of a prefill batch write there and nothing reads it.
+
+The model runs its own modules (embedding, norms, projections, rotary embedding with each row's
+own positions, MLP, head, Gemma's scalings) and calls `paged_attention` through transformers'
+attention interface (registered as `ptb_paged`); the batch's layout reaches it as the `ptb_kv`
+keyword. Two kernels: `dense` gathers each row's pages and runs scaled-dot-product attention
+under an explicit causal (and sliding-window) mask: any device, used for prefill and on CPU;
+`flex` reads the pages in place with flex attention and a block mask that lists each row's pages,
+so a decode step reads only the live positions: CUDA, inside the compiled decode step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+ATTN_NAME = "ptb_paged"
+TRASH_PAGE = 0
+
+
+class PagePool:
+    """Pages of keys and values for `slots` sequences; host-side allocation, device-side tables."""
+
+    def __init__(
+        self,
+        *,
+        layers: int,
+        kv_heads: int,
+        head_dim: int,
+        pages: int,
+        page_size: int,
+        slots: int,
+        max_len: int,
+        dtype: torch.dtype,
+        device: torch.device,
+    ) -> None:
+        if pages < 2:
+            raise ValueError("a page pool needs at least 2 pages (one is the trash page)")
+        self.page_size = page_size
+        self.pages = pages
+        self.slots = slots
+        self.max_len = max_len
+        self.max_pages = math.ceil(max_len / page_size)
+        shape = (1, kv_heads, pages * page_size, head_dim)
+        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
+        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
+        self.device = device
+        # host copies, pushed to the device tensors once per step when changed
+        self._table = torch.zeros((slots, self.max_pages), dtype=torch.int32)
+        self._owner = torch.full((pages,), -1, dtype=torch.int32)
+        self._logical = torch.zeros((pages,), dtype=torch.int32)
+        self.table = self._table.to(device)
+        self.owner = self._owner.to(device)
+        self.logical = self._logical.to(device)
+        self._dirty = False
+        self.free: list[int] = list(range(pages - 1, TRASH_PAGE, -1))
+        self.owned: list[list[int]] = [[] for _ in range(slots)]
+
+    @property
+    def free_pages(self) -> int:
+        return len(self.free)
+
+    def pages_for(self, length: int) -> int:
+        return math.ceil(length / self.page_size)
+
+    def ensure(self, slot: int, length: int) -> bool:
+        """Pages for positions [0, length) of `slot`; False (nothing taken) when too few free."""
+        need = self.pages_for(length) - len(self.owned[slot])
+        if need <= 0:
+            return True
+        if need > len(self.free):
+            return False
+        for _ in range(need):
+            page = self.free.pop()
+            j = len(self.owned[slot])
+            self.owned[slot].append(page)
+            self._table[slot, j] = page
+            self._owner[page] = slot
+            self._logical[page] = j
+        self._dirty = True
+        return True
+
+    def release(self, slot: int) -> None:
+        for page in self.owned[slot]:
+            self._owner[page] = -1
+            self.free.append(page)
+        self.owned[slot] = []
+        self._table[slot] = TRASH_PAGE
+        self._dirty = True
+
+    def sync(self) -> None:
+        """Push the host tables to the device (in place: compiled graphs keep their addresses)."""
+        if self._dirty:
+            self.table.copy_(self._table, non_blocking=False)
+            self.owner.copy_(self._owner)
+            self.logical.copy_(self._logical)
+            self._dirty = False
+
+    def physical(self, slots: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Pool index of each (slot, logical position): [B, T] on the device."""
+        page = self.table[slots[:, None], positions // self.page_size]
+        return page.long() * self.page_size + positions % self.page_size
+
+    def trash(self, count: int) -> torch.Tensor:
+        return torch.arange(count, device=self.device) % self.page_size + TRASH_PAGE
+
+
+@dataclass
+class Batch:
+    """What one forward pass writes and reads: reaches `paged_attention` as `ptb_kv`."""
+
+    pool: PagePool
+    write_at: torch.Tensor  # [B, T] pool index of each new token (padding: the trash page)
+    positions: torch.Tensor  # [B, T] logical position of each query
+    slots: torch.Tensor  # [B] slot of each row
+    kv_len: int  # dense: logical positions gathered per row
+    block_masks: dict[int | None, Any] = field(default_factory=dict)  # flex: by sliding window
+
+    def gather_index(self) -> torch.Tensor:
+        logical = torch.arange(self.kv_len, device=self.positions.device)
+        return self.pool.physical(self.slots, logical[None].expand(len(self.slots), -1))
+
+    def dense_mask(self, window: int | None) -> torch.Tensor:
+        j = torch.arange(self.kv_len, device=self.positions.device)[None, None, :]
+        p = self.positions[:, :, None]
+        mask = j <= p
+        if window is not None:
+            mask &= j > p - window
+        return mask[:, None]  # [B, 1, T, kv_len]
+
+
+def paged_attention(
+    module: Any,
+    query: torch.Tensor,  # [B, H, T, d]
+    key: torch.Tensor,  # [B, KV, T, d]
+    value: torch.Tensor,
+    attention_mask: Any,
+    scaling: float | None = None,
+    sliding_window: int | None = None,
+    softcap: float | None = None,
+    ptb_kv: Batch | None = None,
+    **_: Any,
+) -> tuple[torch.Tensor, None]:
+    if ptb_kv is None:
+        raise RuntimeError("ptb_paged attention called without the engine's batch (ptb_kv)")
+    batch = ptb_kv
+    layer = int(module.layer_idx)
+    k_pool, v_pool = batch.pool.k[layer], batch.pool.v[layer]
+    index = batch.write_at.reshape(-1)
+    n_kv, d = key.shape[1], key.shape[3]
+    k_pool[0].index_copy_(1, index, key.transpose(0, 1).reshape(n_kv, -1, d))
+    v_pool[0].index_copy_(1, index, value.transpose(0, 1).reshape(n_kv, -1, d))
+    if batch.block_masks:
+        from torch.nn.attention.flex_attention import flex_attention
+
+        score_mod = None
+        if softcap:
+            cap = float(softcap)
+
+            def score_mod(score: Any, b: Any, h: Any, q: Any, kv: Any) -> Any:
+                return cap * torch.tanh(score / cap)
+
+        out = flex_attention(
+            query,
+            k_pool,
+            v_pool,
+            score_mod=score_mod,
+            block_mask=batch.block_masks[sliding_window],
+            scale=scaling,
+            enable_gqa=True,
+        )
+    else:
+        gather = batch.gather_index()  # [B, L]
+        keys = k_pool[0][:, gather].transpose(0, 1)  # [B, KV, L, d]
+        values = v_pool[0][:, gather].transpose(0, 1)
+        mask = batch.dense_mask(sliding_window)
+        if softcap:
+            out = _softcapped(query, keys, values, mask, scaling, float(softcap))
+        else:
+            out = F.scaled_dot_product_attention(
+                query, keys, values, attn_mask=mask, scale=scaling, enable_gqa=True
+            )
+    return out.transpose(1, 2).contiguous(), None
+
+
+def _softcapped(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor,
+    scaling: float | None,
+    cap: float,
+) -> torch.Tensor:
+    groups = q.shape[1] // k.shape[1]
+    k = k.repeat_interleave(groups, dim=1)
+    v = v.repeat_interleave(groups, dim=1)
+    scale = scaling if scaling is not None else q.shape[-1] ** -0.5
+    scores = (q @ k.transpose(-1, -2)) * scale
+    scores = cap * torch.tanh(scores / cap)
+    scores = scores.masked_fill(~mask, -math.inf)
+    return scores.softmax(dim=-1).to(v.dtype) @ v
+
+
+def decode_block_masks(
+    pool: PagePool, positions: torch.Tensor, windows: set[int | None]
+) -> dict[int | None, Any]:
+    """Flex block masks of a one-token decode step, one per sliding window: row b reads the
+    pages of its slot (row b is slot b) up to its position, from the window's first page."""
+    from torch.nn.attention.flex_attention import BlockMask
+
+    size = pool.page_size
+    slots = positions.shape[0]
+    owner, logical, table = pool.owner, pool.logical, pool.table
+    cols = torch.arange(pool.pages, device=positions.device)
+    last = positions // size  # [S]
+    masks: dict[int | None, Any] = {}
+    for window in windows:
+        first = torch.zeros_like(last) if window is None else (positions - window + 1).clamp(min=0)
+        first_page = first // size
+        num = (last - first_page + 1).to(torch.int32)
+        col = (first_page[:, None] + cols[None, :]).clamp(max=pool.max_pages - 1)
+        indices = table.gather(1, col).to(torch.int32)  # [S, pages]
+
+        def mask_mod(b: Any, h: Any, q: Any, kv: Any, window: int | None = window) -> Any:
+            page = kv // size
+            pos = logical[page] * size + kv % size
+            ok = (owner[page] == b) & (pos <= positions[b])
+            if window is not None:
+                ok = ok & (pos > positions[b] - window)
+            return ok
+
+        masks[window] = BlockMask.from_kv_blocks(
+            num.view(slots, 1, 1),
+            indices.view(slots, 1, 1, -1),
+            BLOCK_SIZE=(1, size),
+            mask_mod=mask_mod,
+            seq_lengths=(1, pool.pages * size),
+        )
+    return masks
+
+
+def register() -> None:
+    """Make `ptb_paged` an attention implementation transformers models can be set to."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface
+
+    AttentionInterface.register(ATTN_NAME, paged_attention)
+    # the engine builds its own masks: the model's mask builder returns nothing
+    AttentionMaskInterface.register(ATTN_NAME, _no_mask)
+
+
+def _no_mask(*args: Any, **kwargs: Any) -> None:
+    return None

@@ -1,0 +1,84 @@
+"""Next tokens for a batch of rows, each with its own decoding rule and seed.
+
+Greedy rows take the argmax. Sampling rows apply, in transformers' order, the repetition penalty
+(over prompt and output tokens, as vLLM), temperature, top-k, top-p and min-p, then draw by the
+Gumbel-max trick with noise from a counter-based hash of (request seed, token index, vocabulary
+id): a request's draw depends on nothing else in the batch, and a request preempted and resumed
+draws the same tokens. One vectorised pass for the whole batch, no per-row generator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+_M1 = -4658895280553007687  # 0xBF58476D1CE4E5B9 as int64 (splitmix64)
+_M2 = -7723592293110705685  # 0x94D049BB133111EB
+_GOLDEN = -7046029254386353131  # 0x9E3779B97F4A7C15
+
+
+def _mix(x: torch.Tensor) -> torch.Tensor:
+    """splitmix64's finaliser on int64 (wrapping products, logical shifts by masking)."""
+    x = x ^ ((x >> 30) & ((1 << 34) - 1))
+    x = x * _M1
+    x = x ^ ((x >> 27) & ((1 << 37) - 1))
+    x = x * _M2
+    return x ^ ((x >> 31) & ((1 << 33) - 1))
+
+
+def uniform(seeds: torch.Tensor, steps: torch.Tensor, vocab: int) -> torch.Tensor:
+    """[B, vocab] uniforms in (0, 1), a pure function of (seed, step, vocabulary id)."""
+    key = _mix(_mix(seeds.long() * _GOLDEN + 1) + steps.long())  # [B]
+    ids = torch.arange(vocab, device=seeds.device, dtype=torch.long)
+    bits = _mix(key[:, None] + ids[None, :] * _GOLDEN)
+    return (((bits >> 40) & 0xFFFFFF).float() + 0.5) / float(1 << 24)
+
+
+@dataclass
+class Rules:
+    """Per-row decoding rules as device tensors ([B] each)."""
+
+    greedy: torch.Tensor  # bool
+    temperature: torch.Tensor
+    top_p: torch.Tensor
+    top_k: torch.Tensor  # long, 0: off
+    min_p: torch.Tensor
+    repetition_penalty: torch.Tensor
+    seed: torch.Tensor  # long
+
+    @property
+    def penalised(self) -> bool:
+        return bool((self.repetition_penalty != 1.0).any())
+
+
+def choose(
+    logits: torch.Tensor,  # [B, V] float32
+    rules: Rules,
+    steps: torch.Tensor,  # [B] index of the token being drawn in its request's output
+    seen: torch.Tensor | None = None,  # [B, V] bool: tokens in prompt or output
+) -> torch.Tensor:
+    """The next token of every row: [B] long."""
+    best = logits.argmax(dim=-1)
+    if bool(rules.greedy.all()):
+        return best
+    scores = logits
+    if seen is not None:
+        pen = rules.repetition_penalty[:, None]
+        scores = torch.where(seen, torch.where(scores > 0, scores / pen, scores * pen), scores)
+    scores = scores / rules.temperature.clamp(min=1e-6)[:, None]
+    vocab = scores.shape[-1]
+    sorted_scores, order = scores.sort(dim=-1, descending=True)
+    rank = torch.arange(vocab, device=scores.device)[None, :]
+    k = torch.where(rules.top_k > 0, rules.top_k.clamp(max=vocab), vocab)[:, None]
+    drop = rank >= k
+    sorted_scores = sorted_scores.masked_fill(drop, -torch.inf)
+    probs = sorted_scores.softmax(dim=-1)
+    before = probs.cumsum(dim=-1) - probs  # mass of the better tokens
+    drop |= (before >= rules.top_p[:, None]) & (rank > 0)
+    drop |= (probs < rules.min_p[:, None] * probs[:, :1]) & (rank > 0)
+    sorted_scores = sorted_scores.masked_fill(drop, -torch.inf)
+    filtered = torch.full_like(scores, -torch.inf).scatter(1, order, sorted_scores)
+    gumbel = -torch.log(-torch.log(uniform(rules.seed, steps, vocab)))
+    drawn = (filtered + gumbel).argmax(dim=-1)
+    return torch.where(rules.greedy, best, drawn)

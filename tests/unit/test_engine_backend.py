@@ -1,0 +1,119 @@
+"""The `engine` backend through inspect-ai on the embedded model (CPU, fp32): the same answers as
+the `hf` path, seeded sampling reproducible, the fallback taken and recorded, `auto` resolved."""
+
+import concurrent.futures
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from posttrainbench.errors import PtbError
+from posttrainbench.evaluate.backends import resolve
+from posttrainbench.evaluate.engine_backend import EngineServer, cut_at_stop
+from posttrainbench.evaluate.run import evaluate_model
+
+
+def _completions(log_file: str) -> list[str]:
+    from inspect_ai.log import read_eval_log
+
+    log = read_eval_log(log_file.removeprefix("file://"))
+    return [s.output.completion for s in sorted(log.samples or [], key=lambda s: str(s.id))]
+
+
+def test_engine_answers_as_the_hf_path(tiny_model_dir: Path, tmp_path: Path) -> None:
+    kw = dict(limit=12, template_family="ptb-tiny")
+    hf = evaluate_model(tiny_model_dir, "arith", tmp_path / "hf", backend="hf", **kw)
+    eng = evaluate_model(tiny_model_dir, "arith", tmp_path / "eng", backend="engine", **kw)
+    assert eng.backend == "engine" and eng.params["engine"] == "used", eng.params
+    assert eng.params["engine_slots"] == 64 and eng.params["engine_compiled"] == "no"
+    assert hf.log_file and eng.log_file
+    assert _completions(eng.log_file) == _completions(hf.log_file)
+    assert eng.score == hf.score
+
+
+def test_engine_sampling_is_seeded(tiny_model_dir: Path, tmp_path: Path) -> None:
+    hot = tmp_path / "hot"
+    shutil.copytree(tiny_model_dir, hot)
+    (hot / "generation_config.json").write_text(json.dumps({"temperature": 1.5, "top_k": 20}))
+
+    def run(name: str, seed: int) -> list[str]:
+        m = evaluate_model(
+            hot, "arith", tmp_path / name, limit=12, template_family="ptb-tiny",
+            backend="engine", seed=seed,
+        )  # fmt: skip
+        assert m.params["engine"] == "used" and m.decoding["temperature"] != 0.0
+        assert m.log_file
+        return _completions(m.log_file)
+
+    a = run("a", 3)
+    assert a == run("b", 3)
+    assert a != run("c", 4)
+
+
+def test_a_model_the_engine_refuses_falls_back_and_says_why(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from transformers import AutoTokenizer, BloomConfig, BloomForCausalLM
+
+    bloom = tmp_path / "bloom"
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    BloomForCausalLM(
+        BloomConfig(vocab_size=len(tok), hidden_size=32, n_layer=2, n_head=4)
+    ).save_pretrained(bloom)
+    for f in tiny_model_dir.iterdir():
+        if f.name.startswith(("tokenizer", "special_tokens", "chat_template")):
+            shutil.copy(f, bloom / f.name)
+    m = evaluate_model(
+        bloom, "arith", tmp_path / "eval", limit=4, template_family="ptb-tiny", backend="engine"
+    )
+    assert m.n_samples == 4 and m.backend == "engine"
+    reason = str(m.params["engine"])
+    assert reason.startswith("not used: model type 'bloom'") and "hf path" in reason, reason
+
+
+def test_auto_is_the_engine_only_with_cuda() -> None:
+    import torch
+
+    assert resolve("auto") == ("engine" if torch.cuda.is_available() else "hf")
+    assert resolve("engine") == "engine" and resolve("vllm") == "vllm"
+    with pytest.raises(PtbError):
+        resolve("fast-please")
+
+
+def test_stop_strings_are_cut_as_vllm_does() -> None:
+    assert cut_at_stop("x = 1\n\nQuestion: y", ("Question:", "\n\n\n")) == "x = 1\n\n"
+    assert cut_at_stop("no stop here", ("Question:",)) == "no stop here"
+    assert cut_at_stop("ab", ()) == "ab"
+
+
+class _Broken:
+    """An engine whose step fails once a request is in."""
+
+    busy = False
+
+    def submit(self, req_id: int, req: object) -> None:
+        if req == "refused":
+            raise ValueError("prompt too long")
+        self.busy = True
+
+    def iterate(self) -> None:
+        raise RuntimeError("CUDA error: an illegal memory access")
+
+    def take_done(self) -> dict[int, object]:
+        return {}
+
+
+def test_a_broken_engine_fails_every_sample_and_never_hangs() -> None:
+    server = EngineServer(_Broken())
+    refused = server.submit("refused")
+    with pytest.raises(ValueError, match="too long"):
+        refused.result(timeout=30)
+    first = server.submit("a")
+    with pytest.raises(RuntimeError, match="illegal memory"):
+        first.result(timeout=30)
+    later = server.submit("b")  # after the break: fails at once, never waits forever
+    with pytest.raises(RuntimeError, match="illegal memory"):
+        later.result(timeout=30)
+    server.stop()
+    assert isinstance(later, concurrent.futures.Future)
