@@ -44,6 +44,20 @@ SHAPES = {
         vocab_size=151936,
         tie_word_embeddings=True,
     ),
+    "gemma-3-4b": dict(
+        family="gemma3",
+        hidden_size=2560,
+        num_hidden_layers=34,
+        num_attention_heads=8,
+        num_key_value_heads=4,
+        head_dim=256,
+        intermediate_size=10240,
+        vocab_size=262208,
+        sliding_window=1024,
+        query_pre_attn_scalar=256,
+        layer_types=(["sliding_attention"] * 5 + ["full_attention"]) * 5
+        + ["sliding_attention"] * 4,
+    ),
     "tiny": dict(
         hidden_size=64,
         num_hidden_layers=2,
@@ -69,6 +83,75 @@ def workload(n: int, seed: int, max_out: int, prompt_mean: int, vocab: int) -> l
         ids = torch.randint(10, vocab, (plen,), generator=g).tolist()
         reqs.append(Request(ids, out))
     return reqs
+
+
+# v1.2: (benchmark, items, seeds when the model samples, mean prompt tokens); the evaluation
+# runs each (benchmark, seed) as its own inspect evaluation, one after the other
+V12 = (
+    ("aime2025", 30, 5, 150),
+    ("arenahardwriting", 250, 1, 400),
+    ("gpqamain", 448, 5, 300),
+    ("gsm8k", 1319, 5, 900),
+    ("healthbench", 245, 1, 1000),
+    ("humaneval", 164, 5, 200),
+)
+SAMPLING = dict(temperature=0.7, top_p=0.8, top_k=20)  # a typical instruct generation config
+
+
+def build(shape: str, device: torch.device, dtype: torch.dtype) -> tuple[object, object]:
+    fields = dict(SHAPES[shape])
+    if fields.pop("family", "qwen3") == "gemma3":
+        config = transformers.Gemma3TextConfig(**fields, max_position_embeddings=32768)
+        cls = transformers.Gemma3ForCausalLM
+    else:
+        config = transformers.Qwen3Config(**fields, max_position_embeddings=40960)
+        cls = transformers.Qwen3ForCausalLM
+    with torch.device(device):
+        model = cls(config).to(dtype).eval()
+    return model, config
+
+
+def run_v12(model: object, config: object, args: argparse.Namespace, kv_per_pos: int) -> None:
+    """A whole v1.2 evaluation's generation: every (benchmark, seed) in turn, sampled."""
+    vocab = config.vocab_size
+    groups = []
+    for b, (name, items, seeds, plen) in enumerate(V12):
+        for seed in range(seeds):
+            reqs = workload(items, 1000 * b + seed, args.max_out, plen, vocab)
+            reqs = [
+                Request(r.prompt_ids, r.max_new_tokens, seed=i, **SAMPLING)
+                for i, r in enumerate(reqs)
+            ]
+            groups.append((name, seed, reqs))
+    max_len = max(len(r.prompt_ids) + r.max_new_tokens for _, _, g in groups for r in g)
+    t0 = time.perf_counter()
+    engine = Engine(model, slots=args.slots, max_len=max_len, compile_decode=not args.eager)
+    engine.generate([Request(groups[0][2][0].prompt_ids[:64], 16, seed=1, **SAMPLING)])
+    sync()
+    setup = time.perf_counter() - t0
+    print(
+        f"v1.2: {len(groups)} evaluations, {sum(len(g) for _, _, g in groups)} requests; "
+        f"engine set-up + compile {setup:.1f} s; KV pool {engine.pool.pages} pages"
+    )
+    total_tokens = 0
+    t = time.perf_counter()
+    per: dict[str, list[float]] = {}
+    for name, _seed, reqs in groups:
+        s0 = time.perf_counter()
+        got = engine.generate(reqs)
+        sync()
+        n = sum(len(x) for x in got)
+        total_tokens += n
+        per.setdefault(name, [0.0, 0])
+        per[name][0] += time.perf_counter() - s0
+        per[name][1] += n
+    wall = time.perf_counter() - t
+    for name, (w, n) in per.items():
+        print(f"  {name:18s} {n:>10,} tokens {w:7.1f} s  {n / w:>8,.0f} tok/s")
+    print(
+        f"V1.2 WHOLE: {total_tokens:,} generated tokens in {wall:.1f} s ({wall / 60:.1f} min) "
+        f"= {total_tokens / wall:,.0f} tok/s; with set-up {(wall + setup) / 60:.1f} min"
+    )
 
 
 def sync() -> None:
@@ -126,22 +209,24 @@ def main() -> None:
     ap.add_argument("--agree", type=int, default=4, help="requests compared with generate")
     ap.add_argument("--eager", action="store_true", help="no compiled decode step (CUDA)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workload", default="gsm8k", choices=("gsm8k", "v1.2"))
     args = ap.parse_args()
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     print(f"device {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}", end=" ")
     print(f"torch {torch.__version__} transformers {transformers.__version__}")
-    config = transformers.Qwen3Config(**SHAPES[args.shape], max_position_embeddings=40960)
     torch.manual_seed(args.seed)
-    with torch.device(device):
-        model = transformers.Qwen3ForCausalLM(config).to(dtype).eval()
+    model, config = build(args.shape, device, dtype)
     model.generation_config.eos_token_id = None
     model.generation_config.pad_token_id = 0
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     kv_per_pos = 2 * config.num_hidden_layers * config.num_key_value_heads * config.head_dim
     kv_per_pos *= torch.finfo(dtype).bits // 8
 
+    if args.workload == "v1.2":
+        run_v12(model, config, args, kv_per_pos)
+        return
     reqs = workload(args.n, args.seed, args.max_out, args.prompt_mean, config.vocab_size)
     max_len = max(len(r.prompt_ids) + r.max_new_tokens for r in reqs)
     outs = sorted(r.max_new_tokens for r in reqs)

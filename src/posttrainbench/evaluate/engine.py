@@ -146,6 +146,9 @@ class Engine:
             raise ValueError(f"engine cannot run this model: {reason}")
         paged_kv.register()
         self.model = model.eval()
+        # inference only: flex attention under the compiler refuses inputs that need a gradient
+        for p in model.parameters():
+            p.requires_grad_(False)
         text = getattr(model.config, "text_config", None) or model.config
         self.layers = int(text.num_hidden_layers)
         self.kv_heads = int(text.num_key_value_heads)

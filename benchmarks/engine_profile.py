@@ -1,0 +1,97 @@
+"""Where a decode step of the engine spends its time, on a full batch of equal-length sequences.
+
+Fills every slot with a prompt of `--prompt` tokens, then times `--steps` decode steps: the
+model's forward (compiled flex or eager gathered pages), the sampler and the host's bookkeeping,
+and prints the compiler's recompile and CUDA-graph-skip counters.
+
+    PYTHONPATH=src python benchmarks/engine_profile.py --slots 128 --prompt 1024
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from posttrainbench.evaluate import engine as engine_mod
+from posttrainbench.evaluate.engine import Engine, Request
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--shape", default="qwen3-1.7b")
+    ap.add_argument("--slots", type=int, default=128)
+    ap.add_argument("--prompt", type=int, default=1024)
+    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--eager", action="store_true")
+    args = ap.parse_args()
+    import sys
+
+    sys.path.insert(0, "benchmarks")
+    from eval_engine import build, sync
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    model, config = build(args.shape, device, dtype)
+    max_len = args.prompt + args.steps + 64
+    t = time.perf_counter()
+    eng = Engine(model, slots=args.slots, max_len=max_len, compile_decode=not args.eager)
+    g = torch.Generator().manual_seed(0)
+    reqs = [
+        Request(torch.randint(10, config.vocab_size, (args.prompt,), generator=g).tolist(), 10**6)
+        for _ in range(args.slots)
+    ]
+    for i, r in enumerate(reqs):
+        eng.submit(i, r)
+    timings = {"decode": 0.0, "sample+host": 0.0}
+    real_decode = eng._decode
+
+    def timed(ids: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        sync()
+        s = time.perf_counter()
+        out = real_decode(ids, pos)
+        sync()
+        timings["decode"] += time.perf_counter() - s
+        return out
+
+    eng._decode = timed
+    # admit everything (prefill passes interleave with decode steps until the slots are full)
+    with engine_mod._attention(eng.model, engine_mod.paged_kv.ATTN_NAME):
+        s = time.perf_counter()
+        while eng._waiting:
+            eng._admit()
+        sync()
+        prefill = time.perf_counter() - s
+    print(
+        f"prefill {eng.stats.prefill_tokens} tokens in {eng.stats.prefill_passes} passes: "
+        f"{prefill:.2f} s = {eng.stats.prefill_tokens / prefill:,.0f} tok/s"
+    )
+    eng.iterate()  # first step: compile / capture
+    sync()
+    print(f"set-up incl. first step {time.perf_counter() - t:.1f} s")
+    timings["decode"] = 0.0
+    s = time.perf_counter()
+    for _ in range(args.steps):
+        eng.iterate()
+    sync()
+    wall = time.perf_counter() - s
+    host = wall - timings["decode"]
+    kv = args.slots * (args.prompt + args.steps // 2)
+    per_pos = 2 * config.num_hidden_layers * config.num_key_value_heads * config.head_dim * 2
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    roof = (weights + kv * per_pos) / 3.0e12
+    print(
+        f"{args.steps} steps x {args.slots} slots: {wall / args.steps * 1e3:.2f} ms/step "
+        f"(decode {timings['decode'] / args.steps * 1e3:.2f}, rest {host / args.steps * 1e3:.2f}); "
+        f"{args.slots * args.steps / wall:,.0f} tok/s; roofline {roof * 1e3:.2f} ms/step at 3 TB/s"
+    )
+    from torch._dynamo.utils import counters
+
+    for key in ("stats", "inductor", "graph_break"):
+        if counters.get(key):
+            print(key, dict(counters[key]))
+
+
+if __name__ == "__main__":
+    main()
