@@ -201,7 +201,12 @@ def test_sampler_draws_from_the_filtered_distribution() -> None:
     assert torch.allclose(freq, logits[0].softmax(-1), atol=0.03), freq
     assert torch.equal(drawn, sampler.choose(logits, rules(), steps))  # a pure function
     assert not torch.equal(drawn, sampler.choose(logits, rules(), steps + 1))
-    assert set(sampler.choose(logits, rules(top_k=2), steps).tolist()) == {0, 1}
+    fast = sampler.choose(logits, rules(top_k=2), steps)  # ranks only the 2 best
+    assert set(fast.tolist()) == {0, 1}
+    mixed = rules(top_k=2)
+    mixed.top_k[-1] = 0  # one row without top-k: every row goes through the full sort
+    full = sampler.choose(logits, mixed, steps)
+    assert torch.equal(fast[:-1], full[:-1])  # the same draws either way
     # top-p 0.8: tokens 0, 1, 2 hold 0.84 of the mass; token 3 never drawn
     assert set(sampler.choose(logits, rules(top_p=0.8), steps).tolist()) == {0, 1, 2}
     assert set(sampler.choose(logits, rules(min_p=0.3), steps).tolist()) == {0, 1}

@@ -27,11 +27,11 @@ def _mix(x: torch.Tensor) -> torch.Tensor:
     return x ^ ((x >> 31) & ((1 << 33) - 1))
 
 
-def uniform(seeds: torch.Tensor, steps: torch.Tensor, vocab: int) -> torch.Tensor:
-    """[B, vocab] uniforms in (0, 1), a pure function of (seed, step, vocabulary id)."""
+def uniform_at(seeds: torch.Tensor, steps: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Uniforms in (0, 1) for the vocabulary ids `ids` ([B, n]) of each row: a pure function of
+    (seed, step, vocabulary id)."""
     key = _mix(_mix(seeds.long() * _GOLDEN + 1) + steps.long())  # [B]
-    ids = torch.arange(vocab, device=seeds.device, dtype=torch.long)
-    bits = _mix(key[:, None] + ids[None, :] * _GOLDEN)
+    bits = _mix(key[:, None] + ids.long() * _GOLDEN)
     return (((bits >> 40) & 0xFFFFFF).float() + 0.5) / float(1 << 24)
 
 
@@ -68,8 +68,16 @@ def choose(
         scores = torch.where(seen, torch.where(scores > 0, scores / pen, scores * pen), scores)
     scores = scores / rules.temperature.clamp(min=1e-6)[:, None]
     vocab = scores.shape[-1]
-    sorted_scores, order = scores.sort(dim=-1, descending=True)
-    rank = torch.arange(vocab, device=scores.device)[None, :]
+    sampling = ~rules.greedy
+    ks = rules.top_k[sampling]
+    if bool((ks > 0).all()) and int(ks.max()) < vocab:
+        # every sampling row keeps at most k tokens: rank only the k best (same draws: the
+        # noise belongs to the vocabulary id, not to where the token was ranked)
+        sorted_scores, order = scores.topk(int(ks.max()), dim=-1)
+    else:
+        sorted_scores, order = scores.sort(dim=-1, descending=True)
+    width = sorted_scores.shape[-1]
+    rank = torch.arange(width, device=scores.device)[None, :]
     k = torch.where(rules.top_k > 0, rules.top_k.clamp(max=vocab), vocab)[:, None]
     drop = rank >= k
     sorted_scores = sorted_scores.masked_fill(drop, -torch.inf)
@@ -78,7 +86,6 @@ def choose(
     drop |= (before >= rules.top_p[:, None]) & (rank > 0)
     drop |= (probs < rules.min_p[:, None] * probs[:, :1]) & (rank > 0)
     sorted_scores = sorted_scores.masked_fill(drop, -torch.inf)
-    filtered = torch.full_like(scores, -torch.inf).scatter(1, order, sorted_scores)
-    gumbel = -torch.log(-torch.log(uniform(rules.seed, steps, vocab)))
-    drawn = (filtered + gumbel).argmax(dim=-1)
-    return torch.where(rules.greedy, best, drawn)
+    noise = uniform_at(rules.seed, steps, order)
+    drawn = order.gather(1, (sorted_scores - torch.log(-torch.log(noise))).argmax(dim=-1)[:, None])
+    return torch.where(rules.greedy, best, drawn[:, 0])
