@@ -184,6 +184,21 @@ def test_caller_environment_is_passed(tmp_path: Path, monkeypatch: pytest.Monkey
     assert _record(tmp_path, "env")[2] == "none"
 
 
+def test_parallel_slots_share_the_cpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    seen = tmp_path / "threads"
+    script = f'echo "${{OMP_NUM_THREADS-unset}} ${{MKL_NUM_THREADS-unset}}" >> {seen}'
+    share = str(max(1, len(os.sched_getaffinity(0)) // 2))
+    list(_executor(tmp_path, slots=2).run([_job(tmp_path, "two", script)]))
+    assert seen.read_text() == f"{share} {share}\n"
+    list(_executor(tmp_path, slots=1).run([_job(tmp_path, "one", script)]))
+    assert seen.read_text().splitlines()[1] == "unset unset"  # one slot: torch's own default
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the caller's choice is kept
+    list(_executor(tmp_path, slots=2).run([_job(tmp_path, "mine", script)]))
+    assert seen.read_text().splitlines()[2] == "3 unset"
+
+
 def test_time_limit_terminates_then_kills(tmp_path: Path) -> None:
     polite = _job(tmp_path, "polite", "sleep 30", limit=1)
     stubborn = Job(

@@ -19,6 +19,11 @@ A GPU the harness's preflight refused (`avoid_gpus`: another process holds it, o
 is handed to no job for `refused_cooldown_s` (option, default 600 s) while other GPUs can take the
 work, so one busy GPU does not fail every run that would have landed on it; when it alone is left
 the pool waits out the cooldown and tries it again.
+
+With more than one slot, each job gets its share of this machine's CPUs as `OMP_NUM_THREADS` and
+`MKL_NUM_THREADS` (CPUs // slots, at least 1) unless the caller set either: every run's torch
+otherwise starts a thread per core, and N runs' spinning threads on the same cores slow all of
+them down many times over (the harness passes both to the agent and to the evaluation).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import socket
 import subprocess
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -49,7 +54,17 @@ DEFAULT_GRACE_S = 60.0
 DEFAULT_REFUSED_COOLDOWN_S = 600.0
 POLL_S = 0.05  # only where pidfds are missing (not Linux ≥ 5.3)
 _PR_SET_PDEATHSIG = 1
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 log = logging.getLogger(__name__)
+
+
+def thread_env(slots: int, environ: Mapping[str, str]) -> dict[str, str]:
+    """Each of `slots` parallel jobs' share of the CPUs, as thread counts (none with one slot,
+    or when the caller set one of them)."""
+    if slots <= 1 or any(v in environ for v in THREAD_VARS):
+        return {}
+    share = str(max(1, len(os.sched_getaffinity(0)) // slots))
+    return dict.fromkeys(THREAD_VARS, share)
 
 
 def _pdeathsig_preexec() -> Callable[[], None]:
@@ -210,7 +225,8 @@ class LocalExecutor(Executor):
         return chosen
 
     def _start(self, job: Job, gpus: list[int]) -> _Running:
-        env = os.environ | {GPUS_VAR: ",".join(map(str, gpus)) if gpus else "none"}
+        env = os.environ | thread_env(self.config.slots, os.environ)
+        env[GPUS_VAR] = ",".join(map(str, gpus)) if gpus else "none"
         now = datetime.now(UTC).isoformat(timespec="seconds")
         with (
             open(self.log_dir / f"{job.run_id}.out", "ab") as out,
