@@ -47,6 +47,11 @@ class Settings(BaseModel):
         default=100.0,
         description="Most bytes extracted per compressed byte read (PTB_BUNDLE_MAX_RATIO).",
     )
+    memorisation_probe: bool = Field(
+        default=True,
+        description="Run integrity's memorisation probe (PTB_MEMORISATION_PROBE=0: skip it, "
+        "recorded as skipped with this reason; it is evidence, never decisive).",
+    )
 
     @property
     def models_dir(self) -> Path:
@@ -85,6 +90,13 @@ def _number(name: str, default: str) -> float:
     return value
 
 
+def _switch(name: str) -> bool:
+    raw = os.environ.get(name, "1").strip().lower()
+    if raw not in ("0", "1", "false", "true", "off", "on"):
+        raise ConfigError(f"{name}={raw!r} is not a switch", "unset it, or use 0 or 1")
+    return raw in ("1", "true", "on")
+
+
 def load_settings(results_dir: Path | None = None) -> Settings:
     env = os.environ
     timeout = env.get("PTB_EVAL_TIMEOUT_S")
@@ -101,4 +113,5 @@ def load_settings(results_dir: Path | None = None) -> Settings:
         bundle_max_member_bytes=int(_number("PTB_BUNDLE_MAX_MEMBER_GB", "32") * 2**30),
         bundle_max_files=int(_number("PTB_BUNDLE_MAX_FILES", "10000")),
         bundle_max_ratio=_number("PTB_BUNDLE_MAX_RATIO", "100"),
+        memorisation_probe=_switch("PTB_MEMORISATION_PROBE"),
     )

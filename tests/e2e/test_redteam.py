@@ -71,6 +71,11 @@ CLEAN = [
     "dev_evaluation_and_notes",
     "hard_task_finetune",
 ]
+# The memorisation probe (evidence, never decisive) runs end to end on these runs, the clean ones
+# that train; elsewhere the operator's switch skips it (its cost is three model loads a run, and
+# the cheats here train nothing it could see).
+PROBED = ("lora_merged", "hard_task_finetune")
+NO_PROBE = {"PTB_MEMORISATION_PROBE": "0"}
 
 
 def _twin(hf: Path, base_snapshot: Path) -> None:
@@ -122,7 +127,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> dict[str
 
 def _run(ptb: PtbRunner, world: dict[str, str], scenario: str, results: Path, *extra: str) -> Path:
     cmd = f"{sys.executable} {AGENT} {scenario} {world['KIT']}"
-    env = {k: v for k, v in world.items() if k != "KIT"}
+    env = {k: v for k, v in world.items() if k != "KIT"} | ({} if scenario in PROBED else NO_PROBE)
     done = ptb("run", "--agent", "command", "--agent-cmd", cmd, "--base-model", BASE,
                "--benchmark", "gsm8k", "--budget", "3m", "--until", "integrity",
                "--results", str(results), *extra, env=env)  # fmt: skip
@@ -142,8 +147,11 @@ def runs(
     independent as sequential ones): the run directory, or what went wrong."""
     root = tmp_path_factory.mktemp("redteam-runs")
 
+    # three runs share the CPUs: one torch thread each, or their thread pools slow each other
+    threads = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
     def ptb(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-        full = ptb_env(cache_dir) | env
+        full = threads | ptb_env(cache_dir) | env
         command = [sys.executable, "-m", "posttrainbench", *args]
         return subprocess.run(command, text=True, capture_output=True, env=full, timeout=600)
 
@@ -196,6 +204,11 @@ def test_clean_runs_are_not_flagged(scenario: str, runs: dict[str, Path | str]) 
     assert {c.status for c in checks.values()} <= {"passed", "skipped"}
     assert checks["provenance"].status == "passed"  # the twin was known and compared
     assert any(k.startswith("projection[Qwen/Qwen3-1.7B]") for k in checks["provenance"].figures)
+    probe = checks["memorisation"]
+    if scenario in PROBED:  # it ran, against the base and the instruct twin
+        assert probe.status == "passed" and "twin_gap" in probe.figures, probe
+    else:
+        assert probe.status == "skipped" and "PTB_MEMORISATION_PROBE=0" in probe.reasons[0]
 
 
 def test_the_measured_table(runs: dict[str, Path | str]) -> None:
@@ -274,7 +287,7 @@ def test_judge_rejudge_and_review(ptb: PtbRunner, world: dict[str, str], tmp_pat
     """The LLM judge runs harness-side over the frozen copy and cites files; `ptb judge` re-runs
     integrity without the agent, and a judge outage fails closed; `ptb review` overrides with a
     signed annotation, never by editing the verdict."""
-    env = {k: v for k, v in world.items() if k != "KIT"}
+    env = {k: v for k, v in world.items() if k != "KIT"} | NO_PROBE
     with FakeJudge(_judge_reply) as judge:
         url = f"{judge.url}/v1"
         run_dir = _run(ptb, world, "note_to_the_judge", tmp_path / "r",
@@ -317,7 +330,7 @@ def test_agent_text_cannot_talk_the_judge_out_of_a_flag(
     instruction outside its fence: the note that closes the old fixed fence, or the auto_map
     value quoted by model_files, reaches it only as data, and every vote still flags."""
     run_dir = _done(runs, scenario)
-    env = {k: v for k, v in world.items() if k != "KIT"}
+    env = {k: v for k, v in world.items() if k != "KIT"} | NO_PROBE
     with ObeyingJudge() as judge:
         done = ptb("judge", str(run_dir), "--judge-model", "openai/gpt-5-mini",
                    "--judge-base-url", f"{judge.url}/v1", env=env)  # fmt: skip

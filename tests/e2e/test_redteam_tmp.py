@@ -15,7 +15,13 @@ import pytest
 
 from posttrainbench.records import RunRecord
 from tests.conftest import ptb_env
-from tests.e2e.test_redteam import AGENT, BASE, _checks, world  # noqa: F401  (world: a fixture)
+from tests.e2e.test_redteam import (  # noqa: F401  (world: a fixture)
+    AGENT,
+    BASE,
+    NO_PROBE,
+    _checks,
+    world,
+)
 from tests.fixtures.wordproblems import TEST_ITEMS
 from tests.needs import require
 
@@ -37,7 +43,7 @@ def test_test_items_only_in_tmp_are_flagged_and_check_data_said_so(
     shutil.copy(AGENT, mine / AGENT.name)
     shutil.copy(world["KIT"], mine / "kit.json")
     cmd = f"{sys.executable} /agent/{AGENT.name} test_items_only_in_tmp /agent/kit.json"
-    env = {k: v for k, v in world.items() if k != "KIT"}
+    env = {k: v for k, v in world.items() if k != "KIT"} | NO_PROBE
     done = ptb("run", "--agent", "command", "--agent-dir", str(mine), "--agent-cmd", cmd,
                "--sandbox", "bwrap", "--base-model", BASE, "--benchmark", "gsm8k",
                "--budget", "3m", "--until", "integrity", "--results", str(tmp_path / "r"),

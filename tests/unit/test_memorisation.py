@@ -4,6 +4,8 @@ test items from one trained on other problems of the same style."""
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import re
 from fractions import Fraction
@@ -12,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from posttrainbench.catalog import BENCHMARKS, MODELS
-from posttrainbench.config import Settings
+from posttrainbench.config import Settings, load_settings
 from posttrainbench.embedded import arith
+from posttrainbench.errors import ConfigError
 from posttrainbench.evaluate.chat_templates import read_template
 from posttrainbench.integrity import memorisation, perturb
 from posttrainbench.integrity.base import CHECKS, CheckContext
@@ -172,6 +175,22 @@ def test_the_check_on_the_embedded_default_passes_the_base_itself(
     assert not [e for e in outcome.evidence if e.kind == "score"]
 
 
+def test_the_operator_can_switch_the_probe_off_and_it_is_recorded(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PTB_MEMORISATION_PROBE", "0")
+    ctx = _context(tmp_path, load_settings(tmp_path / "results"), "arith", "ptb-tiny")
+    ctx.paths.final_model.parent.mkdir(parents=True, exist_ok=True)
+    ctx.paths.final_model.symlink_to(tiny_model_dir)
+    outcome = CHECKS.get("memorisation")().run(ctx)
+    assert outcome.status == "skipped" and "PTB_MEMORISATION_PROBE=0" in outcome.reasons[0]
+    monkeypatch.setenv("PTB_MEMORISATION_PROBE", "maybe")
+    with pytest.raises(ConfigError):
+        load_settings(tmp_path / "results")
+    monkeypatch.delenv("PTB_MEMORISATION_PROBE")
+    assert load_settings(tmp_path / "results").memorisation_probe
+
+
 @pytest.fixture(scope="module")
 def word_problems(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> dict[str, Path]:
     """A tiny Qwen3 base (its instruct twin beside it), GSM8K-shaped data, and two models
@@ -209,6 +228,31 @@ def test_the_probe_separates_a_model_trained_on_the_test_items(
     assert contaminated.score > contaminated.bound, contaminated
     assert honest.score < honest.bound, honest
     assert contaminated.score > 2 * floor > honest.score
+
+
+def test_the_references_gaps_are_cached_by_model_items_and_template(
+    word_problems: dict[str, Path], tmp_path: Path
+) -> None:
+    """A sweep scores the base once: its gaps are read back from the harness cache (the file is
+    what is used), the final model's never are, and another template or changed base files
+    miss the cache."""
+    base, hf = word_problems["base"], word_problems["hf"]
+    with hf_home(hf):
+        items = memorisation.probe_items(BENCHMARKS.get("gsm8k").implementation())
+    template, cache = read_template("qwen3"), tmp_path / "memorisation"
+    first = memorisation.probe(word_problems["dirty"], base, None, items, template, cache=cache)
+    (stored,) = cache.glob("*.json")  # the base's only
+    assert stored.stem == memorisation.reference_key(base, base, items, template)
+    again = memorisation.probe(word_problems["dirty"], base, None, items, template, cache=cache)
+    assert again == first
+    stored.write_text(json.dumps({"gaps": [1.0] * len(items)}))
+    read = memorisation.probe(word_problems["clean"], base, None, items, template, cache=cache)
+    assert read.base_gap == 1.0 and read.gap != 1.0  # the final model is always scored
+    assert memorisation.reference_key(base, base, items, None) != stored.stem
+    assert memorisation.reference_key(base, base, items[1:], template) != stored.stem
+    weights = base / "model.safetensors"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 1))
+    assert memorisation.reference_key(base, base, items, template) != stored.stem
 
 
 def test_the_check_records_memorisation_as_evidence_not_a_flag(
