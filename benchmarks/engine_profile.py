@@ -37,6 +37,7 @@ def main() -> None:
     max_len = args.prompt + args.steps + 64
     t = time.perf_counter()
     eng = Engine(model, slots=args.slots, max_len=max_len, compile_decode=not args.eager)
+    eng.on_compile_failure = lambda reason: print(f"COMPILE FAILED, eager from here: {reason}")
     g = torch.Generator().manual_seed(0)
     reqs = [
         Request(torch.randint(10, config.vocab_size, (args.prompt,), generator=g).tolist(), 10**6)

@@ -126,6 +126,7 @@ def run_v12(model: object, config: object, args: argparse.Namespace, kv_per_pos:
     max_len = max(len(r.prompt_ids) + r.max_new_tokens for _, _, g in groups for r in g)
     t0 = time.perf_counter()
     engine = Engine(model, slots=args.slots, max_len=max_len, compile_decode=not args.eager)
+    engine.on_compile_failure = lambda reason: print(f"COMPILE FAILED, eager from here: {reason}")
     engine.generate([Request(groups[0][2][0].prompt_ids[:64], 16, seed=1, **SAMPLING)])
     sync()
     setup = time.perf_counter() - t0
@@ -241,6 +242,7 @@ def main() -> None:
     print(f"copy bandwidth {bw / 1e12:.2f} TB/s")
 
     engine = Engine(model, slots=args.slots, max_len=max_len, compile_decode=not args.eager)
+    engine.on_compile_failure = lambda reason: print(f"COMPILE FAILED, eager from here: {reason}")
     pool = engine.pool
     print(
         f"KV pool {pool.pages} pages of {pool.page_size} "

@@ -174,6 +174,8 @@ def run_task(task: Any, req: ModelRequest, backend: str, log_dir: Path) -> Any:
             model=model,
             log_dir=str(log_dir),
             display="none",
+            # the log is written once at the end: no sample buffer flushed while generating
+            log_realtime=False,
             max_connections=served.max_connections or req.batch_size,
             fail_on_error=True,
             log_samples=True,

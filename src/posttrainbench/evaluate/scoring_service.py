@@ -159,6 +159,7 @@ def score_job(job: ScoringJob) -> ScoringReply:
         model="mockllm/model",
         log_dir=job.log_dir,
         display="none",
+        log_realtime=False,
         fail_on_error=True,
         log_samples=True,
         score_display=False,
