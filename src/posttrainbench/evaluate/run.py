@@ -159,7 +159,7 @@ def run_task(task: Any, req: ModelRequest, backend: str, log_dir: Path) -> Any:
     from inspect_ai import eval as inspect_eval
     from inspect_ai.model import get_model
 
-    served = BACKENDS.get(backend).model(req)
+    served = BACKENDS.get(resolve_backend(backend)).model(req)
     log_dir.mkdir(parents=True, exist_ok=True)
     try:
         # loaded once per process (inspect memoizes it), then seeded: every seed's sampler
