@@ -15,25 +15,34 @@ from posttrainbench.evaluate.engine import Engine, Request, supports  # noqa: E4
 VOCAB = 128
 
 
-@pytest.fixture(scope="module")
-def model():
+def tiny(config_cls, model_cls, **fields):
+    """A tiny random model of the family, fp32, with no EOS (every request runs its length)."""
     torch.manual_seed(0)
-    config = transformers.Qwen3Config(
+    config = config_cls(
         vocab_size=VOCAB,
         hidden_size=64,
         intermediate_size=128,
-        num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
         head_dim=16,
         max_position_embeddings=256,
         initializer_range=0.2,  # peaked logits: no near-ties for argmax
-        tie_word_embeddings=False,
+        **fields,
     )
-    m = transformers.Qwen3ForCausalLM(config).eval()
+    m = model_cls(config).eval()
     m.generation_config.eos_token_id = None
     m.generation_config.pad_token_id = 0
     return m
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny(
+        transformers.Qwen3Config,
+        transformers.Qwen3ForCausalLM,
+        num_hidden_layers=2,
+        tie_word_embeddings=False,
+    )
 
 
 def prompts(n: int, seed: int = 1) -> list[list[int]]:
@@ -135,24 +144,13 @@ def test_stop_strings_end_generation(model) -> None:
 
 @pytest.fixture(scope="module")
 def gemma():
-    torch.manual_seed(0)
-    config = transformers.Gemma3TextConfig(
-        vocab_size=VOCAB,
-        hidden_size=64,
-        intermediate_size=128,
+    return tiny(
+        transformers.Gemma3TextConfig,
+        transformers.Gemma3ForCausalLM,
         num_hidden_layers=3,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        max_position_embeddings=256,
-        initializer_range=0.2,
         sliding_window=8,  # prompts and outputs run well past it
         layer_types=["sliding_attention", "sliding_attention", "full_attention"],
     )
-    m = transformers.Gemma3ForCausalLM(config).eval()
-    m.generation_config.eos_token_id = None
-    m.generation_config.pad_token_id = 0
-    return m
 
 
 def test_gemma3_sliding_window_layers_match_generate(gemma) -> None:
