@@ -72,10 +72,12 @@ def test_a_model_the_engine_refuses_falls_back_and_says_why(
     assert reason.startswith("not used: model type 'bloom'") and "hf path" in reason, reason
 
 
-def test_auto_is_the_engine_only_with_cuda() -> None:
+def test_auto_resolves_by_device_and_unknown_names_are_refused() -> None:
     import torch
 
-    assert resolve("auto") == ("engine" if torch.cuda.is_available() else "hf")
+    from posttrainbench.evaluate.backends import AUTO_WITH_CUDA
+
+    assert resolve("auto") == (AUTO_WITH_CUDA if torch.cuda.is_available() else "hf")
     assert resolve("engine") == "engine" and resolve("vllm") == "vllm"
     with pytest.raises(PtbError):
         resolve("fast-please")

@@ -1,7 +1,8 @@
 """Model backends of the evaluation, registered by name (`--eval-backend`).
 
 A backend turns (model folder, template, stop tokens) into an inspect-ai model name and its
-arguments. `auto` (the default) is `engine` where CUDA is available and `hf` elsewhere. `engine`
+arguments. `auto` (the default) is AUTO_WITH_CUDA where CUDA is available (`hf` until the engine
+has GPU figures; then `engine`) and `hf` elsewhere. `engine`
 loads and renders as `hf` and generates with the harness's continuous-batching engine
 (evaluate/engine.py), keeping `hf`'s generation where the engine cannot run, with the reason in
 metrics.json. `hf` (transformers, CPU or GPU) runs in the evaluating process; `vllm`
@@ -144,16 +145,19 @@ class EngineBackend(EvalBackend):
 
 
 AUTO = "auto"
+# What `auto` picks where CUDA is available. The engine is token-identical to `hf` on CPU but
+# has no throughput figure on a GPU yet (issue 27): until it has, GPUs keep the measured path.
+AUTO_WITH_CUDA = "hf"
 
 
 def resolve(name: str) -> str:
-    """The backend `name` stands for here: `auto` is `engine` with CUDA, `hf` without."""
+    """The backend `name` stands for here: `auto` is AUTO_WITH_CUDA with CUDA, `hf` without."""
     if name != AUTO:
         BACKENDS.get(name)  # an unknown name fails here, with the registry's hint
         return name
     import torch
 
-    return "engine" if torch.cuda.is_available() else "hf"
+    return AUTO_WITH_CUDA if torch.cuda.is_available() else "hf"
 
 
 BACKENDS: Registry[EvalBackend] = Registry("backend", EvalBackend)

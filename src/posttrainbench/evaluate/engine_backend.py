@@ -186,8 +186,8 @@ modelapi(name=API_NAME)(EngineHuggingFace)
 
 
 def engine_refusal(model: Any) -> str | None:
-    """Why the engine cannot generate for `model`; None when it can (any device: `auto` asks
-    for it only where CUDA is available, an explicit `engine` runs it on CPU too)."""
+    """Why the engine cannot generate for `model`; None when it can, on any device (`auto`
+    picks it at most where CUDA is available; an explicit `engine` runs it on CPU too)."""
     from posttrainbench.evaluate.engine import supports
 
     return supports(model)

@@ -130,7 +130,7 @@ class RunSpec(Versioned):
     )
     eval_backend: str = Field(
         default="auto",
-        description="Evaluation backend: auto (engine with CUDA, else hf), engine, hf or vllm.",
+        description="Evaluation backend: auto (the default; hf for now), engine, hf or vllm.",
     )
     judge_model: str | None = Field(
         default=None, description="LLM judge of judged benchmarks (an inspect model name)."
