@@ -171,9 +171,16 @@ def test_compiled_flex_decode_step_matches_generate(gemma) -> None:
     news = [12, 20, 8, 15]
     want = [reference(gemma, p, n) for p, n in zip(ps, news, strict=True)]
     engine = Engine(gemma, slots=3, max_len=64, compile_decode=True)
-    got = engine.generate([Request(p, n) for p, n in zip(ps, news, strict=True)])
-    assert engine.compiled
-    assert got == want
+    failures: list[str] = []
+    engine.on_compile_failure = failures.append
+    reqs = [Request(p, n) for p, n in zip(ps, news, strict=True)]
+    assert engine.generate(reqs) == want
+    assert engine.compiled and not failures
+    # a step that would need another graph is refused, not recompiled (or left eager): the
+    # engine takes the eager gathered-pages step from there, says why, and answers the same
+    engine.windows = {None}
+    assert engine.generate(reqs) == want
+    assert not engine.compiled and len(failures) == 1 and "recompile" in failures[0].lower()
 
 
 def test_sampler_draws_from_the_filtered_distribution() -> None:

@@ -191,7 +191,12 @@ class Engine:
                 torch._dynamo.mark_static_address(t)
             torch._dynamo.mark_static_address(self.pool.logical)
             mode = "reduce-overhead" if cuda else None
-            self._decode = torch.compile(self._decode_flex, mode=mode, dynamic=False)
+            # one whole graph or none: a graph break would leave flex attention eager, which
+            # scores every position of the pool
+            self._decode = torch.compile(
+                self._decode_flex, mode=mode, dynamic=False, fullgraph=True
+            )
+        self._compiled_once = False
         self.on_compile_failure: Callable[[str], None] = lambda reason: None
         self._active_mask = torch.zeros(slots, dtype=torch.bool, device=self.device)
         self._seen: torch.Tensor | None = None  # [slots, vocab] for the repetition penalty
@@ -368,7 +373,13 @@ class Engine:
         self._active_mask = active.to(self.device)
         ids, pos = ids.to(self.device), pos.to(self.device)
         try:
-            logits = self._decode(ids, pos)
+            if self.compiled and self._compiled_once:
+                # the shapes never change: a recompile means a guard fails every step
+                with torch.compiler.set_stance("fail_on_recompile"):
+                    logits = self._decode(ids, pos)
+            else:
+                logits = self._decode(ids, pos)
+                self._compiled_once = self.compiled
         except Exception as exc:  # the compiler failed here: the eager step computes the same
             if not self.compiled:
                 raise
