@@ -4,6 +4,7 @@ server that answers right."""
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 from posttrainbench.evaluate.run import evaluate_model
@@ -42,3 +43,27 @@ def test_vllm_backend_against_a_running_server(tiny_model_dir: Path, tmp_path: P
     assert len(set(seeds)) == 6  # one seed per sample, never a shared one
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["seed"] == 7
+
+
+def test_vllm_requests_stop_at_the_familys_end_of_turn_ids(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """vLLM stops only at the tokenizer's EOS by itself: every request names the family's
+    end-of-turn tokens the base tokenizer has, alongside the task's own extras."""
+    from transformers import AutoTokenizer
+
+    vocab = AutoTokenizer.from_pretrained(tiny_model_dir).get_vocab()
+    hot = tmp_path / "hot"
+    shutil.copytree(tiny_model_dir, hot)
+    (hot / "generation_config.json").write_text(json.dumps({"temperature": 0.7, "top_k": 20}))
+    with FakeUpstream() as server:
+        server.handler = _answer
+        evaluate_model(
+            hot, "arith", tmp_path / "eval", limit=3, template_family="qwen3",
+            backend="vllm", base_url=f"{server.url}/v1", tokenizer_dir=tiny_model_dir,
+        )  # fmt: skip
+    chats = [s.json() for s in server.seen if s.path.endswith("/chat/completions")]
+    assert len(chats) == 3
+    # qwen3's stop tokens: <|im_end|> (not in the tiny vocabulary) and <|endoftext|>
+    assert all(c["stop_token_ids"] == [vocab["<|endoftext|>"]] for c in chats)
+    assert all(c["top_k"] == 20 for c in chats)  # the task's extras kept

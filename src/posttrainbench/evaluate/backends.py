@@ -47,6 +47,7 @@ class ModelSpec(BaseModel):
     args: dict[str, Any]
     base_url: str | None = None
     max_connections: int | None = None  # samples in flight; None: the request's batch size
+    extra_body: dict[str, Any] = {}  # what every request carries besides the task's settings
 
 
 class EvalBackend(ABC):
@@ -111,7 +112,12 @@ class VllmBackend(EvalBackend):
             if req.tools:
                 args["enable_auto_tool_choice"] = True
                 args["tool_call_parser"] = "hermes"
-        return ModelSpec(name=f"vllm/{req.model_dir}", args=args, base_url=url)
+        extra: dict[str, Any] = {}
+        if req.stop_tokens:  # vLLM stops at the tokenizer's EOS alone: end-of-turn ids too
+            ids = stop_token_ids(req.tokenizer_dir or req.model_dir, req.stop_tokens)
+            if ids:
+                extra["stop_token_ids"] = ids
+        return ModelSpec(name=f"vllm/{req.model_dir}", args=args, base_url=url, extra_body=extra)
 
     def describe(self, req: ModelRequest) -> dict[str, str | int | float | None]:
         url = self.base_url(req)
@@ -121,6 +127,15 @@ class VllmBackend(EvalBackend):
             # A running server applies its own chat template; sampling is sent in every request.
             "template_applied_by": "server" if url else "harness (vllm --chat-template)",
         }
+
+
+def stop_token_ids(tokenizer_dir: Path, tokens: tuple[str, ...]) -> list[int]:
+    """The ids of those `tokens` the tokenizer has as single tokens."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    vocab = tok.get_vocab()
+    return [vocab[t] for t in tokens if t in vocab]
 
 
 class EngineBackend(EvalBackend):

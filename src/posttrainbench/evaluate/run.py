@@ -160,6 +160,11 @@ def run_task(task: Any, req: ModelRequest, backend: str, log_dir: Path) -> Any:
     from inspect_ai.model import get_model
 
     served = BACKENDS.get(resolve_backend(backend)).model(req)
+    if served.extra_body:
+        from inspect_ai.model import GenerateConfig
+
+        extra = {**(task.config.extra_body or {}), **served.extra_body}
+        task.config = task.config.merge(GenerateConfig(extra_body=extra))
     log_dir.mkdir(parents=True, exist_ok=True)
     try:
         # loaded once per process (inspect memoizes it), then seeded: every seed's sampler
