@@ -110,6 +110,9 @@ def test_the_cache_length_ends_a_sequence(model) -> None:
         Engine(model, slots=1, max_len=8).generate([Request(list(range(1, 9)), 6)])
     (done,) = Engine(model, slots=1, max_len=8).complete([Request([1, 2, 3], 6)])
     assert len(done.tokens) == 5 and done.stop_reason == "length"
+    # a prompt larger than the whole pool is refused alone, before it can stall the batch
+    with pytest.raises(ValueError, match="KV pool"):
+        Engine(model, slots=2, max_len=64, pages=3).submit(0, Request(list(range(1, 40)), 4))
 
 
 def test_preempted_sequences_resume_with_the_same_tokens(model) -> None:

@@ -251,6 +251,11 @@ class Engine:
             raise ValueError("empty prompt")
         if len(req.prompt_ids) >= self.max_len:
             raise ValueError(f"prompt of {len(req.prompt_ids)} tokens >= cache {self.max_len}")
+        if self.pool.pages_for(len(req.prompt_ids) + 1) > self.pool.pages - 1:
+            raise ValueError(
+                f"prompt of {len(req.prompt_ids)} tokens does not fit the KV pool "
+                f"({self.pool.pages - 1} pages of {self.pool.page_size})"
+            )
         self._waiting.append(_Seq(req_id, req, []))
 
     @property
