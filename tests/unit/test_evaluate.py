@@ -77,6 +77,7 @@ def test_backends_apply_the_family_template(tmp_path: Path) -> None:
     assert vllm.args["generation_config"] == "vllm" and vllm.args["tool_call_parser"] == "hermes"
     running = BACKENDS.get("vllm").model(req.model_copy(update={"base_url": "http://h:1/v1"}))
     assert running.args == {} and running.base_url == "http://h:1/v1"
+    assert running.extra_body == {}  # no tokenizer here to read the stop ids from
 
 
 def test_unloadable_model_fails_loudly(tiny_model_dir: Path, tmp_path: Path) -> None:

@@ -130,11 +130,14 @@ class VllmBackend(EvalBackend):
 
 
 def stop_token_ids(tokenizer_dir: Path, tokens: tuple[str, ...]) -> list[int]:
-    """The ids of those `tokens` the tokenizer has as single tokens."""
+    """The ids of those `tokens` the tokenizer has as single tokens; none where there is no
+    tokenizer to read (a running server's model need not be on this machine)."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    vocab = tok.get_vocab()
+    try:
+        vocab = AutoTokenizer.from_pretrained(tokenizer_dir).get_vocab()
+    except (OSError, ValueError):
+        return []
     return [vocab[t] for t in tokens if t in vocab]
 
 
