@@ -14,7 +14,6 @@ import time
 
 import torch
 
-from posttrainbench.evaluate import engine as engine_mod
 from posttrainbench.evaluate.engine import Engine, Request
 
 
@@ -58,7 +57,7 @@ def main() -> None:
 
     eng._decode = timed
     # admit everything (prefill passes interleave with decode steps until the slots are full)
-    with engine_mod._attention(eng.model, engine_mod.paged_kv.ATTN_NAME):
+    with eng.attention():
         s = time.perf_counter()
         while eng._waiting:
             eng._admit()

@@ -113,7 +113,7 @@ def supports(model: Any) -> str | None:
 
 
 class _Seq:
-    __slots__ = ("out", "pos", "req", "req_id", "slot", "tokens")
+    __slots__ = ("out", "pos", "req", "req_id", "slot")
 
     def __init__(self, req_id: int, req: Request, out: list[int]) -> None:
         self.req_id = req_id
@@ -146,6 +146,7 @@ class Engine:
             raise ValueError(f"engine cannot run this model: {reason}")
         paged_kv.register()
         self.model = model.eval()
+        self._configs = list({id(c): c for c in _configs(model)}.values())
         # inference only: flex attention under the compiler refuses inputs that need a gradient
         for p in model.parameters():
             p.requires_grad_(False)
@@ -198,7 +199,6 @@ class Engine:
             )
         self._compiled_once = False
         self.on_compile_failure: Callable[[str], None] = lambda reason: None
-        self._active_mask = torch.zeros(slots, dtype=torch.bool, device=self.device)
         self._seen: torch.Tensor | None = None  # [slots, vocab] for the repetition penalty
         self._trace: list[torch.Tensor] | None = None
         self._waiting: deque[_Seq] = deque()
@@ -227,12 +227,7 @@ class Engine:
 
     def _decode_dense(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         slots = torch.arange(self.slots, device=self.device)
-        active = self._active_mask
-        write = torch.where(
-            active[:, None],
-            self.pool.physical(slots, positions),
-            self.pool.trash(self.slots)[:, None],
-        )
+        write = self.pool.physical(slots, positions)  # inactive slots: table row is trash
         batch = Batch(self.pool, write, positions, slots, int(positions.max()) + 1)
         return self._forward(ids, positions, batch)
 
@@ -281,6 +276,19 @@ class Engine:
             results.update(self.take_done())
         return [results[i] for i in range(len(requests))]
 
+    @contextmanager
+    def attention(self) -> Iterator[None]:
+        """The model (and a multimodal model's text part) on the engine's attention, for a
+        while: the model stays usable as it was outside the engine."""
+        before = [(c, c._attn_implementation) for c in self._configs]
+        for c in self._configs:
+            c._attn_implementation = paged_kv.ATTN_NAME
+        try:
+            yield
+        finally:
+            for c, value in before:
+                c._attn_implementation = value
+
     @torch.no_grad()
     def logits_trace(self, req: Request) -> Trace:
         """Run `req` alone and keep the logits of every step (the engine's self-check)."""
@@ -296,7 +304,7 @@ class Engine:
     @torch.no_grad()
     def iterate(self) -> None:
         """Admit and prefill what fits, then one decode step of every active sequence."""
-        with _attention(self.model, paged_kv.ATTN_NAME):
+        with self.attention():
             self._admit()
             if self._active:
                 self._step()
@@ -370,12 +378,9 @@ class Engine:
         self.pool.sync()
         ids = torch.zeros((self.slots, 1), dtype=torch.long)
         pos = torch.zeros((self.slots, 1), dtype=torch.long)
-        active = torch.zeros(self.slots, dtype=torch.bool)
         for slot, seq in self._active.items():
             ids[slot, 0] = seq.out[-1]
             pos[slot, 0] = seq.pos
-            active[slot] = True
-        self._active_mask = active.to(self.device)
         ids, pos = ids.to(self.device), pos.to(self.device)
         try:
             if self.compiled and self._compiled_once:
@@ -478,21 +483,6 @@ class Engine:
         if self._seen is None:
             self._seen = torch.zeros((self.slots, self.vocab), dtype=torch.bool, device=self.device)
         return self._seen
-
-
-@contextmanager
-def _attention(model: Any, name: str) -> Iterator[None]:
-    """The model (and a multimodal model's text part) on the engine's attention, for a while:
-    the model stays usable as it was outside the engine."""
-    configs = {id(c): c for c in _configs(model)}.values()
-    before = [(c, c._attn_implementation) for c in configs]
-    for c in configs:
-        c._attn_implementation = name
-    try:
-        yield
-    finally:
-        for c, value in before:
-            c._attn_implementation = value
 
 
 def _configs(model: Any) -> Iterator[Any]:

@@ -111,7 +111,9 @@ class PagePool:
         return page.long() * self.page_size + positions % self.page_size
 
     def trash(self, count: int) -> torch.Tensor:
-        return torch.arange(count, device=self.device) % self.page_size + TRASH_PAGE
+        return (
+            torch.arange(count, device=self.device) % self.page_size + TRASH_PAGE * self.page_size
+        )
 
 
 @dataclass
