@@ -31,20 +31,21 @@ import hashlib
 import itertools
 import json
 import math
-import os
 import random
 import re
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ValidationError
 
 from posttrainbench.errors import ModelUnavailableError
 from posttrainbench.integrity import perturb
 from posttrainbench.integrity.base import Check, CheckContext, result, skipped
 from posttrainbench.records import CheckResult, Evidence
 from posttrainbench.registry import Registry
+from posttrainbench.results.store import write_json
 
 if TYPE_CHECKING:
     from posttrainbench.evaluate.benchmarks.base import Benchmark
@@ -327,20 +328,18 @@ def reference_key(folder: Path, base: Path, items: list[ProbeItem], template: st
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+class ReferenceGaps(BaseModel):
+    """A reference model's gaps, one per probe item, as the cache keeps them."""
+
+    gaps: list[float]
+
+
 def _cached_gaps(path: Path, n: int) -> list[float] | None:
     try:
-        gaps = [float(g) for g in json.loads(path.read_text())["gaps"]]
-    except (OSError, ValueError, KeyError, TypeError):
+        gaps = ReferenceGaps.model_validate_json(path.read_bytes()).gaps
+    except (OSError, ValidationError):
         return None
     return gaps if len(gaps) == n else None
-
-
-def _store_gaps(path: Path, gaps: list[float]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".m-")
-    with os.fdopen(fd, "w") as f:
-        json.dump({"gaps": gaps}, f)
-    os.replace(tmp, path)  # concurrent runs: last identical writer wins
 
 
 def probe(
@@ -373,7 +372,7 @@ def probe(
         gaps[name] = scorer.gaps(model, items)
         del model
         if stored is not None:
-            _store_gaps(stored, gaps[name])
+            write_json(stored, ReferenceGaps(gaps=gaps[name]))  # last identical writer wins
     return compare(gaps["final"], gaps["base"], gaps.get("twin"), floor)
 
 
