@@ -13,6 +13,7 @@ uses inspect's vLLM provider, which starts `vllm serve` on the folder or, given 
 
 from __future__ import annotations
 
+import functools
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -116,7 +117,7 @@ class VllmBackend(EvalBackend):
         if req.stop_tokens:  # vLLM stops at the tokenizer's EOS alone: end-of-turn ids too
             ids = stop_token_ids(req.tokenizer_dir or req.model_dir, req.stop_tokens)
             if ids:
-                extra["stop_token_ids"] = ids
+                extra["stop_token_ids"] = list(ids)
         return ModelSpec(name=f"vllm/{req.model_dir}", args=args, base_url=url, extra_body=extra)
 
     def describe(self, req: ModelRequest) -> dict[str, str | int | float | None]:
@@ -129,16 +130,18 @@ class VllmBackend(EvalBackend):
         }
 
 
-def stop_token_ids(tokenizer_dir: Path, tokens: tuple[str, ...]) -> list[int]:
+@functools.cache
+def stop_token_ids(tokenizer_dir: Path, tokens: tuple[str, ...]) -> tuple[int, ...]:
     """The ids of those `tokens` the tokenizer has as single tokens; none where there is no
-    tokenizer to read (a running server's model need not be on this machine)."""
+    tokenizer to read (a running server's model need not be on this machine). Read once per
+    process: every seed of every benchmark asks again."""
     from transformers import AutoTokenizer
 
     try:
         vocab = AutoTokenizer.from_pretrained(tokenizer_dir).get_vocab()
     except (OSError, ValueError):
-        return []
-    return [vocab[t] for t in tokens if t in vocab]
+        return ()
+    return tuple(vocab[t] for t in tokens if t in vocab)
 
 
 class EngineBackend(EvalBackend):
