@@ -24,6 +24,7 @@ def main() -> None:
     ap.add_argument("--prompt", type=int, default=1024)
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--eager", action="store_true")
+    ap.add_argument("--trace", type=int, default=0, help="steps to profile: top kernels")
     args = ap.parse_args()
     import sys
 
@@ -86,6 +87,16 @@ def main() -> None:
         f"(decode {timings['decode'] / args.steps * 1e3:.2f}, rest {host / args.steps * 1e3:.2f}); "
         f"{args.slots * args.steps / wall:,.0f} tok/s; roofline {roof * 1e3:.2f} ms/step at 3 TB/s"
     )
+    if args.trace:
+        from torch.profiler import ProfilerActivity, profile
+
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        with profile(activities=acts) as prof:
+            for _ in range(args.trace):
+                eng.iterate()
+            sync()
+        key = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
+        print(prof.key_averages().table(sort_by=key, row_limit=25, max_name_column_width=60))
     from torch._dynamo.utils import counters
 
     for key in ("stats", "inductor", "graph_break"):
