@@ -71,29 +71,37 @@ SHAPES = {
 }
 
 
-def workload(n: int, seed: int, max_out: int, prompt_mean: int, vocab: int) -> list[Request]:
+def workload(
+    n: int, seed: int, max_out: int, prompt_mean: int, vocab: int, shared: int = 0
+) -> list[Request]:
+    """`shared` leading tokens are the same in every prompt (GSM8K's ten shots: the same for
+    every item and every seed); the rest of each prompt is its own."""
     g = torch.Generator().manual_seed(seed)
     sigma = math.log(4000 / 200) / 2.326  # median 200, p99 4,000
+    prefix = torch.randint(10, vocab, (shared,), generator=torch.Generator().manual_seed(7))
+    own_mean = prompt_mean - shared
     reqs = []
     for _ in range(n):
-        plen = int(torch.normal(float(prompt_mean), prompt_mean / 12, (1,), generator=g).item())
-        plen = max(8, plen)
+        spread = own_mean / 3 if shared else own_mean / 12
+        plen = max(8, int(torch.normal(float(own_mean), spread, (1,), generator=g).item()))
         z = torch.randn(1, generator=g).item()
         out = max(1, min(max_out, round(200 * math.exp(sigma * z))))
-        ids = torch.randint(10, vocab, (plen,), generator=g).tolist()
+        ids = prefix.tolist() + torch.randint(10, vocab, (plen,), generator=g).tolist()
         reqs.append(Request(ids, out))
     return reqs
 
 
-# v1.2: (benchmark, items, seeds when the model samples, mean prompt tokens); the evaluation
-# runs each (benchmark, seed) as its own inspect evaluation, one after the other
+# GSM8K's prompt: the ten shots (~830 tokens, the same for every item) and the question
+GSM8K_SHOTS = 830
+# v1.2: (benchmark, items, seeds when the model samples, mean prompt tokens, shared leading
+# tokens); the evaluation runs each (benchmark, seed) as its own inspect evaluation, in turn
 V12 = (
-    ("aime2025", 30, 5, 150),
-    ("arenahardwriting", 250, 1, 400),
-    ("gpqamain", 448, 5, 300),
-    ("gsm8k", 1319, 5, 900),
-    ("healthbench", 245, 1, 1000),
-    ("humaneval", 164, 5, 200),
+    ("aime2025", 30, 5, 150, 0),
+    ("arenahardwriting", 250, 1, 400, 0),
+    ("gpqamain", 448, 5, 300, 0),
+    ("gsm8k", 1319, 5, 900, GSM8K_SHOTS),
+    ("healthbench", 245, 1, 1000, 0),
+    ("humaneval", 164, 5, 200, 0),
 )
 SAMPLING = dict(temperature=0.7, top_p=0.8, top_k=20)  # a typical instruct generation config
 
@@ -115,9 +123,9 @@ def run_v12(model: object, config: object, args: argparse.Namespace, kv_per_pos:
     """A whole v1.2 evaluation's generation: every (benchmark, seed) in turn, sampled."""
     vocab = config.vocab_size
     groups = []
-    for b, (name, items, seeds, plen) in enumerate(V12):
+    for b, (name, items, seeds, plen, shared) in enumerate(V12):
         for seed in range(seeds):
-            reqs = workload(items, 1000 * b + seed, args.max_out, plen, vocab)
+            reqs = workload(items, 1000 * b + seed, args.max_out, plen, vocab, shared)
             reqs = [
                 Request(r.prompt_ids, r.max_new_tokens, seed=i, **SAMPLING)
                 for i, r in enumerate(reqs)
@@ -125,8 +133,7 @@ def run_v12(model: object, config: object, args: argparse.Namespace, kv_per_pos:
             groups.append((name, seed, reqs))
     max_len = max(len(r.prompt_ids) + r.max_new_tokens for _, _, g in groups for r in g)
     t0 = time.perf_counter()
-    engine = Engine(model, slots=args.slots, max_len=max_len, compile_decode=not args.eager)
-    engine.on_compile_failure = lambda reason: print(f"COMPILE FAILED, eager from here: {reason}")
+    engine = make_engine(model, args, max_len)
     engine.generate([Request(groups[0][2][0].prompt_ids[:64], 16, seed=1, **SAMPLING)])
     sync()
     setup = time.perf_counter() - t0
@@ -153,6 +160,18 @@ def run_v12(model: object, config: object, args: argparse.Namespace, kv_per_pos:
         f"V1.2 WHOLE: {total_tokens:,} generated tokens in {wall:.1f} s ({wall / 60:.1f} min) "
         f"= {total_tokens / wall:,.0f} tok/s; with set-up {(wall + setup) / 60:.1f} min"
     )
+
+
+def make_engine(model: object, args: argparse.Namespace, max_len: int) -> Engine:
+    engine = Engine(
+        model,
+        slots=args.slots,
+        max_len=max_len,
+        compile_decode=not args.eager,
+        share_prefixes=not args.no_share,
+    )
+    engine.on_compile_failure = lambda reason: print(f"COMPILE FAILED, eager from here: {reason}")
+    return engine
 
 
 def sync() -> None:
@@ -206,6 +225,8 @@ def main() -> None:
     ap.add_argument("--slots", type=int, default=64)
     ap.add_argument("--max-out", type=int, default=4000)
     ap.add_argument("--prompt-mean", type=int, default=900)
+    ap.add_argument("--shared-prefix", type=int, default=GSM8K_SHOTS, help="0: no shared start")
+    ap.add_argument("--no-share", action="store_true", help="engine computes shared starts anew")
     ap.add_argument("--gen-batch", type=int, default=64, help="0: skip the generate baseline")
     ap.add_argument("--agree", type=int, default=4, help="requests compared with generate")
     ap.add_argument("--eager", action="store_true", help="no compiled decode step (CUDA)")
@@ -228,12 +249,15 @@ def main() -> None:
     if args.workload == "v1.2":
         run_v12(model, config, args, kv_per_pos)
         return
-    reqs = workload(args.n, args.seed, args.max_out, args.prompt_mean, config.vocab_size)
+    reqs = workload(
+        args.n, args.seed, args.max_out, args.prompt_mean, config.vocab_size, args.shared_prefix
+    )
     max_len = max(len(r.prompt_ids) + r.max_new_tokens for r in reqs)
     outs = sorted(r.max_new_tokens for r in reqs)
     print(
         f"shape {args.shape} weights {weight_bytes / 1e9:.2f} GB; n {args.n}, "
-        f"prompt mean {sum(len(r.prompt_ids) for r in reqs) / len(reqs):.0f}, "
+        f"prompt mean {sum(len(r.prompt_ids) for r in reqs) / len(reqs):.0f} "
+        f"({args.shared_prefix} shared), "
         f"output median {outs[len(outs) // 2]} p99 {outs[int(0.99 * (len(outs) - 1))]} "
         f"max {outs[-1]} total {sum(outs)}; slots {args.slots} x {max_len} positions "
         f"= {args.slots * max_len * kv_per_pos / 1e9:.1f} GB of KV"
@@ -241,8 +265,7 @@ def main() -> None:
     bw = copy_bandwidth(device) if device.type == "cuda" else 20e9
     print(f"copy bandwidth {bw / 1e12:.2f} TB/s")
 
-    engine = Engine(model, slots=args.slots, max_len=max_len, compile_decode=not args.eager)
-    engine.on_compile_failure = lambda reason: print(f"COMPILE FAILED, eager from here: {reason}")
+    engine = make_engine(model, args, max_len)
     pool = engine.pool
     print(
         f"KV pool {pool.pages} pages of {pool.page_size} "
@@ -263,6 +286,9 @@ def main() -> None:
     produced = sum(len(g) for g in got)
     assert produced == sum(outs), (produced, sum(outs))
     roof = sum(weight_bytes + kv * kv_per_pos for kv in st.live_kv_positions) / bw
+    # the same with a page shared by many rows read once (an upper bound: whole pages)
+    page_bytes = engine.pool.page_size * kv_per_pos
+    roof_unique = sum(weight_bytes + n * page_bytes for n in st.held_pages) / bw
     mean_active = sum(st.active_per_step) / max(1, len(st.active_per_step))
     print(
         f"ENGINE{' (compiled)' if engine.compiled else ''}: {produced} tokens in {wall:.1f} s = "
@@ -270,7 +296,9 @@ def main() -> None:
         f"mean active {mean_active:.1f}, {wall / max(1, st.decode_steps) * 1e3:.2f} ms/step "
         f"(incl. prefill of {st.prefill_tokens} tokens in {st.prefill_passes} passes, "
         f"{st.preemptions} preemptions); roofline {roof:.1f} s -> "
-        f"{100 * roof / wall:.1f} % of roofline end to end"
+        f"{100 * roof / wall:.1f} % of roofline end to end (every row's KV); shared prompt "
+        f"tokens {st.shared_tokens}; reading shared pages once: roofline {roof_unique:.1f} s -> "
+        f"{100 * roof_unique / wall:.1f} %"
     )
     peak = torch.cuda.max_memory_allocated() / 1e9 if device.type == "cuda" else 0.0
     print(f"peak GPU memory {peak:.1f} GB")

@@ -126,6 +126,66 @@ def test_preempted_sequences_resume_with_the_same_tokens(model) -> None:
     assert got == want
 
 
+def test_prompts_sharing_a_start_share_its_pages_and_answer_the_same(model) -> None:
+    g = torch.Generator().manual_seed(3)
+    shots = torch.randint(1, VOCAB, (40,), generator=g).tolist()  # like GSM8K's ten shots
+    ps = [shots + torch.randint(1, VOCAB, (k,), generator=g).tolist() for k in (5, 9, 2, 16, 7)]
+    ps.append(shots[:32])  # ends exactly on a page boundary: its last page is computed again
+    want = [reference(model, p, 10) for p in ps]
+    # each prompt finds the shots' two full pages (16 positions each) once a prefill pass
+    # before its own has published them: with one slot every prompt after the first, with
+    # three the three admitted after the first pass (the last prompt keeps its last page)
+    for slots, shared in ((1, 32 * 4 + 16), (3, 32 * 2 + 16)):
+        engine = Engine(model, slots=slots, max_len=80)
+        assert engine.generate([Request(p, 10) for p in ps]) == want, f"slots={slots}"
+        assert engine.stats.shared_tokens == shared
+    off = Engine(model, slots=3, max_len=80, share_prefixes=False)
+    assert off.generate([Request(p, 10) for p in ps]) == want
+    assert off.stats.shared_tokens == 0
+
+
+def test_cached_pages_nobody_holds_make_room_when_the_pool_is_short(model) -> None:
+    g = torch.Generator().manual_seed(4)
+    starts = [torch.randint(1, VOCAB, (33,), generator=g).tolist() for _ in range(4)]
+    ps = [[*s, 1] for s in starts] + [[*starts[3], 2], [*starts[0], 2]]
+    want = [reference(model, p, 12) for p in ps]
+    # room for two running sequences of 3 pages and 2 more: the pages the first pairs publish
+    # are evicted, oldest first, to admit the next pair; the last pair finds the newest start
+    # (two pages) and computes the oldest again
+    engine = Engine(model, slots=2, max_len=64, pages=9)
+    assert engine.generate([Request(p, 12) for p in ps]) == want
+    assert engine.stats.shared_tokens == 32
+    pool = engine.pool
+    assert pool.free_pages == pool.pages - 1  # nothing held once every request is done
+
+
+def test_page_pool_publishes_full_pages_and_keeps_the_last_token_to_compute() -> None:
+    from posttrainbench.evaluate.paged_kv import PagePool
+
+    pool = PagePool(
+        layers=1, kv_heads=1, head_dim=2, pages=8, page_size=4, slots=2, max_len=32,
+        dtype=torch.float32, device=torch.device("cpu"),
+    )  # fmt: skip
+    tokens = list(range(1, 11))  # two full pages and a part
+    assert pool.ensure(0, 11)
+    pool.publish(0, tokens)
+    assert pool.lookup(tokens) == pool.owned[0][:2]
+    assert pool.lookup(tokens[:8]) == pool.owned[0][:1]  # the 8th token is left to compute
+    assert pool.lookup([99, *tokens[1:]]) == []  # the key covers every token before it
+    assert pool.keys(tokens)[1] != pool.keys([1, 2, 3, 5, 5, 6, 7, 8])[1]
+    pages = pool.owned[0][:2]
+    pool.release(0)
+    assert pool.free_pages == 7 and pool.cached_among(pages) == 2
+    pool.share(1, pool.lookup(tokens))
+    assert pool.cached_among(pages) == 0 and pool.free_pages == 5
+    pool.release(1)
+    assert pool.ensure(0, 32) is False  # 8 pages: one more than the pool can give
+    assert pool.ensure(0, 16)  # takes the 4 free pages without evicting
+    assert pool.lookup(tokens) == pages
+    assert pool.ensure(0, 24)  # two more: the cached pages are evicted, oldest first
+    assert pool.lookup(tokens) == []
+
+
 class _Chars:
     """A tokenizer for stop strings: token i is the letter chr(97 + i % 26)."""
 

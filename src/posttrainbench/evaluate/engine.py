@@ -75,11 +75,13 @@ class EngineStats:
     """What a run did: steps, tokens and the live KV positions per decode step."""
 
     prefill_tokens: int = 0
+    shared_tokens: int = 0  # context tokens found in published pages, not computed again
     prefill_passes: int = 0
     generated_tokens: int = 0
     decode_steps: int = 0
     preemptions: int = 0
     live_kv_positions: list[int] = field(default_factory=list)  # summed over active slots
+    held_pages: list[int] = field(default_factory=list)  # distinct pages they hold
     active_per_step: list[int] = field(default_factory=list)
 
 
@@ -113,7 +115,7 @@ def supports(model: Any) -> str | None:
 
 
 class _Seq:
-    __slots__ = ("out", "pos", "req", "req_id", "slot")
+    __slots__ = ("out", "pos", "req", "req_id", "shared", "slot")
 
     def __init__(self, req_id: int, req: Request, out: list[int]) -> None:
         self.req_id = req_id
@@ -121,6 +123,7 @@ class _Seq:
         self.out = out  # generated so far
         self.slot = -1
         self.pos = 0  # tokens in the cache
+        self.shared = 0  # leading context tokens in published pages when admitted
 
     def context(self) -> list[int]:
         """Tokens to prefill: the prompt and, when resumed, what it had generated."""
@@ -139,6 +142,7 @@ class Engine:
         pages: int | None = None,
         memory_fraction: float = 0.85,
         compile_decode: bool | None = None,
+        share_prefixes: bool = True,
         tokenizer: Any = None,
     ) -> None:
         reason = supports(model)
@@ -166,6 +170,7 @@ class Engine:
         self.slots = slots
         self.max_len = max_len
         self.tokenizer = tokenizer
+        self.share_prefixes = share_prefixes
         cuda = self.device.type == "cuda"
         page = PAGE_SIZE_CUDA if cuda else PAGE_SIZE_CPU
         if pages is None:
@@ -188,9 +193,8 @@ class Engine:
         self.compiled = cuda if compile_decode is None else compile_decode
         self._decode: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = self._decode_dense
         if self.compiled:
-            for t in (*self.pool.k, *self.pool.v, self.pool.table, self.pool.owner):
+            for t in (*self.pool.k, *self.pool.v, self.pool.table, self.pool.logical):
                 torch._dynamo.mark_static_address(t)
-            torch._dynamo.mark_static_address(self.pool.logical)
             mode = "reduce-overhead" if cuda else None
             # one whole graph or none: a graph break would leave flex attention eager, which
             # scores every position of the pool
@@ -314,30 +318,37 @@ class Engine:
         width = 0
         while self._waiting and self._free:
             seq = self._waiting[0]
-            n = len(seq.context())
+            context = seq.context()
+            n = len(context)
+            shared = self.pool.lookup(context) if self.share_prefixes else []
             # keep a page per running sequence in hand so decode rarely preempts
             spare = self.pool.free_pages - len(self._active) - len(group)
-            if self.pool.pages_for(n + 1) > spare:
+            spare -= self.pool.cached_among(shared)
+            if self.pool.pages_for(n + 1) - len(shared) > spare:
                 if not self._active and not group:
                     raise RuntimeError(
                         f"a prompt of {n} tokens does not fit the KV pool "
                         f"({self.pool.pages} pages of {self.pool.page_size})"
                     )
                 break
-            if group and max(width, min(n, PREFILL_TOKENS)) * (len(group) + 1) > PREFILL_TOKENS:
+            rest = min(n - len(shared) * self.pool.page_size, PREFILL_TOKENS)
+            if group and max(width, rest) * (len(group) + 1) > PREFILL_TOKENS:
                 break
             self._waiting.popleft()
             seq.slot = self._free.pop()
+            self.pool.share(seq.slot, shared)
+            seq.shared = len(shared) * self.pool.page_size
+            self.stats.shared_tokens += seq.shared
             self.pool.ensure(seq.slot, n + 1)
             group.append(seq)
-            width = max(width, min(n, PREFILL_TOKENS))
+            width = max(width, rest)
         if group:
             self._prefill(group)
 
     def _prefill(self, group: list[_Seq]) -> None:
         self.pool.sync()
         contexts = [s.context() for s in group]
-        done = [0] * len(group)
+        done = [s.shared for s in group]
         logits: list[torch.Tensor | None] = [None] * len(group)
         while any(d < len(c) for d, c in zip(done, contexts, strict=True)):
             rows = [i for i, c in enumerate(contexts) if done[i] < len(c)]
@@ -365,6 +376,8 @@ class Engine:
                     logits[i] = out[r]
         for seq, ctx in zip(group, contexts, strict=True):
             seq.pos = len(ctx)
+            if self.share_prefixes:
+                self.pool.publish(seq.slot, ctx)
             self._active[seq.slot] = seq
             if self._penalised(seq.req):
                 seen = self._seen_rows()
@@ -402,6 +415,7 @@ class Engine:
         self.stats.decode_steps += 1
         self.stats.active_per_step.append(len(seqs))
         self.stats.live_kv_positions.append(sum(s.pos + 1 for s in seqs))
+        self.stats.held_pages.append(self.pool.held_pages)
         for s in seqs:
             s.pos += 1
         index = torch.tensor([s.slot for s in seqs], device=self.device)

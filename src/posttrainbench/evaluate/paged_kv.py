@@ -16,7 +16,11 @@ so a decode step reads only the live positions: CUDA, inside the compiled decode
 
 from __future__ import annotations
 
+import hashlib
 import math
+from array import array
+from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +32,14 @@ TRASH_PAGE = 0
 
 
 class PagePool:
-    """Pages of keys and values for `slots` sequences; host-side allocation, device-side tables."""
+    """Pages of keys and values for `slots` sequences; host-side allocation, device-side tables.
+
+    Full pages of a prompt are published under the hash of every token up to their end, so a
+    later prompt that starts with the same tokens (GSM8K's ten shots, a benchmark's system
+    prompt, a preempted sequence coming back) shares them instead of computing and storing them
+    again. A page is shared read-only: writes only go to positions past a sequence's context,
+    which lie in its own pages. A published page nobody holds stays cached until its room is
+    needed, the least recently released first."""
 
     def __init__(
         self,
@@ -56,43 +67,106 @@ class PagePool:
         self.device = device
         # host copies, pushed to the device tensors once per step when changed
         self._table = torch.zeros((slots, self.max_pages), dtype=torch.int32)
-        self._owner = torch.full((pages,), -1, dtype=torch.int32)
         self._logical = torch.zeros((pages,), dtype=torch.int32)
         self.table = self._table.to(device)
-        self.owner = self._owner.to(device)
         self.logical = self._logical.to(device)
         self._dirty = False
         self.free: list[int] = list(range(pages - 1, TRASH_PAGE, -1))
         self.owned: list[list[int]] = [[] for _ in range(slots)]
+        self._refs = [0] * pages
+        self._key: dict[int, bytes] = {}  # published page -> key
+        self._index: dict[bytes, int] = {}  # key -> published page
+        self._cached: OrderedDict[int, None] = OrderedDict()  # published pages nobody holds
 
     @property
     def free_pages(self) -> int:
-        return len(self.free)
+        """Pages a sequence can take now: free ones and cached ones nobody holds."""
+        return len(self.free) + len(self._cached)
+
+    @property
+    def held_pages(self) -> int:
+        """Pages some sequence holds (a shared page counts once)."""
+        return self.pages - 1 - self.free_pages
 
     def pages_for(self, length: int) -> int:
         return math.ceil(length / self.page_size)
+
+    def keys(self, tokens: Sequence[int]) -> list[bytes]:
+        """The key of each full page of `tokens`: a hash of every token up to the page's end."""
+        keys: list[bytes] = []
+        previous = b""
+        size = self.page_size
+        for j in range(len(tokens) // size):
+            chunk = array("q", tokens[j * size : (j + 1) * size]).tobytes()
+            previous = hashlib.blake2b(previous + chunk, digest_size=16).digest()
+            keys.append(previous)
+        return keys
+
+    def lookup(self, tokens: Sequence[int]) -> list[int]:
+        """Published pages holding the longest shared start of `tokens`, leaving at least the
+        last token to compute (its logits start the generation)."""
+        found: list[int] = []
+        for key in self.keys(tokens[: max(0, len(tokens) - 1)]):
+            page = self._index.get(key)
+            if page is None:
+                break
+            found.append(page)
+        return found
+
+    def cached_among(self, pages: Sequence[int]) -> int:
+        """How many of `pages` nobody holds (taking them uses up free room)."""
+        return sum(1 for p in pages if p in self._cached)
+
+    def share(self, slot: int, pages: Sequence[int]) -> None:
+        """An empty `slot` starts with the published `pages` (from `lookup`)."""
+        if self.owned[slot]:
+            raise RuntimeError("shared pages can only start a sequence")
+        for j, page in enumerate(pages):
+            self._refs[page] += 1
+            self._cached.pop(page, None)
+            self.owned[slot].append(page)
+            self._table[slot, j] = page
+        self._dirty = self._dirty or bool(pages)
+
+    def publish(self, slot: int, tokens: Sequence[int]) -> None:
+        """Offer the full pages of `slot`, which holds `tokens` from position 0, for sharing."""
+        for page, key in zip(self.owned[slot], self.keys(tokens), strict=False):
+            if page not in self._key and key not in self._index:
+                self._key[page] = key
+                self._index[key] = page
+
+    def _take(self) -> int:
+        if self.free:
+            return self.free.pop()
+        page, _ = self._cached.popitem(last=False)  # the least recently released
+        del self._index[self._key.pop(page)]
+        return page
 
     def ensure(self, slot: int, length: int) -> bool:
         """Pages for positions [0, length) of `slot`; False (nothing taken) when too few free."""
         need = self.pages_for(length) - len(self.owned[slot])
         if need <= 0:
             return True
-        if need > len(self.free):
+        if need > self.free_pages:
             return False
         for _ in range(need):
-            page = self.free.pop()
+            page = self._take()
             j = len(self.owned[slot])
             self.owned[slot].append(page)
+            self._refs[page] = 1
             self._table[slot, j] = page
-            self._owner[page] = slot
             self._logical[page] = j
         self._dirty = True
         return True
 
     def release(self, slot: int) -> None:
         for page in self.owned[slot]:
-            self._owner[page] = -1
-            self.free.append(page)
+            self._refs[page] -= 1
+            if self._refs[page] == 0:
+                if page in self._key:
+                    self._cached[page] = None
+                else:
+                    self.free.append(page)
         self.owned[slot] = []
         self._table[slot] = TRASH_PAGE
         self._dirty = True
@@ -101,7 +175,6 @@ class PagePool:
         """Push the host tables to the device (in place: compiled graphs keep their addresses)."""
         if self._dirty:
             self.table.copy_(self._table, non_blocking=False)
-            self.owner.copy_(self._owner)
             self.logical.copy_(self._logical)
             self._dirty = False
 
@@ -221,7 +294,7 @@ def decode_block_masks(
 
     size = pool.page_size
     slots = positions.shape[0]
-    owner, logical, table = pool.owner, pool.logical, pool.table
+    logical, table = pool.logical, pool.table
     cols = torch.arange(pool.pages, device=positions.device)
     last = positions // size  # [S]
     masks: dict[int | None, Any] = {}
@@ -232,10 +305,11 @@ def decode_block_masks(
         col = (first_page[:, None] + cols[None, :]).clamp(max=pool.max_pages - 1)
         indices = table.gather(1, col).to(torch.int32)  # [S, pages]
 
+        # the block list holds only row b's pages (some shared with other rows, at the same
+        # logical place): the mask keeps the positions up to the row's own
         def mask_mod(b: Any, h: Any, q: Any, kv: Any, window: int | None = window) -> Any:
-            page = kv // size
-            pos = logical[page] * size + kv % size
-            ok = (owner[page] == b) & (pos <= positions[b])
+            pos = logical[kv // size] * size + kv % size
+            ok = pos <= positions[b]
             if window is not None:
                 ok = ok & (pos > positions[b] - window)
             return ok
