@@ -292,3 +292,19 @@ def test_top_k_one_is_greedy(model) -> None:
         [Request(p, 8, temperature=1.3, top_k=1, seed=3) for p in ps]
     )
     assert sampled == greedy
+
+
+def test_decode_masks_use_a_query_block_cudas_flex_decoding_kernel_takes() -> None:
+    """CUDA's flex decoding kernel tiles a step's queries by 16 rows and finds no kernel for a
+    mask whose query block is not a multiple of that; the CPU kernel takes any, so only this
+    check stands for the GPU here."""
+    from posttrainbench.evaluate.paged_kv import PagePool, decode_block_masks
+
+    pool = PagePool(
+        layers=1, kv_heads=1, head_dim=2, pages=6, page_size=4, slots=2, max_len=16,
+        dtype=torch.float32, device=torch.device("cpu"),
+    )  # fmt: skip
+    masks = decode_block_masks(pool, torch.tensor([3, 9]), {None, 8})
+    for mask in masks.values():
+        q_block, kv_block = mask.BLOCK_SIZE
+        assert q_block % 16 == 0 and kv_block == pool.page_size

@@ -29,6 +29,10 @@ import torch.nn.functional as F
 
 ATTN_NAME = "ptb_paged"
 TRASH_PAGE = 0
+# the query block of a decode step's mask: one query, but CUDA's flex decoding kernel only takes
+# a block size that is a multiple of its own query tile (16 rows) and refuses every
+# configuration otherwise ("NoValidChoicesError", found on the H100)
+DECODE_Q_BLOCK = 128
 
 
 class PagePool:
@@ -317,7 +321,7 @@ def decode_block_masks(
         masks[window] = BlockMask.from_kv_blocks(
             num.view(slots, 1, 1),
             indices.view(slots, 1, 1, -1),
-            BLOCK_SIZE=(1, size),
+            BLOCK_SIZE=(DECODE_Q_BLOCK, size),
             mask_mod=mask_mod,
             seq_lengths=(1, pool.pages * size),
         )
