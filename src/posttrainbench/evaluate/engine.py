@@ -189,6 +189,23 @@ class Engine:
             device=self.device,
         )
         self.stats = EngineStats()
+        # each slot's state on the device, so a decode step needs nothing built by the host
+        dev = self.device
+        self._tok = torch.zeros(slots, dtype=torch.long, device=dev)  # last token
+        self._pos = torch.zeros(slots, dtype=torch.long, device=dev)  # its position
+        self._made = torch.zeros(slots, dtype=torch.long, device=dev)  # tokens generated
+        self._live = torch.zeros(slots, dtype=torch.long, device=dev)  # 1: a sequence runs
+        self._slot_rules = sampler.Rules(
+            greedy=torch.ones(slots, dtype=torch.bool, device=dev),
+            temperature=torch.zeros(slots, device=dev),
+            top_p=torch.ones(slots, device=dev),
+            top_k=torch.zeros(slots, dtype=torch.long, device=dev),
+            min_p=torch.zeros(slots, device=dev),
+            repetition_penalty=torch.ones(slots, device=dev),
+            seed=torch.zeros(slots, dtype=torch.long, device=dev),
+        )
+        self._plan: tuple[sampler.Plan, bool] | None = None  # of the active sequences
+        self._vacated: list[int] = []  # slots left since the device state was last told
         # compiled: flex attention on the pages, CUDA graphs on a GPU (CPU: for tests only)
         self.compiled = cuda if compile_decode is None else compile_decode
         self._decode: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = self._decode_dense
@@ -385,16 +402,34 @@ class Engine:
                 seen[seq.slot, torch.tensor(ctx, device=self.device)] = True
         rows_logits = torch.stack([x for x in logits if x is not None])
         self._append(group, rows_logits)
+        self._load([s for s in group if s.slot >= 0])
+
+    def _load(self, seqs: list[_Seq]) -> None:
+        """The device state of newly admitted sequences' slots (one copy for all)."""
+        if not seqs:
+            return
+        index = torch.tensor([s.slot for s in seqs], device=self.device)
+        state = torch.tensor([[s.out[-1], s.pos, len(s.out), 1] for s in seqs], device=self.device)
+        for t, column in zip((self._tok, self._pos, self._made, self._live), state.T, strict=True):
+            t[index] = column
+        rules = self._rules(seqs)
+        for name in sampler.Rules.__dataclass_fields__:
+            getattr(self._slot_rules, name)[index] = getattr(rules, name)
+        self._plan = None
+
+    def _flush_vacated(self) -> None:
+        if self._vacated:
+            index = torch.tensor(self._vacated, device=self.device)
+            self._live[index] = 0
+            self._pos[index] = 0  # an idle slot writes to the trash page's first positions
+            self._vacated = []
+            self._plan = None
 
     def _step(self) -> None:
         self._grow_or_preempt()
+        self._flush_vacated()
         self.pool.sync()
-        ids = torch.zeros((self.slots, 1), dtype=torch.long)
-        pos = torch.zeros((self.slots, 1), dtype=torch.long)
-        for slot, seq in self._active.items():
-            ids[slot, 0] = seq.out[-1]
-            pos[slot, 0] = seq.pos
-        ids, pos = ids.to(self.device), pos.to(self.device)
+        ids, pos = self._tok[:, None], self._pos[:, None]
         try:
             if self.compiled and self._compiled_once:
                 # the shapes never change: a recompile means a guard fails every step
@@ -418,8 +453,24 @@ class Engine:
         self.stats.held_pages.append(self.pool.held_pages)
         for s in seqs:
             s.pos += 1
-        index = torch.tensor([s.slot for s in seqs], device=self.device)
-        self._append(seqs, logits.index_select(0, index))
+        if self._trace is not None:
+            index = torch.tensor([s.slot for s in seqs], device=self.device)
+            self._trace.append(logits.index_select(0, index).float().cpu())
+        if self._plan is None:
+            reqs = [s.req for s in seqs]
+            plan = sampler.Plan.of([r.greedy for r in reqs], [r.top_k for r in reqs], self.vocab)
+            self._plan = (plan, any(self._penalised(r) for r in reqs))
+        plan, penalised = self._plan
+        seen = self._seen if penalised else None
+        # every slot draws (an idle one's draw is never read): no rows picked out
+        chosen = sampler.choose(logits, self._slot_rules, self._made, seen, plan)
+        self._tok.copy_(chosen)
+        self._pos += self._live
+        self._made += self._live
+        if seen is not None:
+            seen[torch.arange(self.slots, device=self.device), chosen] = True
+        tokens = chosen.tolist()
+        self._record(seqs, [tokens[s.slot] for s in seqs])
 
     def _grow_or_preempt(self) -> None:
         """Every active sequence gets the page its next position needs; when the pool is dry,
@@ -435,28 +486,37 @@ class Engine:
             self.stats.preemptions += 1
 
     def _append(self, seqs: list[_Seq], logits: torch.Tensor) -> None:
+        """The first token of newly prefilled sequences."""
         if self._trace is not None:
             self._trace.append(logits.float().cpu())
+        reqs = [s.req for s in seqs]
         rules = self._rules(seqs)
+        plan = sampler.Plan.of([r.greedy for r in reqs], [r.top_k for r in reqs], self.vocab)
         steps = torch.tensor([len(s.out) for s in seqs], device=self.device)
         seen = None
-        if self._seen is not None and rules.penalised:
+        if self._seen is not None and any(self._penalised(r) for r in reqs):
             seen = self._seen[torch.tensor([s.slot for s in seqs], device=self.device)]
-        chosen = sampler.choose(logits, rules, steps, seen).tolist()
-        self.stats.generated_tokens += len(seqs)
+        chosen = sampler.choose(logits, rules, steps, seen, plan).tolist()
         for seq, tok in zip(seqs, chosen, strict=True):
-            seq.out.append(int(tok))
             if self._seen is not None and self._penalised(seq.req):
                 self._seen[seq.slot, int(tok)] = True
+        self._record(seqs, chosen)
+
+    def _record(self, seqs: list[_Seq], tokens: list[int]) -> None:
+        self.stats.generated_tokens += len(seqs)
+        for seq, tok in zip(seqs, tokens, strict=True):
+            seq.out.append(int(tok))
             reason = self._finished(seq)
             if reason:
                 self._done[seq.req_id] = Completion(seq.out, reason)
                 self._release(seq)
+        self._flush_vacated()
 
     def _release(self, seq: _Seq) -> None:
         self._active.pop(seq.slot, None)
         self.pool.release(seq.slot)
         self._free.append(seq.slot)
+        self._vacated.append(seq.slot)
         seq.slot = -1
 
     def _finished(self, seq: _Seq) -> str | None:

@@ -9,6 +9,7 @@ draws the same tokens. One vectorised pass for the whole batch, no per-row gener
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -52,28 +53,47 @@ class Rules:
         return bool((self.repetition_penalty != 1.0).any())
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What the batch's rules need, known on the host: choosing then never waits on the GPU
+    to decide how to choose."""
+
+    all_greedy: bool
+    top_k: int  # > 0: every sampling row keeps at most this many tokens; 0: rank the vocabulary
+
+    @classmethod
+    def of(cls, greedy: Sequence[bool], top_k: Sequence[int], vocab: int) -> Plan:
+        ks = [k for g, k in zip(greedy, top_k, strict=True) if not g]
+        width = max(ks) if ks and min(ks) > 0 and max(ks) < vocab else 0
+        return cls(all(greedy), width)
+
+    @classmethod
+    def from_rules(cls, rules: Rules, vocab: int) -> Plan:
+        return cls.of(rules.greedy.tolist(), rules.top_k.tolist(), vocab)
+
+
 def choose(
     logits: torch.Tensor,  # [B, V] float32
     rules: Rules,
     steps: torch.Tensor,  # [B] index of the token being drawn in its request's output
     seen: torch.Tensor | None = None,  # [B, V] bool: tokens in prompt or output
+    plan: Plan | None = None,
 ) -> torch.Tensor:
     """The next token of every row: [B] long."""
+    vocab = logits.shape[-1]
+    plan = plan or Plan.from_rules(rules, vocab)
     best = logits.argmax(dim=-1)
-    if bool(rules.greedy.all()):
+    if plan.all_greedy:
         return best
     scores = logits
     if seen is not None:
         pen = rules.repetition_penalty[:, None]
         scores = torch.where(seen, torch.where(scores > 0, scores / pen, scores * pen), scores)
     scores = scores / rules.temperature.clamp(min=1e-6)[:, None]
-    vocab = scores.shape[-1]
-    sampling = ~rules.greedy
-    ks = rules.top_k[sampling]
-    if bool((ks > 0).all()) and int(ks.max()) < vocab:
+    if plan.top_k:
         # every sampling row keeps at most k tokens: rank only the k best (same draws: the
         # noise belongs to the vocabulary id, not to where the token was ranked)
-        sorted_scores, order = scores.topk(int(ks.max()), dim=-1)
+        sorted_scores, order = scores.topk(plan.top_k, dim=-1)
     else:
         sorted_scores, order = scores.sort(dim=-1, descending=True)
     width = sorted_scores.shape[-1]
