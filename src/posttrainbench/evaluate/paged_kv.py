@@ -236,8 +236,10 @@ def paged_attention(
     k_pool, v_pool = batch.pool.k[layer], batch.pool.v[layer]
     index = batch.write_at.reshape(-1)
     n_kv, d = key.shape[1], key.shape[3]
-    k_pool[0].index_copy_(1, index, key.transpose(0, 1).reshape(n_kv, -1, d))
-    v_pool[0].index_copy_(1, index, value.transpose(0, 1).reshape(n_kv, -1, d))
+    # written through the pool tensor itself: the compiler copies a whole tensor to write
+    # into a view of it (a full pool copy per layer and step, found on the H100)
+    k_pool.index_copy_(2, index, key.transpose(0, 1).reshape(1, n_kv, -1, d))
+    v_pool.index_copy_(2, index, value.transpose(0, 1).reshape(1, n_kv, -1, d))
     if batch.block_masks:
         from torch.nn.attention.flex_attention import flex_attention
 
