@@ -153,6 +153,12 @@ def run_v12(model: object, config: object, args: argparse.Namespace, kv_per_pos:
         per.setdefault(name, [0.0, 0])
         per[name][0] += time.perf_counter() - s0
         per[name][1] += n
+        print(
+            f"  {name} seed {_seed}: {len(reqs)} requests, {n:,} tokens in "
+            f"{time.perf_counter() - s0:.1f} s; {total_tokens:,} tokens in "
+            f"{time.perf_counter() - t:.1f} s so far",
+            flush=True,
+        )
     wall = time.perf_counter() - t
     for name, (w, n) in per.items():
         print(f"  {name:18s} {n:>10,} tokens {w:7.1f} s  {n / w:>8,.0f} tok/s")
