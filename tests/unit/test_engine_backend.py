@@ -119,3 +119,36 @@ def test_a_broken_engine_fails_every_sample_and_never_hangs() -> None:
         later.result(timeout=30)
     server.stop()
     assert isinstance(later, concurrent.futures.Future)
+
+
+def test_the_self_check_reads_across_pages_and_shared_pages_and_catches_a_wrong_mask(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import torch
+    import transformers
+
+    from posttrainbench.evaluate import paged_kv
+    from posttrainbench.evaluate.engine import Engine
+    from posttrainbench.evaluate.engine_backend import self_check
+
+    torch.manual_seed(0)
+    config = transformers.Gemma3TextConfig(
+        vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=16, sliding_window=8,
+        layer_types=["sliding_attention", "full_attention"], max_position_embeddings=512,
+    )  # fmt: skip
+    model = transformers.Gemma3ForCausalLM(config).eval()
+    engine = Engine(model, slots=2, max_len=128)
+    assert self_check(engine) is None
+    assert engine.stats.shared_tokens == 2 * engine.pool.page_size  # the second prompt's start
+
+    # a mask that lets a row see one position past its own (the token it is writing next)
+    right = paged_kv.Batch.dense_mask
+
+    def one_too_far(self: paged_kv.Batch, window: int | None) -> torch.Tensor:
+        mask = right(self, window)
+        return mask | torch.roll(mask, 1, dims=-1)
+
+    monkeypatch.setattr(paged_kv.Batch, "dense_mask", one_too_far)
+    problem = self_check(Engine(model, slots=2, max_len=128))
+    assert problem is not None and "disagree" in problem

@@ -193,28 +193,37 @@ def engine_refusal(model: Any) -> str | None:
     return supports(model)
 
 
-def self_check(engine: Any, length: int = 24, steps: int = 4) -> str | None:
-    """None when the engine's logits for a short sequence (prefill, then decode steps) agree with
-    the model's own forward pass over it; otherwise what went wrong. A model the engine
-    mis-runs (an attention path it does not reach) shows here, before any sample is scored."""
+def self_check(engine: Any, steps: int = 4) -> str | None:
+    """None when the engine's logits (prefill, then decode steps) agree with the model's own
+    forward pass; otherwise what went wrong. A model the engine mis-runs (an attention path it
+    does not reach) shows here, before any sample is scored. The first prompt spans three
+    pages less two positions, so the decode steps cross into a new page (and past the
+    shortest sliding window); the second starts with its first two pages, so it reads pages
+    another sequence published."""
     import torch
 
     from posttrainbench.evaluate.engine import Request
 
+    page = engine.pool.page_size
+    windows = [w for w in engine.windows if w is not None]
+    length = max(3 * page, min(windows, default=0) + page) - 2
     vocab = min(engine.vocab, 32000)
     g = torch.Generator().manual_seed(0)
-    prompt = torch.randint(1000 % vocab, vocab, (length,), generator=g).tolist()
-    try:
-        with torch.no_grad():
-            logits = engine.logits_trace(Request(prompt, steps + 1))
-            ids = torch.tensor([prompt + logits.tokens[:-1]], device=engine.device)
-            ref = engine.model(input_ids=ids).logits[0, length - 1 :].float()
-    except Exception as exc:  # the model cannot run this way at all
-        return f"self-check raised {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-    got = logits.logits.to(ref.device)
-    cos = torch.nn.functional.cosine_similarity(got, ref, dim=-1).min().item()
-    if cos < 0.99:
-        return f"self-check: logits disagree with the model's forward pass (cosine {cos:.3f})"
+    first = torch.randint(1000 % vocab, vocab, (length,), generator=g).tolist()
+    second = first[: 2 * page] + torch.randint(1000 % vocab, vocab, (page,), generator=g).tolist()
+    worst = 1.0
+    for prompt in (first, second):
+        try:
+            with torch.no_grad():
+                trace = engine.logits_trace(Request(prompt, steps + 1))
+                ids = torch.tensor([prompt + trace.tokens[:-1]], device=engine.device)
+                ref = engine.model(input_ids=ids).logits[0, len(prompt) - 1 :].float()
+        except Exception as exc:  # the model cannot run this way at all
+            return f"self-check raised {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        got = trace.logits.to(ref.device)
+        worst = min(worst, torch.nn.functional.cosine_similarity(got, ref, dim=-1).min().item())
+    if worst < 0.99:
+        return f"self-check: logits disagree with the model's forward pass (cosine {worst:.3f})"
     return None
 
 
