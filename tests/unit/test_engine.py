@@ -79,6 +79,18 @@ def test_greedy_matches_generate_and_is_batch_invariant(model) -> None:
     assert mixed == want[::-1]
 
 
+def test_admitting_in_batches_takes_fewer_prefill_passes_and_answers_the_same(model) -> None:
+    ps = prompts(8) * 3
+    news = [12, 5, 20, 8, 15, 3, 10, 7] * 3
+    want = [reference(model, p, n) for p, n in zip(ps[:8], news[:8], strict=True)] * 3
+    reqs = [Request(p, n) for p, n in zip(ps, news, strict=True)]
+    one = Engine(model, slots=6, max_len=64, admit_batch=1, share_prefixes=False)
+    four = Engine(model, slots=6, max_len=64, admit_batch=4, share_prefixes=False)
+    assert one.generate(reqs) == want
+    assert four.generate(reqs) == want
+    assert four.stats.prefill_passes < one.stats.prefill_passes
+
+
 def test_stop_token(model) -> None:
     p = prompts(1)[0]
     free = reference(model, p, 10)

@@ -143,6 +143,7 @@ class Engine:
         memory_fraction: float = 0.85,
         compile_decode: bool | None = None,
         share_prefixes: bool = True,
+        admit_batch: int | None = None,
         tokenizer: Any = None,
     ) -> None:
         reason = supports(model)
@@ -171,6 +172,9 @@ class Engine:
         self.max_len = max_len
         self.tokenizer = tokenizer
         self.share_prefixes = share_prefixes
+        # while sequences run, waiting prompts are admitted once this many slots are free (or
+        # every waiting prompt fits): a prefill pass is one eager forward whatever its size
+        self.admit_batch = max(1, slots // 8) if admit_batch is None else max(1, admit_batch)
         cuda = self.device.type == "cuda"
         page = PAGE_SIZE_CUDA if cuda else PAGE_SIZE_CPU
         if pages is None:
@@ -331,6 +335,8 @@ class Engine:
                 self._step()
 
     def _admit(self) -> None:
+        if self._active and len(self._free) < min(len(self._waiting), self.admit_batch):
+            return
         group: list[_Seq] = []
         width = 0
         while self._waiting and self._free:

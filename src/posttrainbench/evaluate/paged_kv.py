@@ -326,6 +326,7 @@ def decode_block_masks(
             BLOCK_SIZE=(DECODE_Q_BLOCK, size),
             mask_mod=mask_mod,
             seq_lengths=(1, pool.pages * size),
+            compute_q_blocks=False,  # the transposed lists serve only a backward pass
         )
     return masks
 
