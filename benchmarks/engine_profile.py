@@ -1,8 +1,9 @@
 """Where a decode step of the engine spends its time, on a full batch of equal-length sequences.
 
-Fills every slot with a prompt of `--prompt` tokens, then times `--steps` decode steps: the
-model's forward (compiled flex or eager gathered pages), the sampler and the host's bookkeeping,
-and prints the compiler's recompile and CUDA-graph-skip counters.
+Fills every slot (or `--active` of them: a batch's tail) with a prompt of `--prompt` tokens,
+then times `--steps` decode steps: the model's forward (compiled flex or eager gathered pages),
+the sampler and the host's bookkeeping; prints the compiler's recompile and CUDA-graph-skip
+counters and, with `--trace N`, the kernels of N more steps.
 
     PYTHONPATH=src python benchmarks/engine_profile.py --slots 128 --prompt 1024
 """
@@ -23,6 +24,7 @@ def main() -> None:
     ap.add_argument("--slots", type=int, default=128)
     ap.add_argument("--prompt", type=int, default=1024)
     ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--active", type=int, default=0, help="sequences running (0: every slot)")
     ap.add_argument("--eager", action="store_true")
     ap.add_argument("--trace", type=int, default=0, help="steps to profile: top kernels")
     args = ap.parse_args()
@@ -41,7 +43,7 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
     reqs = [
         Request(torch.randint(10, config.vocab_size, (args.prompt,), generator=g).tolist(), 10**6)
-        for _ in range(args.slots)
+        for _ in range(args.active or args.slots)
     ]
     for i, r in enumerate(reqs):
         eng.submit(i, r)
@@ -78,14 +80,16 @@ def main() -> None:
     sync()
     wall = time.perf_counter() - s
     host = wall - timings["decode"]
-    kv = args.slots * (args.prompt + args.steps // 2)
+    active = len(reqs)
+    kv = active * (args.prompt + args.steps // 2)
     per_pos = 2 * config.num_hidden_layers * config.num_key_value_heads * config.head_dim * 2
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     roof = (weights + kv * per_pos) / 3.0e12
     print(
-        f"{args.steps} steps x {args.slots} slots: {wall / args.steps * 1e3:.2f} ms/step "
+        f"{args.steps} steps x {args.slots} slots ({active} running): "
+        f"{wall / args.steps * 1e3:.2f} ms/step "
         f"(decode {timings['decode'] / args.steps * 1e3:.2f}, rest {host / args.steps * 1e3:.2f}); "
-        f"{args.slots * args.steps / wall:,.0f} tok/s; roofline {roof * 1e3:.2f} ms/step at 3 TB/s"
+        f"{active * args.steps / wall:,.0f} tok/s; roofline {roof * 1e3:.2f} ms/step at 3 TB/s"
     )
     if args.trace:
         from torch.profiler import ProfilerActivity, profile
