@@ -72,12 +72,15 @@ def test_a_model_the_engine_refuses_falls_back_and_says_why(
     assert reason.startswith("not used: model type 'bloom'") and "hf path" in reason, reason
 
 
-def test_auto_resolves_by_device_and_unknown_names_are_refused() -> None:
+def test_auto_resolves_by_device_and_unknown_names_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import torch
 
-    from posttrainbench.evaluate.backends import AUTO_WITH_CUDA
-
-    assert resolve("auto") == (AUTO_WITH_CUDA if torch.cuda.is_available() else "hf")
+    for cuda, want in ((True, "engine"), (False, "hf")):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda cuda=cuda: cuda)
+        assert resolve("auto") == want
+    monkeypatch.undo()
     assert resolve("engine") == "engine" and resolve("vllm") == "vllm"
     with pytest.raises(PtbError):
         resolve("fast-please")

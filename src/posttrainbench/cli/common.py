@@ -39,7 +39,7 @@ BackendOpt = Annotated[
     typer.Option(
         "--eval-backend",
         metavar="NAME",
-        help="auto (default; hf for now), engine, hf or vllm.",
+        help="auto (default: engine with CUDA, else hf), engine, hf or vllm.",
     ),
 ]
 JudgeOpt = Annotated[

@@ -67,7 +67,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--judge-model", default=None, help="judged benchmarks: an inspect model")
     p.add_argument("--judge-base-url", default=None, help="OpenAI-compatible judge endpoint")
-    p.add_argument("--backend", default="auto", help="auto, engine, hf or vllm")
+    p.add_argument(
+        "--backend",
+        default="auto",
+        help="auto (engine with CUDA, else hf), engine, hf or vllm; the engine's KV cache takes "
+        "85%% of the GPU memory free when it starts: use hf while training on the same GPU",
+    )
     p.add_argument("--base-url", default=None, help="vllm: a running server's /v1 URL")
     return p
 
