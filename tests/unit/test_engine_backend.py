@@ -26,7 +26,8 @@ def test_engine_answers_as_the_hf_path(tiny_model_dir: Path, tmp_path: Path) -> 
     hf = evaluate_model(tiny_model_dir, "arith", tmp_path / "hf", backend="hf", **kw)
     eng = evaluate_model(tiny_model_dir, "arith", tmp_path / "eng", backend="engine", **kw)
     assert eng.backend == "engine" and eng.params["engine"] == "used", eng.params
-    assert eng.params["engine_slots"] == 64 and eng.params["engine_compiled"] == "no"
+    assert eng.params["engine_slots"] == eng.params["batch_size"] == 256
+    assert eng.params["engine_compiled"] == "no"
     assert hf.log_file and eng.log_file
     assert _completions(eng.log_file) == _completions(hf.log_file)
     assert eng.score == hf.score
@@ -155,3 +156,16 @@ def test_the_self_check_reads_across_pages_and_shared_pages_and_catches_a_wrong_
     monkeypatch.setattr(paged_kv.Batch, "dense_mask", one_too_far)
     problem = self_check(Engine(model, slots=2, max_len=128))
     assert problem is not None and "disagree" in problem
+
+
+def test_each_backend_has_its_own_batch_size_unless_one_is_given(tmp_path: Path) -> None:
+    from posttrainbench.evaluate.backends import BACKENDS, ModelRequest
+
+    req = ModelRequest(model_dir=tmp_path, template_file=None)
+    engine, hf = BACKENDS.get("engine"), BACKENDS.get("hf")
+    assert engine.model(req).args["engine_slots"] == 256
+    assert engine.model(req).max_connections == 512  # a finished slot refills at once
+    assert hf.model(req).args["batch_size"] == hf.model(req).max_connections == 64
+    given = req.model_copy(update={"batch_size": 8})
+    assert engine.model(given).args["engine_slots"] == 8
+    assert hf.model(given).max_connections == 8

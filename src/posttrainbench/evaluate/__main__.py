@@ -56,7 +56,9 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--collected", type=Path, default=None, help=argparse.SUPPRESS)
     p.add_argument("--log-dir", type=Path, default=Path("eval_logs"))
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="samples in flight (hf: 64, engine: 256)"
+    )
     p.add_argument("--max-tokens", type=int, default=None, help="default: the benchmark's")
     p.add_argument("--seed", type=int, default=0, help="the run seed; evaluation seeds derive")
     p.add_argument(

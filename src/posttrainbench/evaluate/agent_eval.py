@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from posttrainbench.evaluate.__main__ import EXIT_CODES, parser, report_error
 from posttrainbench.evaluate.__main__ import main as local_main
+from posttrainbench.evaluate.backends import BACKENDS
 from posttrainbench.evaluate.backends import resolve as resolve_backend
 from posttrainbench.evaluate.benchmarks.base import EVAL_DATA_VAR
 from posttrainbench.evaluate.scoring_service import (
@@ -211,7 +212,13 @@ def evaluate_remote(args: Any, limit: int | None) -> ScoringReply:
             n_failed=sum(s.n_failed for s in seeds),
             model_path=str(args.model_path),
             log_file=seeds[0].log_file,
-            params={"limit": limit, "batch_size": args.batch_size, "scored_by": "harness"},
+            params={
+                "limit": limit,
+                "batch_size": BACKENDS.get(resolve_backend(args.backend)).default_batch_size
+                if args.batch_size is None
+                else args.batch_size,
+                "scored_by": "harness",
+            },
             backend=resolve_backend(args.backend),
             template_family=args.template_family,
             max_tokens=max_tokens,

@@ -35,7 +35,7 @@ class ModelRequest(BaseModel):
     tokenizer_dir: Path | None = None  # the base model's tokenizer files; None: the model's own
     stop_tokens: tuple[str, ...] = ()
     tools: bool = False
-    batch_size: int = 64
+    batch_size: int | None = None  # samples in flight (engine: its slots); None: the backend's
     base_url: str | None = None
     sampling: SamplingDefaults | None = None  # the model's own (generation.py); None: greedy
     seed: int | None = None  # the evaluation seed: run_task seeds the sampler with it
@@ -47,13 +47,17 @@ class ModelSpec(BaseModel):
     name: str
     args: dict[str, Any]
     base_url: str | None = None
-    max_connections: int | None = None  # samples in flight; None: the request's batch size
+    max_connections: int  # samples inspect keeps in flight
     extra_body: dict[str, Any] = {}  # what every request carries besides the task's settings
 
 
 class EvalBackend(ABC):
     name: str
     description: str
+    default_batch_size = 64
+
+    def batch_size(self, req: ModelRequest) -> int:
+        return req.batch_size or self.default_batch_size
 
     @abstractmethod
     def model(self, req: ModelRequest) -> ModelSpec:
@@ -76,7 +80,7 @@ class HfBackend(EvalBackend):
             "trust_remote_code": False,
             "use_safetensors": True,
             "do_sample": bool(req.sampling and not req.sampling.greedy),
-            "batch_size": req.batch_size,
+            "batch_size": self.batch_size(req),
             "stop_tokens": list(req.stop_tokens),
             "sampling": hf_backend.sampling_fields(req.sampling),
             # as vLLM's chat endpoint: the template writes the BOS (Gemma), nothing is added
@@ -89,7 +93,11 @@ class HfBackend(EvalBackend):
         auto = hf_backend.auto_model_class(req.model_dir)
         if auto:
             args["auto_model_class"] = auto
-        return ModelSpec(name=f"{hf_backend.API_NAME}/{req.model_dir.name}", args=args)
+        return ModelSpec(
+            name=f"{hf_backend.API_NAME}/{req.model_dir.name}",
+            args=args,
+            max_connections=self.batch_size(req),
+        )
 
 
 class VllmBackend(EvalBackend):
@@ -118,7 +126,13 @@ class VllmBackend(EvalBackend):
             ids = stop_token_ids(req.tokenizer_dir or req.model_dir, req.stop_tokens)
             if ids:
                 extra["stop_token_ids"] = list(ids)
-        return ModelSpec(name=f"vllm/{req.model_dir}", args=args, base_url=url, extra_body=extra)
+        return ModelSpec(
+            name=f"vllm/{req.model_dir}",
+            args=args,
+            base_url=url,
+            extra_body=extra,
+            max_connections=self.batch_size(req),
+        )
 
     def describe(self, req: ModelRequest) -> dict[str, str | int | float | None]:
         url = self.base_url(req)
@@ -147,16 +161,19 @@ def stop_token_ids(tokenizer_dir: Path, tokens: tuple[str, ...]) -> tuple[int, .
 class EngineBackend(EvalBackend):
     name = "engine"
     description = "the harness's continuous-batching engine on a GPU (else hf's generation)"
+    # the slots measured on the H100: decode reads the weights once per step for all of them
+    default_batch_size = 256
 
     def model(self, req: ModelRequest) -> ModelSpec:
         from posttrainbench.evaluate import engine_backend
 
         spec = HfBackend().model(req)
+        slots = self.batch_size(req)
         return ModelSpec(
             name=f"{engine_backend.API_NAME}/{req.model_dir.name}",
-            args={**spec.args, "engine_slots": req.batch_size},
+            args={**spec.args, "engine_slots": slots},
             # twice the slots in flight: a finished sample's slot refills at once
-            max_connections=2 * req.batch_size,
+            max_connections=2 * slots,
         )
 
     def describe(self, req: ModelRequest) -> dict[str, str | int | float | None]:

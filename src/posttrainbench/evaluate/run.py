@@ -135,7 +135,7 @@ def model_request(
     *,
     template_family: str | None,
     tokenizer_dir: Path | None,
-    batch_size: int,
+    batch_size: int | None,
     base_url: str | None,
     sampling: SamplingDefaults | None = None,
 ) -> ModelRequest:
@@ -181,7 +181,7 @@ def run_task(task: Any, req: ModelRequest, backend: str, log_dir: Path) -> Any:
             display="none",
             # the log is written once at the end: no sample buffer flushed while generating
             log_realtime=False,
-            max_connections=served.max_connections or req.batch_size,
+            max_connections=served.max_connections,
             fail_on_error=True,
             log_samples=True,
             score_display=False,
@@ -213,7 +213,7 @@ def evaluate_model(
     template_family: str | None = None,
     tokenizer_dir: Path | None = None,
     collected: Path | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     max_tokens: int | None = None,
     seed: int = 0,
     suite: str | None = None,
@@ -265,9 +265,7 @@ def evaluate_model(
         n_failed=sum(s.n_failed for s in scored),
         model_path=str(model_dir),
         log_file=scored[0].log_file,
-        params=_params(
-            model_dir, template_family, tokenizer_dir, limit, batch_size, backend, req, samples
-        ),
+        params=_params(model_dir, template_family, tokenizer_dir, limit, backend, req, samples),
         backend=backend,
         template_family=template_family,
         decoding=decoding_of(sampling, task_max_tokens),
@@ -323,7 +321,6 @@ def _params(
     template_family: str | None,
     tokenizer_dir: Path | None,
     limit: int | None,
-    batch_size: int,
     backend: str,
     req: ModelRequest,
     samples: list[Any],
@@ -331,7 +328,7 @@ def _params(
     """metrics.json's `params`: how the model was asked and its code run."""
     return {
         "limit": limit,
-        "batch_size": batch_size,
+        "batch_size": BACKENDS.get(backend).batch_size(req),
         "own_template": ("present, ignored" if has_chat_template(model_dir) else "none")
         if template_family
         else None,
