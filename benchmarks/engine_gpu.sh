@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The engine's figures on one GPU, most wanted first, each stage under its own time limit so a
+# slow one cannot eat the next one's time. Logs go to $OUT (or ./engine-figures); the summary
+# lines print as each stage ends.
+#
+#   bash benchmarks/engine_gpu.sh [stage ...]     # stages: tail full gsm8k v12 4b gemma
+#
+# tail:  one decode step with 30 of 256 slots running (a batch's tail), with its kernels
+# full:  one decode step with every slot running, with its kernels
+# gsm8k: Qwen3-1.7B shape, 1,319 GSM8K-shaped requests, with `generate` and agreement
+# v12:   a whole v1.2 evaluation's generation (22 evaluations in turn)
+# 4b, gemma: Qwen3-4B and Gemma 3 4B shapes, 512 requests, peak memory
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH=src
+out=${OUT:-engine-figures}
+mkdir -p "$out"
+stages=("$@")
+[ ${#stages[@]} -eq 0 ] && stages=(tail full gsm8k v12 4b gemma)
+
+run() {  # name seconds lines command...: the log's last `lines` lines that are not warnings
+    local name=$1 limit=$2 lines=$3
+    shift 3
+    echo "== $name (limit ${limit} s)"
+    timeout "$limit" "${PYTHON:-python}" -u "$@" >"$out/$name.log" 2>&1
+    echo "$name rc $?"
+    grep -v -i -e warn -e '^ *$' "$out/$name.log" | tail -"$lines"
+}
+
+profile() {  # name seconds args...: the step's figures and its ten costliest kernels
+    local name=$1 limit=$2
+    shift 2
+    run "$name" "$limit" 0 benchmarks/engine_profile.py "$@"
+    grep -E 'prefill|COMPILE|set-up|steps x|^stats|^inductor|^graph_break' "$out/$name.log"
+    grep -A12 'Name  ' "$out/$name.log" | cut -c1-60,150-230
+}
+
+for stage in "${stages[@]}"; do
+    case $stage in
+    tail) profile tail 150 --slots 256 --active 30 --prompt 1024 --steps 40 --trace 3 ;;
+    full) profile full 150 --slots 256 --prompt 1024 --steps 40 --trace 3 ;;
+    gsm8k) run gsm8k 300 8 benchmarks/eval_engine.py --n 1319 --slots 256 --gen-batch 64 \
+        --agree 4 ;;
+    v12) run v12 590 32 benchmarks/eval_engine.py --workload v1.2 --slots 256 ;;
+    4b) run 4b 240 6 benchmarks/eval_engine.py --shape qwen3-4b --n 512 --slots 256 \
+        --gen-batch 0 --agree 2 ;;
+    gemma) run gemma 240 6 benchmarks/eval_engine.py --shape gemma-3-4b --n 512 --slots 256 \
+        --gen-batch 0 --agree 2 ;;
+    *) echo "unknown stage $stage (tail full gsm8k v12 4b gemma)" >&2 ;;
+    esac
+done
