@@ -176,22 +176,7 @@ class Engine:
         # every waiting prompt fits): a prefill pass is one eager forward whatever its size
         self.admit_batch = max(1, slots // 8) if admit_batch is None else max(1, admit_batch)
         cuda = self.device.type == "cuda"
-        page = PAGE_SIZE_CUDA if cuda else PAGE_SIZE_CPU
-        if pages is None:
-            pages = self._pages_from_memory(page, memory_fraction) if cuda else None
-        if pages is None:  # CPU: every slot can hold max_len
-            pages = slots * math.ceil(max_len / page) + 1
-        self.pool = PagePool(
-            layers=self.layers,
-            kv_heads=self.kv_heads,
-            head_dim=self.head_dim,
-            pages=pages,
-            page_size=page,
-            slots=slots,
-            max_len=max_len,
-            dtype=self.dtype,
-            device=self.device,
-        )
+        self.pool = self._make_pool(pages, memory_fraction)
         self.stats = EngineStats()
         # each slot's state on the device, so a decode step needs nothing built by the host
         dev = self.device
@@ -212,16 +197,9 @@ class Engine:
         self._vacated: list[int] = []  # slots left since the device state was last told
         # compiled: flex attention on the pages, CUDA graphs on a GPU (CPU: for tests only)
         self.compiled = cuda if compile_decode is None else compile_decode
-        self._decode: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = self._decode_dense
-        if self.compiled:
-            for t in (*self.pool.k, *self.pool.v, self.pool.table, self.pool.logical):
-                torch._dynamo.mark_static_address(t)
-            mode = "reduce-overhead" if cuda else None
-            # one whole graph or none: a graph break would leave flex attention eager, which
-            # scores every position of the pool
-            self._decode = torch.compile(
-                self._decode_flex, mode=mode, dynamic=False, fullgraph=True
-            )
+        self._decode: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = (
+            self._compiled_decode() if self.compiled else self._decode_dense
+        )
         self._compiled_once = False
         self.on_compile_failure: Callable[[str], None] = lambda reason: None
         self._seen: torch.Tensor | None = None  # [slots, vocab] for the repetition penalty
@@ -230,6 +208,36 @@ class Engine:
         self._active: dict[int, _Seq] = {}  # slot -> sequence
         self._free = list(range(slots - 1, -1, -1))
         self._done: dict[int, Completion] = {}
+
+    def _make_pool(self, pages: int | None, memory_fraction: float) -> PagePool:
+        cuda = self.device.type == "cuda"
+        page = PAGE_SIZE_CUDA if cuda else PAGE_SIZE_CPU
+        if pages is None:
+            pages = self._pages_from_memory(page, memory_fraction) if cuda else None
+        if pages is None:  # CPU: every slot can hold max_len
+            pages = self.slots * math.ceil(self.max_len / page) + 1
+        return PagePool(
+            layers=self.layers,
+            kv_heads=self.kv_heads,
+            head_dim=self.head_dim,
+            pages=pages,
+            page_size=page,
+            slots=self.slots,
+            max_len=self.max_len,
+            dtype=self.dtype,
+            device=self.device,
+        )
+
+    def _compiled_decode(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        for t in (*self.pool.k, *self.pool.v, self.pool.table, self.pool.logical):
+            torch._dynamo.mark_static_address(t)
+        mode = "reduce-overhead" if self.device.type == "cuda" else None
+        # one whole graph or none: a graph break would leave flex attention eager, which
+        # scores every position of the pool
+        compiled: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = torch.compile(
+            self._decode_flex, mode=mode, dynamic=False, fullgraph=True
+        )
+        return compiled
 
     def _pages_from_memory(self, page: int, fraction: float) -> int:
         free, _ = torch.cuda.mem_get_info(self.device)
