@@ -120,32 +120,42 @@ def build(shape: str, device: torch.device, dtype: torch.dtype) -> tuple[object,
 
 
 def run_v12(model: object, config: object, args: argparse.Namespace, kv_per_pos: int) -> None:
-    """A whole v1.2 evaluation's generation: every (benchmark, seed) in turn, sampled."""
+    """A whole v1.2 evaluation's generation, sampled: benchmark by benchmark, its seeds together
+    in one batch as the harness runs them with the engine (run.run_tasks), or with
+    --seeds-in-turn each (benchmark, seed) alone, as the `hf` path runs them."""
     vocab = config.vocab_size
-    groups = []
+    groups: list[tuple[str, str, list[Request]]] = []
     for b, (name, items, seeds, plen, shared) in enumerate(V12):
+        runs = []
         for seed in range(seeds):
             reqs = workload(items, 1000 * b + seed, args.max_out, plen, vocab, shared)
-            reqs = [
-                Request(r.prompt_ids, r.max_new_tokens, seed=i, **SAMPLING)
-                for i, r in enumerate(reqs)
-            ]
-            groups.append((name, seed, reqs))
+            runs.append(
+                [
+                    Request(r.prompt_ids, r.max_new_tokens, seed=1000 * seed + i, **SAMPLING)
+                    for i, r in enumerate(reqs)
+                ]
+            )
+        if args.seeds_in_turn:
+            groups += [(name, f"seed {i}", reqs) for i, reqs in enumerate(runs)]
+        else:
+            groups.append((name, f"{seeds} seeds", [r for reqs in runs for r in reqs]))
     max_len = max(len(r.prompt_ids) + r.max_new_tokens for _, _, g in groups for r in g)
     t0 = time.perf_counter()
     engine = make_engine(model, args, max_len)
     engine.generate([Request(groups[0][2][0].prompt_ids[:64], 16, seed=1, **SAMPLING)])
     sync()
     setup = time.perf_counter() - t0
+    how = "each seed alone" if args.seeds_in_turn else "a benchmark's seeds together"
     print(
-        f"v1.2: {len(groups)} evaluations, {sum(len(g) for _, _, g in groups)} requests; "
+        f"v1.2: {len(groups)} batches ({how}), {sum(len(g) for _, _, g in groups)} requests; "
         f"engine set-up + compile {setup:.1f} s; KV pool {engine.pool.pages} pages"
     )
     total_tokens = 0
     t = time.perf_counter()
     per: dict[str, list[float]] = {}
-    for name, _seed, reqs in groups:
+    for name, label, reqs in groups:
         s0 = time.perf_counter()
+        steps0 = engine.stats.decode_steps
         got = engine.generate(reqs)
         sync()
         n = sum(len(x) for x in got)
@@ -154,7 +164,8 @@ def run_v12(model: object, config: object, args: argparse.Namespace, kv_per_pos:
         per[name][0] += time.perf_counter() - s0
         per[name][1] += n
         print(
-            f"  {name} seed {_seed}: {len(reqs)} requests, {n:,} tokens in "
+            f"  {name} {label}: {len(reqs)} requests, {n:,} tokens (longest "
+            f"{max(len(x) for x in got):,}) in {engine.stats.decode_steps - steps0:,} steps, "
             f"{time.perf_counter() - s0:.1f} s; {total_tokens:,} tokens in "
             f"{time.perf_counter() - t:.1f} s so far",
             flush=True,
@@ -238,6 +249,9 @@ def main() -> None:
     ap.add_argument("--eager", action="store_true", help="no compiled decode step (CUDA)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workload", default="gsm8k", choices=("gsm8k", "v1.2"))
+    ap.add_argument(
+        "--seeds-in-turn", action="store_true", help="v1.2: each seed alone (as the hf path)"
+    )
     args = ap.parse_args()
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

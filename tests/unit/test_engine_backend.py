@@ -5,6 +5,7 @@ import concurrent.futures
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,6 +53,25 @@ def test_engine_sampling_is_seeded(tiny_model_dir: Path, tmp_path: Path) -> None
     assert a != run("c", 4)
 
 
+def test_a_benchmarks_seeds_share_the_batch_and_draw_as_each_alone(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    hot = tmp_path / "hot"
+    shutil.copytree(tiny_model_dir, hot)
+    (hot / "generation_config.json").write_text(json.dumps({"temperature": 1.5, "top_k": 20}))
+    kw: dict[str, Any] = dict(limit=8, template_family="ptb-tiny", backend="engine")
+    together = evaluate_model(hot, "arith", tmp_path / "all", seed=3, seeds=3, **kw)
+    assert together.params["seeds_run"] == "together", together.params
+    runs = []
+    for s in together.seeds:
+        alone = evaluate_model(hot, "arith", tmp_path / f"s{s.seed}", seed=s.seed, seeds=1, **kw)
+        assert alone.params["seeds_run"] is None and alone.log_file and s.log_file
+        assert _completions(s.log_file) == _completions(alone.log_file), s.seed
+        assert s.score == alone.score
+        runs.append(tuple(_completions(s.log_file)))
+    assert len(set(runs)) == 3  # each seed draws its own answers
+
+
 def test_a_model_the_engine_refuses_falls_back_and_says_why(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
@@ -66,11 +86,14 @@ def test_a_model_the_engine_refuses_falls_back_and_says_why(
         if f.name.startswith(("tokenizer", "special_tokens", "chat_template")):
             shutil.copy(f, bloom / f.name)
     m = evaluate_model(
-        bloom, "arith", tmp_path / "eval", limit=4, template_family="ptb-tiny", backend="engine"
-    )
+        bloom, "arith", tmp_path / "eval", limit=4, template_family="ptb-tiny", backend="engine",
+        seeds=2,
+    )  # fmt: skip
     assert m.n_samples == 4 and m.backend == "engine"
     reason = str(m.params["engine"])
     assert reason.startswith("not used: model type 'bloom'") and "hf path" in reason, reason
+    # hf's generation draws from the process's generator: its seeds cannot share a batch
+    assert m.params["seeds_run"] == "in turn" and len(m.seeds) == 2
 
 
 def test_auto_resolves_by_device_and_unknown_names_are_refused(

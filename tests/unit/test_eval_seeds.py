@@ -68,6 +68,7 @@ def test_greedy_once_sampling_five_times_and_gpqa_five_with_shuffled_choices(
     assert all(s.score is not None and s.n_samples == 3 and s.log_file for s in hot.seeds)
     assert hot.score == pytest.approx(sum(s.score or 0 for s in hot.seeds) / 5)
     assert len({s.log_file for s in hot.seeds}) == 5
+    assert hot.params["seeds_run"] == "in turn"  # hf: the process's generator, seed by seed
 
     for model, out in ((tiny_model_dir, "gq"), (sampler, "sq")):
         gpqa = _eval(model, "gpqamain", data / out, "ptb-v1.2")

@@ -67,6 +67,12 @@ class EvalBackend(ABC):
         """What metrics.json records about how the model was served."""
         return {"backend": self.name}
 
+    def runs_seeds_together(self, api: Any) -> bool:
+        """Whether the loaded model (`api`: its inspect ModelAPI) can serve a benchmark's
+        seeds at once, each sample drawn from its own task's seed. Not where sampling draws
+        from the process's generator, which run_task seeds before each evaluation."""
+        return False
+
 
 class HfBackend(EvalBackend):
     name = "hf"
@@ -180,6 +186,10 @@ class EngineBackend(EvalBackend):
         from posttrainbench.evaluate import engine_backend
 
         return {"backend": self.name, **engine_backend.STATUS.get(str(req.model_dir), {})}
+
+    def runs_seeds_together(self, api: Any) -> bool:
+        # the engine seeds every draw from the task's seed; its hf fallback does not
+        return getattr(api, "server", None) is not None
 
 
 AUTO = "auto"

@@ -6,8 +6,9 @@ the base tokenizer, vLLM-shaped messages, hermes tool calls); only generation di
 sample's prompt joins the engine's continuous batch, served by one thread, and comes back when
 it ends. Decoding follows the same rule as the `hf` path: greedy unless the harness allowed
 sampling, then the allow-listed fields, overridden by the task's own settings; a sample's draw is
-seeded by the evaluation seed (run_task's `set_seed`) and its prompt, so it depends on nothing
-else in the batch. Stop strings end generation and are cut from the text, as vLLM does.
+seeded by the evaluation seed (the task's `seed`, else run_task's `set_seed`) and its prompt, so
+it depends on nothing else in the batch, and a benchmark's seeds can share the batch
+(run.run_tasks). Stop strings end generation and are cut from the text, as vLLM does.
 
 Where the engine cannot run a model (an architecture it refuses, or its self-check at start
 disagrees with the model's own forward pass) generation stays on the `hf` path; the reason is
@@ -165,15 +166,17 @@ class EngineHuggingFace(HarnessHuggingFace):
             "repetition_penalty": float(gc.repetition_penalty or 1.0),
         }
 
-    def _seed(self, ids: list[int]) -> int:
-        """The draw's seed: the evaluation seed, the sample, its epoch and the prompt (a later
+    def _seed(self, ids: list[int], evaluation_seed: int | None) -> int:
+        """The draw's seed: the evaluation seed (the task's, where seeds run together; else
+        the one run_task seeded the process with), the sample, its epoch and the prompt (a later
         turn of the same sample has a longer prompt), never the order samples arrive in."""
         import torch
         from inspect_ai.log._samples import sample_active
 
         active = sample_active()
         sample = f"{active.sample.id}:{active.epoch}" if active is not None else "-"
-        key = f"{torch.initial_seed()}:{sample}:{ids}".encode()
+        seed = torch.initial_seed() if evaluation_seed is None else evaluation_seed
+        key = f"{seed}:{sample}:{ids}".encode()
         return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
 
     def close(self) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -25,7 +25,7 @@ from posttrainbench.catalog.benchmarks import BenchmarkInfo, HubSource
 from posttrainbench.catalog.suites import suite as suite_named
 from posttrainbench.errors import ConfigError, DataUnavailableError, EvaluationError, PtbError
 from posttrainbench.evaluate.answer_check import code_isolation
-from posttrainbench.evaluate.backends import BACKENDS, ModelRequest
+from posttrainbench.evaluate.backends import BACKENDS, ModelRequest, ModelSpec
 from posttrainbench.evaluate.backends import resolve as resolve_backend
 from posttrainbench.evaluate.chat_templates import family, template_path
 from posttrainbench.evaluate.generation import model_sampling
@@ -153,46 +153,103 @@ def model_request(
     )
 
 
+# inspect's own defaults redraw a display and flush every sample to the log as it ends; the
+# harness needs neither (the log is written once, at the end)
+INSPECT_SETTINGS: dict[str, Any] = {"display": "none", "log_realtime": False}
+
+
 def run_task(task: Any, req: ModelRequest, backend: str, log_dir: Path) -> Any:
     """The inspect task run on the model as the backend serves it: its log. A model that
     cannot even be loaded is EvaluationError."""
-    from inspect_ai import eval as inspect_eval
+    model, served = _loaded(req, backend)
+    # loaded once per process (inspect memoizes it), then seeded: every seed's sampler
+    # starts from its seed, whether the model was just loaded or reused
+    if req.seed is not None:
+        from transformers import set_seed
+
+        set_seed(req.seed)
+    return _inspect([task], model, served, req, log_dir)[0]
+
+
+def run_tasks(
+    tasks: list[Any], seeds: list[int], req: ModelRequest, backend: str, log_dir: Path
+) -> tuple[bool, Iterator[Any]]:
+    """A benchmark's evaluations, one task per evaluation seed: whether they run together,
+    and each one's log (or the PtbError it raised), in order. Together, where the loaded
+    model draws every sample from its task's seed (the engine): their samples share the batch
+    and one seed's longest answers overlap the others' instead of each seed waiting out its
+    own. Otherwise in turn (run_task), each evaluated only once the previous one is read, so a
+    failed first seed stops the rest."""
+    if len(tasks) > 1:
+        model, served = _loaded(req, backend)
+        if BACKENDS.get(resolve_backend(backend)).runs_seeds_together(model.api):
+            from inspect_ai.model import GenerateConfig
+
+            for task, seed in zip(tasks, seeds, strict=True):
+                task.config = task.config.merge(GenerateConfig(seed=seed))
+            logs = _inspect(tasks, model, served, req, log_dir, max_tasks=len(tasks))
+            return True, iter(logs)
+
+    def in_turn() -> Iterator[Any]:
+        for task, seed in zip(tasks, seeds, strict=True):
+            try:
+                yield run_task(task, req.model_copy(update={"seed": seed}), backend, log_dir)
+            except PtbError as exc:
+                yield exc
+
+    return False, in_turn()
+
+
+def _loaded(req: ModelRequest, backend: str) -> tuple[Any, ModelSpec]:
+    """The model as the backend serves it (inspect memoizes it: loaded once per process)."""
     from inspect_ai.model import get_model
 
     served = BACKENDS.get(resolve_backend(backend)).model(req)
-    if served.extra_body:
-        from inspect_ai.model import GenerateConfig
-
-        extra = {**(task.config.extra_body or {}), **served.extra_body}
-        task.config = task.config.merge(GenerateConfig(extra_body=extra))
-    log_dir.mkdir(parents=True, exist_ok=True)
     try:
-        # loaded once per process (inspect memoizes it), then seeded: every seed's sampler
-        # starts from its seed, whether the model was just loaded or reused
-        model = get_model(served.name, base_url=served.base_url, **served.args)
-        if req.seed is not None:
-            from transformers import set_seed
-
-            set_seed(req.seed)
-        return inspect_eval(
-            task,
-            model=model,
-            log_dir=str(log_dir),
-            display="none",
-            # the log is written once at the end: no sample buffer flushed while generating
-            log_realtime=False,
-            max_connections=served.max_connections,
-            fail_on_error=True,
-            log_samples=True,
-            score_display=False,
-        )[0]
+        return get_model(served.name, base_url=served.base_url, **served.args), served
     except PtbError:
         raise
     except Exception as exc:  # loading a broken model raises before inspect can log it
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        raise EvaluationError(
-            f"cannot evaluate {req.model_dir}: {type(exc).__name__}: {first}", kind=classify(exc)
-        ) from exc
+        raise _not_evaluated(req, exc) from exc
+
+
+def _inspect(
+    tasks: list[Any], model: Any, served: ModelSpec, req: ModelRequest, log_dir: Path, **more: Any
+) -> list[Any]:
+    from inspect_ai import eval as inspect_eval
+
+    if served.extra_body:
+        from inspect_ai.model import GenerateConfig
+
+        for task in tasks:
+            extra = {**(task.config.extra_body or {}), **served.extra_body}
+            task.config = task.config.merge(GenerateConfig(extra_body=extra))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return list(
+            inspect_eval(
+                tasks,
+                model=model,
+                log_dir=str(log_dir),
+                max_connections=served.max_connections,
+                fail_on_error=True,
+                log_samples=True,
+                score_display=False,
+                **INSPECT_SETTINGS,
+                **more,
+            )
+        )
+    except PtbError:
+        raise
+    except Exception as exc:
+        raise _not_evaluated(req, exc) from exc
+
+
+def _not_evaluated(req: ModelRequest, exc: Exception) -> EvaluationError:
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return EvaluationError(
+        f"cannot evaluate {req.model_dir}: {type(exc).__name__}: {first}", kind=classify(exc)
+    )
 
 
 def evaluation_seeds(run_seed: int, count: int) -> list[int]:
@@ -250,7 +307,7 @@ def evaluate_model(
         judge_model=judge_model,
         judge_base_url=judge_base_url,
     )
-    scores, logs, task_max_tokens = _run_seeds(
+    scores, logs, task_max_tokens, together = _run_seeds(
         info, options, evaluation_seeds(seed, count), policy.shuffles_choices, req, backend, out_dir
     )
     scored = [s for s in scores if s.score is not None]
@@ -265,7 +322,10 @@ def evaluate_model(
         n_failed=sum(s.n_failed for s in scored),
         model_path=str(model_dir),
         log_file=scored[0].log_file,
-        params=_params(model_dir, template_family, tokenizer_dir, limit, backend, req, samples),
+        params={
+            **_params(model_dir, template_family, tokenizer_dir, limit, backend, req, samples),
+            "seeds_run": ("together" if together else "in turn") if len(scores) > 1 else None,
+        },
         backend=backend,
         template_family=template_family,
         decoding=decoding_of(sampling, task_max_tokens),
@@ -290,30 +350,32 @@ def _run_seeds(
     req: ModelRequest,
     backend: str,
     out_dir: Path,
-) -> tuple[list[SeedScore], list[Any], int | None]:
-    """Each seed's evaluation: its score (or error) and its log, and the tasks' max_tokens.
-    The first seed's failure raises; a later one's is recorded. `shuffles`: the seed also
-    shuffles the answer choices."""
+) -> tuple[list[SeedScore], list[Any], int | None, bool]:
+    """Each seed's evaluation: its score (or error) and its log, the tasks' max_tokens and
+    whether the seeds ran together. The first seed's failure raises; a later one's is
+    recorded. `shuffles`: the seed also shuffles the answer choices."""
     from posttrainbench.evaluate.benchmarks.base import make_task
 
+    options_of = [
+        options.model_copy(update={"seed": v, "choice_seed": v if shuffles else None})
+        for v in values
+    ]
+    tasks = [make_task(info.implementation(), opts) for opts in options_of]
+    together, outcomes = run_tasks(tasks, values, req, backend, out_dir)
     scores: list[SeedScore] = []
     logs: list[Any] = []
-    task_max_tokens: int | None = None
-    for number, value in enumerate(values):
-        choice_seed = value if shuffles else None
-        opts = options.model_copy(update={"seed": value, "choice_seed": choice_seed})
-        task = make_task(info.implementation(), opts)
-        task_max_tokens = task.config.max_tokens
+    for number, (value, opts, outcome) in enumerate(zip(values, options_of, outcomes, strict=True)):
         try:
-            log = run_task(task, req.model_copy(update={"seed": value}), backend, out_dir)
-            scores.append(seed_score(log, info, value, opts.judge_model))
+            if isinstance(outcome, PtbError):
+                raise outcome
+            scores.append(seed_score(outcome, info, value, opts.judge_model))
         except PtbError as exc:
             if number == 0:
                 raise
             scores.append(SeedScore(seed=value, error=str(exc).splitlines()[0][:300]))
             continue
-        logs.append(log)
-    return scores, logs, task_max_tokens
+        logs.append(outcome)
+    return scores, logs, tasks[-1].config.max_tokens if tasks else None, together
 
 
 def _params(
