@@ -107,7 +107,7 @@ class EngineHuggingFace(HarnessHuggingFace):
             max_new_tokens=config.max_tokens or DEFAULT_MAX_TOKENS,
             stop_token_ids=self._stop_ids(),
             stop_strings=tuple(config.stop_seqs or ()),
-            seed=self._seed(ids),
+            seed=self._seed(ids, config.seed),
             **self._decoding(config),
         )
         start = time.monotonic()
