@@ -138,6 +138,40 @@ def test_preempted_sequences_resume_with_the_same_tokens(model) -> None:
     assert got == want
 
 
+def test_steps_in_flight_change_no_answer_and_record_no_extra_token(model) -> None:
+    """The host reads a step's tokens while the next runs: a sequence that ended (stop token,
+    stop string, length, cache end) or was preempted meanwhile ran one step more, whose token
+    is dropped. Answers are those of an engine that reads every step before the next."""
+    ps = prompts(8, seed=5)
+    free = reference(model, ps[0], 20)
+    stop_string = _Chars().decode(free)[6:8]
+    reqs = [
+        Request(ps[0], 20, stop_strings=(stop_string,)),
+        Request(ps[1], 1),
+        Request(ps[2], 30, stop_token_ids=(reference(model, ps[2], 9)[8],)),
+        Request(ps[3], 40),  # runs into the cache's end (64)
+        Request(ps[4], 35, temperature=1.3, top_k=20, seed=7),
+        Request(ps[5], 30, temperature=0.8, top_p=0.9, seed=8),
+        Request(ps[6], 33),
+        Request(ps[7], 2, temperature=1.0, seed=9),
+    ]
+    runs = {}
+    for ahead in (0, 1):
+        # 4 slots and a short pool: sequences wait, leave, come in and are preempted
+        engine = Engine(model, slots=4, max_len=64, pages=9, steps_ahead=ahead, tokenizer=_Chars())
+        done = engine.complete(reqs)
+        assert engine.stats.preemptions > 0
+        assert all(len(d.tokens) <= r.max_new_tokens for d, r in zip(done, reqs, strict=True))
+        assert engine.stats.generated_tokens == sum(len(d.tokens) for d in done)
+        runs[ahead] = ([(d.tokens, d.stop_reason) for d in done], engine.stats.decode_steps)
+    assert runs[1][0] == runs[0][0]
+    assert runs[0][1] < runs[1][1]  # the dropped steps ran
+    with pytest.raises(ValueError, match="steps_ahead"):
+        Engine(model, slots=4, max_len=64, steps_ahead=2)
+    assert runs[0][0][0][1] == "stop" and runs[0][0][2][1] == "stop"
+    assert runs[0][0][3][1] == "length" and len(runs[0][0][3][0]) < 40
+
+
 def test_prompts_sharing_a_start_share_its_pages_and_answer_the_same(model) -> None:
     g = torch.Generator().manual_seed(3)
     shots = torch.randint(1, VOCAB, (40,), generator=g).tolist()  # like GSM8K's ten shots

@@ -3,10 +3,12 @@
 Sequences run in `slots`; their keys and values live in a paged pool (evaluate/paged_kv.py) whose
 size comes from free GPU memory, so memory follows the live lengths rather than the longest
 possible one. Waiting prompts are prefilled in batches (left-padded, long prompts in chunks) into
-free slots; then one decode step advances every slot by a token. A sequence that reaches a stop
-token, a stop string, its `max_new_tokens` or the cache length leaves at once and the next
-waiting prompt takes its slot (no padding to the longest output). When the pool runs dry the
-youngest sequence is preempted and later resumed from its tokens.
+free slots; then one decode step advances every slot by a token. The host reads a step's tokens
+while the next step runs (one step in flight: its bookkeeping overlaps the device's work). A
+sequence that reaches a stop token, a stop string, its `max_new_tokens` or the cache length
+leaves then (the step already in flight computed one token more for it, which is dropped) and
+the next waiting prompt takes its slot (no padding to the longest output). When the pool runs
+dry the youngest sequence is preempted and later resumed from its tokens.
 
 The model runs its own modules with the `ptb_paged` attention, so any transformers decoder that
 uses the attention interface and takes per-row `position_ids` runs (Qwen3, Llama, Gemma 3 with
@@ -130,6 +132,20 @@ class _Seq:
         return [*self.req.prompt_ids, *self.out]
 
 
+@dataclass
+class _Launched:
+    """A decode step in flight: who ran in which slot, and where its tokens arrive."""
+
+    rows: list[tuple[_Seq, int]]  # (sequence, its slot) when launched
+    tokens: torch.Tensor  # [slots] on the host (pinned on CUDA, filled asynchronously)
+    ready: torch.cuda.Event | None
+
+    def read(self) -> list[int]:
+        if self.ready is not None:
+            self.ready.synchronize()
+        return self.tokens.tolist()
+
+
 class Engine:
     """Continuous batching over `slots` sequences and a paged pool of `pages` pages."""
 
@@ -144,11 +160,16 @@ class Engine:
         compile_decode: bool | None = None,
         share_prefixes: bool = True,
         admit_batch: int | None = None,
+        steps_ahead: int = 1,
         tokenizer: Any = None,
     ) -> None:
         reason = supports(model)
         if reason:
             raise ValueError(f"engine cannot run this model: {reason}")
+        if steps_ahead not in (0, 1):
+            # one step in flight keeps every write inside the cache: a running sequence has at
+            # least one position left, which the step after its last token writes
+            raise ValueError(f"steps_ahead is 0 or 1, not {steps_ahead}")
         paged_kv.register()
         self.model = model.eval()
         self._configs = list({id(c): c for c in _configs(model)}.values())
@@ -178,22 +199,16 @@ class Engine:
         cuda = self.device.type == "cuda"
         self.pool = self._make_pool(pages, memory_fraction)
         self.stats = EngineStats()
-        # each slot's state on the device, so a decode step needs nothing built by the host
-        dev = self.device
-        self._tok = torch.zeros(slots, dtype=torch.long, device=dev)  # last token
-        self._pos = torch.zeros(slots, dtype=torch.long, device=dev)  # its position
-        self._made = torch.zeros(slots, dtype=torch.long, device=dev)  # tokens generated
-        self._live = torch.zeros(slots, dtype=torch.long, device=dev)  # 1: a sequence runs
-        self._slot_rules = sampler.Rules(
-            greedy=torch.ones(slots, dtype=torch.bool, device=dev),
-            temperature=torch.zeros(slots, device=dev),
-            top_p=torch.ones(slots, device=dev),
-            top_k=torch.zeros(slots, dtype=torch.long, device=dev),
-            min_p=torch.zeros(slots, device=dev),
-            repetition_penalty=torch.ones(slots, device=dev),
-            seed=torch.zeros(slots, dtype=torch.long, device=dev),
-        )
+        self._make_slot_state()
         self._plan: tuple[sampler.Plan, bool] | None = None  # of the active sequences
+        # decode steps launched before the host reads their tokens: the host's bookkeeping of
+        # step n (stops, finished sequences) runs while the device computes step n+1, which a
+        # sequence ending at step n also runs (its extra token is dropped, never recorded)
+        self.ahead = steps_ahead
+        self._launched: deque[_Launched] = deque()
+        self._host_tokens = [
+            torch.zeros(slots, dtype=torch.long, pin_memory=cuda) for _ in range(self.ahead + 1)
+        ]
         self._vacated: list[int] = []  # slots left since the device state was last told
         # compiled: flex attention on the pages, CUDA graphs on a GPU (CPU: for tests only)
         self.compiled = cuda if compile_decode is None else compile_decode
@@ -208,6 +223,23 @@ class Engine:
         self._active: dict[int, _Seq] = {}  # slot -> sequence
         self._free = list(range(slots - 1, -1, -1))
         self._done: dict[int, Completion] = {}
+
+    def _make_slot_state(self) -> None:
+        """Each slot's state on the device, so a decode step needs nothing built by the host."""
+        slots, dev = self.slots, self.device
+        self._tok = torch.zeros(slots, dtype=torch.long, device=dev)  # last token
+        self._pos = torch.zeros(slots, dtype=torch.long, device=dev)  # its position
+        self._made = torch.zeros(slots, dtype=torch.long, device=dev)  # tokens generated
+        self._live = torch.zeros(slots, dtype=torch.long, device=dev)  # 1: a sequence runs
+        self._slot_rules = sampler.Rules(
+            greedy=torch.ones(slots, dtype=torch.bool, device=dev),
+            temperature=torch.zeros(slots, device=dev),
+            top_p=torch.ones(slots, device=dev),
+            top_k=torch.zeros(slots, dtype=torch.long, device=dev),
+            min_p=torch.zeros(slots, device=dev),
+            repetition_penalty=torch.ones(slots, device=dev),
+            seed=torch.zeros(slots, dtype=torch.long, device=dev),
+        )
 
     def _make_pool(self, pages: int | None, memory_fraction: float) -> PagePool:
         cuda = self.device.type == "cuda"
@@ -443,23 +475,7 @@ class Engine:
         self._grow_or_preempt()
         self._flush_vacated()
         self.pool.sync()
-        ids, pos = self._tok[:, None], self._pos[:, None]
-        try:
-            if self.compiled and self._compiled_once:
-                # the shapes never change: a recompile means a guard fails every step
-                with torch.compiler.set_stance("fail_on_recompile"):
-                    logits = self._decode(ids, pos)
-            else:
-                logits = self._decode(ids, pos)
-                self._compiled_once = self.compiled
-        except Exception as exc:  # the compiler failed here: the eager step computes the same
-            if not self.compiled:
-                raise
-            self.compiled = False
-            self._decode = self._decode_dense
-            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            self.on_compile_failure(reason[:300])
-            logits = self._decode(ids, pos)
+        logits = self._run_decode(self._tok[:, None], self._pos[:, None])
         seqs = list(self._active.values())
         self.stats.decode_steps += 1
         self.stats.active_per_step.append(len(seqs))
@@ -483,8 +499,46 @@ class Engine:
         self._made += self._live
         if seen is not None:
             seen[torch.arange(self.slots, device=self.device), chosen] = True
-        tokens = chosen.tolist()
-        self._record(seqs, [tokens[s.slot] for s in seqs])
+        self._launched.append(self._launch_record(seqs, chosen))
+        # tracing keeps no step in flight: every traced row belongs to a recorded token
+        while len(self._launched) > (0 if self._trace is not None else self.ahead):
+            self._settle(self._launched.popleft())
+
+    def _run_decode(self, ids: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        try:
+            if self.compiled and self._compiled_once:
+                # the shapes never change: a recompile means a guard fails every step
+                with torch.compiler.set_stance("fail_on_recompile"):
+                    return self._decode(ids, pos)
+            logits = self._decode(ids, pos)
+            self._compiled_once = self.compiled
+            return logits
+        except Exception as exc:  # the compiler failed here: the eager step computes the same
+            if not self.compiled:
+                raise
+            self.compiled = False
+            self._decode = self._decode_dense
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            self.on_compile_failure(reason[:300])
+            return self._decode(ids, pos)
+
+    def _launch_record(self, seqs: list[_Seq], chosen: torch.Tensor) -> _Launched:
+        rows = [(s, s.slot) for s in seqs]
+        if self.device.type != "cuda":
+            return _Launched(rows, chosen, None)
+        host = self._host_tokens[self.stats.decode_steps % len(self._host_tokens)]
+        host.copy_(chosen, non_blocking=True)
+        ready = torch.cuda.Event()
+        ready.record()
+        return _Launched(rows, host, ready)
+
+    def _settle(self, launched: _Launched) -> None:
+        """Record a launched step's tokens of the sequences still running as they ran then (a
+        sequence that ended or was preempted since has no token from it; one step in flight
+        at most, so none came back into a slot since)."""
+        tokens = launched.read()
+        rows = [(s, slot) for s, slot in launched.rows if s.slot == slot]
+        self._record([s for s, _ in rows], [tokens[slot] for _, slot in rows])
 
     def _grow_or_preempt(self) -> None:
         """Every active sequence gets the page its next position needs; when the pool is dry,
