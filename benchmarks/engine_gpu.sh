@@ -3,12 +3,14 @@
 # slow one cannot eat the next one's time. Logs go to $OUT (or ./engine-figures); the summary
 # lines print as each stage ends.
 #
-#   bash benchmarks/engine_gpu.sh [stage ...]     # stages: tail full gsm8k v12 4b gemma
+#   bash benchmarks/engine_gpu.sh [stage ...]     # stages: tail full gsm8k v12 harness 4b gemma
 #
 # tail:  one decode step with 30 of 256 slots running (a batch's tail), with its kernels
 # full:  one decode step with every slot running, with its kernels
 # gsm8k: Qwen3-1.7B shape, 1,319 GSM8K-shaped requests, with `generate` and agreement
-# v12:   a whole v1.2 evaluation's generation (22 evaluations in turn)
+# v12:   a whole v1.2 evaluation's generation (6 benchmarks, each one's seeds together)
+# harness: the harness's own path (evaluate_model, gsm8k, 256 items x 256 tokens): the stock
+#        inspect provider, the same with the free settings, and the engine
 # 4b, gemma: Qwen3-4B and Gemma 3 4B shapes, 512 requests, peak memory
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +18,7 @@ export PYTHONPATH=src
 out=${OUT:-engine-figures}
 mkdir -p "$out"
 stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(tail full gsm8k v12 4b gemma)
+[ ${#stages[@]} -eq 0 ] && stages=(tail full gsm8k v12 harness 4b gemma)
 
 run() {  # name seconds lines command...: the log's last `lines` lines that are not warnings
     local name=$1 limit=$2 lines=$3
@@ -42,10 +44,18 @@ for stage in "${stages[@]}"; do
     gsm8k) run gsm8k 300 8 benchmarks/eval_engine.py --n 1319 --slots 256 --gen-batch 64 \
         --agree 4 ;;
     v12) run v12 590 32 benchmarks/eval_engine.py --workload v1.2 --slots 256 ;;
+    harness)
+        "${PYTHON:-python}" benchmarks/eval_throughput.py make-data "$out/hf-home" >/dev/null 2>&1
+        for how in "hf --stock" "hf" "engine"; do
+            # shellcheck disable=SC2086
+            run "harness-${how// /}" 200 4 benchmarks/eval_throughput.py run "$out/hf-home" \
+                --limit 256 --max-tokens 256 --backend $how
+        done
+        rm -rf "$out/hf-home" ;;
     4b) run 4b 240 6 benchmarks/eval_engine.py --shape qwen3-4b --n 512 --slots 256 \
         --gen-batch 0 --agree 2 ;;
     gemma) run gemma 240 6 benchmarks/eval_engine.py --shape gemma-3-4b --n 512 --slots 256 \
         --gen-batch 0 --agree 2 ;;
-    *) echo "unknown stage $stage (tail full gsm8k v12 4b gemma)" >&2 ;;
+    *) echo "unknown stage $stage (tail full gsm8k v12 harness 4b gemma)" >&2 ;;
     esac
 done

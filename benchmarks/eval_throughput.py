@@ -1,23 +1,24 @@
-"""Generation throughput of the `hf` evaluation backend on a GSM8K-sized workload, against the
-memory-bandwidth roofline of the GPU.
+"""Generation throughput of an evaluation backend (`hf`, `engine`) on a GSM8K-sized workload,
+through the harness's own path, against the memory-bandwidth roofline of the GPU.
 
     # 1. here (CPU): write a GSM8K-shaped test set (1,319 synthetic items, 10-shot prompts,
-    #    upstream schema, through the real gsm8k loader) as the items evaluate.py reads
+    #    upstream schema) as a hub-cache snapshot the real gsm8k loader reads, targets and all
     python benchmarks/eval_throughput.py make-data DIR
     # 2. on the GPU machine: build a Qwen3-1.7B-shaped model (random bf16 weights) and evaluate
-    python benchmarks/eval_throughput.py run DIR [--limit N] [--batch-size B] [--max-tokens T]
+    python benchmarks/eval_throughput.py run DIR [--backend hf|engine] [--stock] [--limit N]
+        [--batch-size B] [--max-tokens T]
 
 `run` goes through `evaluate_model` (the harness's own path: family template, neutral generation
-config, inspect-ai's transformers provider). Random weights never emit end-of-turn, so every
-item generates exactly max_tokens tokens. The roofline assumes each decode step reads the
-weights once and the KV cache of the whole batch once, at --bandwidth bytes/s (3.0e12: the H100
-copy bandwidth measured in ENVIRONMENT.md).
+config, inspect-ai's transformers provider or the engine). `--stock` runs inspect with its own
+display and realtime log (run.INSPECT_SETTINGS left out): the free settings' gain. Random
+weights never emit end-of-turn, so every item generates exactly max_tokens tokens. The roofline
+assumes each decode step reads the weights once and the KV cache of the whole batch once, at
+--bandwidth bytes/s (3.0e12: the H100 copy bandwidth measured in ENVIRONMENT.md).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import sys
 import tempfile
@@ -36,6 +37,16 @@ QWEN3_1_7B = dict(
     max_position_embeddings=40960,
     rope_theta=1000000.0,
     tie_word_embeddings=True,
+)
+# a model of the same family small enough for a CPU run of this script (`run --smoke`)
+SMOKE = dict(
+    QWEN3_1_7B,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=16,
 )
 NAMES = ["Natalia", "Weng", "Betty", "Julie", "James", "Mark", "Albert", "Ken", "Alexis", "Tina"]
 THINGS = ["clips", "apples", "pages", "dollars", "cookies", "marbles", "books", "eggs"]
@@ -59,8 +70,8 @@ def _problem(rng: random.Random) -> tuple[str, str]:
 
 
 def make_data(dest: Path) -> None:
-    """GSM8K's upstream schema (1,319 test, 7,473 train items) in a hub-cache fixture, loaded and
-    exported by the real gsm8k benchmark."""
+    """GSM8K's upstream schema (1,319 test, 7,473 train items) as a hub-cache snapshot in `dest`
+    (an HF_HOME), which the real gsm8k benchmark loads, targets and all."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from posttrainbench.catalog import BENCHMARKS
     from tests.fixtures.hub import hf_home, write_snapshot
@@ -68,18 +79,18 @@ def make_data(dest: Path) -> None:
     rng = random.Random(0)
     test = [dict(zip(("question", "answer"), _problem(rng), strict=True)) for _ in range(1319)]
     train = [dict(zip(("question", "answer"), _problem(rng), strict=True)) for _ in range(7473)]
-    with tempfile.TemporaryDirectory() as hf, hf_home(Path(hf)):
+    with hf_home(dest):
         write_snapshot(
-            Path(hf),
+            dest,
             "openai/gsm8k",
             {"main/test-00000-of-00001.parquet": test, "main/train-00000-of-00001.parquet": train},
             revision=BENCHMARKS.get("gsm8k").sources[0].revision,
         )
-        path = BENCHMARKS.get("gsm8k").implementation().export(dest)
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+        n = len(BENCHMARKS.get("gsm8k").implementation().samples("test"))
+    print(f"wrote the gsm8k snapshot ({n} test items) under {dest}")
 
 
-def build_model(dest: Path) -> int:
+def build_model(dest: Path, shape: dict[str, object]) -> int:
     import torch
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
@@ -89,7 +100,7 @@ def build_model(dest: Path) -> int:
     tok.add_special_tokens(
         {"additional_special_tokens": ["<|im_start|>", "<|im_end|>", "<think>", "</think>"]}
     )
-    config = Qwen3Config(**QWEN3_1_7B, torch_dtype="bfloat16")  # type: ignore[arg-type]
+    config = Qwen3Config(**shape, torch_dtype="bfloat16")  # type: ignore[arg-type]
     torch.manual_seed(0)
     with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
         model = Qwen3ForCausalLM(config).to(torch.bfloat16)
@@ -98,23 +109,43 @@ def build_model(dest: Path) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def run(data: Path, limit: int, batch_size: int, max_tokens: int, bandwidth: float) -> None:
-    os.environ["PTB_EVAL_DATA_DIR"] = str(data)
+def run(
+    data: Path,
+    limit: int,
+    batch_size: int | None,
+    max_tokens: int,
+    bandwidth: float,
+    backend: str = "hf",
+    stock: bool = False,
+    smoke: bool = False,
+) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from inspect_ai.log import read_eval_log
 
+    from posttrainbench.evaluate import run as harness
     from posttrainbench.evaluate.run import evaluate_model
+    from tests.fixtures.hub import hf_home
 
-    with tempfile.TemporaryDirectory() as tmp:
+    if stock:
+        harness.INSPECT_SETTINGS = {}
+    print(f"backend {backend}, inspect settings {harness.INSPECT_SETTINGS or 'its own'}")
+
+    with tempfile.TemporaryDirectory() as tmp, hf_home(data):
         model_dir = Path(tmp) / "model"
         t0 = time.perf_counter()
-        n_params = build_model(model_dir)
-        print(f"built a Qwen3-1.7B-shaped model: {n_params / 1e9:.2f} B params in "
+        shape = SMOKE if smoke else QWEN3_1_7B
+        n_params = build_model(model_dir, shape)
+        name = "small" if smoke else "Qwen3-1.7B"
+        print(f"built a {name}-shaped model: {n_params / 1e9:.2f} B params in "
               f"{time.perf_counter() - t0:.0f} s")  # fmt: skip
         t0 = time.perf_counter()
         m = evaluate_model(
             model_dir, "gsm8k", Path(tmp) / "eval", limit=limit, template_family="qwen3",
-            batch_size=batch_size, max_tokens=max_tokens,
+            batch_size=batch_size, max_tokens=max_tokens, backend=backend,
         )  # fmt: skip
+        batch_size = int(m.params["batch_size"] or 0)
+        if backend == "engine":
+            print(f"engine: {m.params.get('engine')}, compiled {m.params.get('engine_compiled')}")
         wall = time.perf_counter() - t0
         assert m.log_file
         log = read_eval_log(m.log_file.removeprefix("file://"))
@@ -131,8 +162,8 @@ def run(data: Path, limit: int, batch_size: int, max_tokens: int, bandwidth: flo
     prompt = in_tokens / max(len(samples), 1)
     # Roofline: per decode step, weights once + the batch's KV cache once.
     weight_bytes = n_params * 2
-    kv_per_token = 2 * QWEN3_1_7B["num_key_value_heads"] * QWEN3_1_7B["head_dim"] * 2
-    kv_per_token *= QWEN3_1_7B["num_hidden_layers"]
+    kv_per_token = 2 * int(shape["num_key_value_heads"]) * int(shape["head_dim"]) * 2
+    kv_per_token *= int(shape["num_hidden_layers"])
     context = prompt + max_tokens / 2
     step_s = (weight_bytes + batch_size * context * kv_per_token) / bandwidth
     roofline = batch_size / step_s
@@ -167,14 +198,20 @@ def main() -> None:
     r = sub.add_parser("run")
     r.add_argument("data", type=Path)
     r.add_argument("--limit", type=int, default=512)
-    r.add_argument("--batch-size", type=int, default=64)
+    r.add_argument("--batch-size", type=int, default=None, help="default: the backend's")
+    r.add_argument("--backend", default="hf", choices=("hf", "engine"))
+    r.add_argument("--stock", action="store_true", help="inspect's own display and log")
+    r.add_argument("--smoke", action="store_true", help="a small model (a CPU run of the script)")
     r.add_argument("--max-tokens", type=int, default=256)
     r.add_argument("--bandwidth", type=float, default=3.0e12)
     args = p.parse_args()
     if args.cmd == "make-data":
         make_data(args.dest)
     else:
-        run(args.data, args.limit, args.batch_size, args.max_tokens, args.bandwidth)
+        run(
+            args.data, args.limit, args.batch_size, args.max_tokens, args.bandwidth,
+            args.backend, args.stock, args.smoke,
+        )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -138,6 +138,21 @@ def test_preempted_sequences_resume_with_the_same_tokens(model) -> None:
     assert got == want
 
 
+def test_the_pool_on_cpu_fits_the_free_memory(model, monkeypatch) -> None:
+    import os
+
+    full = Engine(model, slots=8, max_len=256)
+    assert full.pool.pages == 8 * 256 // 16 + 1  # every slot can hold max_len
+    per_page = 2 * 2 * 2 * 16 * 16 * 4  # k and v, layers, kv heads, head dim, positions, fp32
+    reserve = 2 * 8192 * VOCAB * 4 // 8 + 2 * 8 * VOCAB * 4
+    sizes = {"SC_AVPHYS_PAGES": (reserve + 40 * per_page) // 4096 + 1, "SC_PAGE_SIZE": 4096}
+    monkeypatch.setattr(os, "sysconf", lambda name: sizes[name])
+    short = Engine(model, slots=8, max_len=256, memory_fraction=1.0)
+    assert short.pool.pages == 40
+    p = prompts(2)
+    assert short.generate([Request(x, 20) for x in p]) == [reference(model, x, 20) for x in p]
+
+
 def test_steps_in_flight_change_no_answer_and_record_no_extra_token(model) -> None:
     """The host reads a step's tokens while the next runs: a sequence that ended (stop token,
     stop string, length, cache end) or was preempted meanwhile ran one step more, whose token

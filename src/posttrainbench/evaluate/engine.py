@@ -22,6 +22,7 @@ drawn by evaluate/sampler.py from the request's seed.
 from __future__ import annotations
 
 import math
+import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -245,9 +246,9 @@ class Engine:
         cuda = self.device.type == "cuda"
         page = PAGE_SIZE_CUDA if cuda else PAGE_SIZE_CPU
         if pages is None:
-            pages = self._pages_from_memory(page, memory_fraction) if cuda else None
-        if pages is None:  # CPU: every slot can hold max_len
-            pages = self.slots * math.ceil(self.max_len / page) + 1
+            pages = self._pages_from_memory(page, memory_fraction)
+            if not cuda:  # every slot can hold max_len, where the memory allows
+                pages = min(pages, self.slots * math.ceil(self.max_len / page) + 1)
         return PagePool(
             layers=self.layers,
             kv_heads=self.kv_heads,
@@ -272,7 +273,10 @@ class Engine:
         return compiled
 
     def _pages_from_memory(self, page: int, fraction: float) -> int:
-        free, _ = torch.cuda.mem_get_info(self.device)
+        if self.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.device)
+        else:
+            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         per_page = 2 * self.layers * self.kv_heads * self.head_dim * page * self.dtype.itemsize
         # room for activations and logits of a prefill pass and a decode step
         reserve = 2 * PREFILL_TOKENS * self.vocab * 4 // 8 + 2 * self.slots * self.vocab * 4
