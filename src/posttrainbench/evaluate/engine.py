@@ -429,8 +429,8 @@ class Engine:
                 ids[r, pad:] = torch.tensor(chunk)
                 pos[r, pad:] = torch.arange(done[i], done[i] + len(chunk))
                 real[r, pad:] = True
-            ids, pos, real = ids.to(self.device), pos.to(self.device), real.to(self.device)
-            slots = torch.tensor([group[i].slot for i in rows], device=self.device)
+            ids, pos, real = (paged_kv.upload(t, self.device) for t in (ids, pos, real))
+            slots = paged_kv.upload([group[i].slot for i in rows], self.device)
             trash = self.pool.trash(width)[None].expand(len(rows), -1)
             write = torch.where(real, self.pool.physical(slots, pos), trash)
             kv_len = max(done[i] + len(c) for i, c in zip(rows, chunks, strict=True))
@@ -449,7 +449,7 @@ class Engine:
             if self._penalised(seq.req):
                 seen = self._seen_rows()
                 seen[seq.slot] = False
-                seen[seq.slot, torch.tensor(ctx, device=self.device)] = True
+                seen[seq.slot, paged_kv.upload(ctx, self.device)] = True
         rows_logits = torch.stack([x for x in logits if x is not None])
         self._append(group, rows_logits)
         self._load([s for s in group if s.slot >= 0])
@@ -458,8 +458,8 @@ class Engine:
         """The device state of newly admitted sequences' slots (one copy for all)."""
         if not seqs:
             return
-        index = torch.tensor([s.slot for s in seqs], device=self.device)
-        state = torch.tensor([[s.out[-1], s.pos, len(s.out), 1] for s in seqs], device=self.device)
+        index = paged_kv.upload([s.slot for s in seqs], self.device)
+        state = paged_kv.upload([[s.out[-1], s.pos, len(s.out), 1] for s in seqs], self.device)
         for t, column in zip((self._tok, self._pos, self._made, self._live), state.T, strict=True):
             t[index] = column
         rules = self._rules(seqs)
@@ -469,7 +469,7 @@ class Engine:
 
     def _flush_vacated(self) -> None:
         if self._vacated:
-            index = torch.tensor(self._vacated, device=self.device)
+            index = paged_kv.upload(self._vacated, self.device)
             self._live[index] = 0
             self._pos[index] = 0  # an idle slot writes to the trash page's first positions
             self._vacated = []
@@ -564,10 +564,10 @@ class Engine:
         reqs = [s.req for s in seqs]
         rules = self._rules(seqs)
         plan = sampler.Plan.of([r.greedy for r in reqs], [r.top_k for r in reqs], self.vocab)
-        steps = torch.tensor([len(s.out) for s in seqs], device=self.device)
+        steps = paged_kv.upload([len(s.out) for s in seqs], self.device)
         seen = None
         if self._seen is not None and any(self._penalised(r) for r in reqs):
-            seen = self._seen[torch.tensor([s.slot for s in seqs], device=self.device)]
+            seen = self._seen[paged_kv.upload([s.slot for s in seqs], self.device)]
         chosen = sampler.choose(logits, rules, steps, seen, plan).tolist()
         for seq, tok in zip(seqs, chosen, strict=True):
             if self._seen is not None and self._penalised(seq.req):
@@ -608,7 +608,7 @@ class Engine:
 
     def _rules(self, seqs: list[_Seq]) -> sampler.Rules:
         def col(values: list[Any], dtype: torch.dtype) -> torch.Tensor:
-            return torch.tensor(values, dtype=dtype, device=self.device)
+            return paged_kv.upload(values, self.device, dtype)
 
         reqs = [s.req for s in seqs]
         return sampler.Rules(

@@ -35,6 +35,17 @@ TRASH_PAGE = 0
 DECODE_Q_BLOCK = 128
 
 
+def upload(values: Any, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Host values on `device` without waiting for the device: a copy from ordinary host memory
+    waits for every kernel queued before it, so the host could never run ahead of the GPU. On
+    CUDA the values go through pinned memory (its allocator keeps the block until the copy has
+    run, so the caller may change its own copy at once)."""
+    host = torch.as_tensor(values, dtype=dtype)
+    if device.type != "cuda":
+        return host.to(device)
+    return host.pin_memory().to(device, non_blocking=True)
+
+
 class PagePool:
     """Pages of keys and values for `slots` sequences; host-side allocation, device-side tables.
 
@@ -178,8 +189,8 @@ class PagePool:
     def sync(self) -> None:
         """Push the host tables to the device (in place: compiled graphs keep their addresses)."""
         if self._dirty:
-            self.table.copy_(self._table, non_blocking=False)
-            self.logical.copy_(self._logical)
+            self.table.copy_(upload(self._table, self.device))
+            self.logical.copy_(upload(self._logical, self.device))
             self._dirty = False
 
     def physical(self, slots: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
