@@ -38,16 +38,6 @@ QWEN3_1_7B = dict(
     rope_theta=1000000.0,
     tie_word_embeddings=True,
 )
-# a model of the same family small enough for a CPU run of this script (`run --smoke`)
-SMOKE = dict(
-    QWEN3_1_7B,
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    head_dim=16,
-)
 NAMES = ["Natalia", "Weng", "Betty", "Julie", "James", "Mark", "Albert", "Ken", "Alexis", "Tina"]
 THINGS = ["clips", "apples", "pages", "dollars", "cookies", "marbles", "books", "eggs"]
 
@@ -125,6 +115,7 @@ def run(
     from posttrainbench.evaluate import run as harness
     from posttrainbench.evaluate.run import evaluate_model
     from tests.fixtures.hub import hf_home
+    from tests.fixtures.models import TEXT
 
     if stock:
         harness.INSPECT_SETTINGS = {}
@@ -133,7 +124,8 @@ def run(
     with tempfile.TemporaryDirectory() as tmp, hf_home(data):
         model_dir = Path(tmp) / "model"
         t0 = time.perf_counter()
-        shape = SMOKE if smoke else QWEN3_1_7B
+        # --smoke: the tests' small text shape (a CPU run of this script), the vocabulary kept
+        shape = dict(QWEN3_1_7B, **TEXT) if smoke else QWEN3_1_7B
         n_params = build_model(model_dir, shape)
         name = "small" if smoke else "Qwen3-1.7B"
         print(f"built a {name}-shaped model: {n_params / 1e9:.2f} B params in "
