@@ -139,14 +139,14 @@ def test_preempted_sequences_resume_with_the_same_tokens(model) -> None:
 
 
 def test_the_pool_on_cpu_fits_the_free_memory(model, monkeypatch) -> None:
-    import os
+    from posttrainbench.evaluate import engine
 
+    assert 0 < engine.host_memory_free() < 1 << 50
     full = Engine(model, slots=8, max_len=256)
     assert full.pool.pages == 8 * 256 // 16 + 1  # every slot can hold max_len
     per_page = 2 * 2 * 2 * 16 * 16 * 4  # k and v, layers, kv heads, head dim, positions, fp32
     reserve = 2 * 8192 * VOCAB * 4 // 8 + 2 * 8 * VOCAB * 4
-    sizes = {"SC_AVPHYS_PAGES": (reserve + 40 * per_page) // 4096 + 1, "SC_PAGE_SIZE": 4096}
-    monkeypatch.setattr(os, "sysconf", lambda name: sizes[name])
+    monkeypatch.setattr(engine, "host_memory_free", lambda: reserve + 40 * per_page + 1)
     short = Engine(model, slots=8, max_len=256, memory_fraction=1.0)
     assert short.pool.pages == 40
     p = prompts(2)
@@ -185,6 +185,22 @@ def test_steps_in_flight_change_no_answer_and_record_no_extra_token(model) -> No
         Engine(model, slots=4, max_len=64, steps_ahead=2)
     assert runs[0][0][0][1] == "stop" and runs[0][0][2][1] == "stop"
     assert runs[0][0][3][1] == "length" and len(runs[0][0][3][0]) < 40
+
+
+def test_a_step_in_flight_is_read_before_anyone_is_preempted(model) -> None:
+    """A sequence that ended at the step in flight needs no page for its dropped token: when
+    the pool is dry the step is read first, so it neither pushes out a running sequence nor
+    leaves one that needs the whole pool without room."""
+    long = prompts(4, seed=6)[3]
+    for ahead in (0, 1):
+        whole = Engine(model, slots=1, max_len=64, pages=3, steps_ahead=ahead)  # 32 positions
+        (done,) = whole.complete([Request(long[:10], 23)])
+        assert (len(done.tokens), done.stop_reason) == (23, "length")
+        assert whole.stats.preemptions == 0
+        pair = Engine(model, slots=2, max_len=64, pages=5, steps_ahead=ahead, share_prefixes=False)
+        got = pair.generate([Request(long[:8], 9), Request(long[:24], 30)])
+        assert got == [reference(model, long[:8], 9), reference(model, long[:24], 30)]
+        assert pair.stats.preemptions == 0 and pair.stats.prefill_tokens == 32
 
 
 def test_prompts_sharing_a_start_share_its_pages_and_answer_the_same(model) -> None:

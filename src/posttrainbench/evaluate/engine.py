@@ -22,11 +22,11 @@ drawn by evaluate/sampler.py from the request's seed.
 from __future__ import annotations
 
 import math
-import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -75,7 +75,8 @@ class Trace:
 
 @dataclass
 class EngineStats:
-    """What a run did: steps, tokens and the live KV positions per decode step."""
+    """What a run did: steps, tokens and the live KV positions per decode step (a step's
+    figures count every sequence it ran, one whose token was dropped too)."""
 
     prefill_tokens: int = 0
     shared_tokens: int = 0  # context tokens found in published pages, not computed again
@@ -207,6 +208,7 @@ class Engine:
         # sequence ending at step n also runs (its extra token is dropped, never recorded)
         self.ahead = steps_ahead
         self._launched: deque[_Launched] = deque()
+        self._launches = 0
         self._host_tokens = [
             torch.zeros(slots, dtype=torch.long, pin_memory=cuda) for _ in range(self.ahead + 1)
         ]
@@ -276,7 +278,7 @@ class Engine:
         if self.device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(self.device)
         else:
-            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+            free = host_memory_free()
         per_page = 2 * self.layers * self.kv_heads * self.head_dim * page * self.dtype.itemsize
         # room for activations and logits of a prefill pass and a decode step
         reserve = 2 * PREFILL_TOKENS * self.vocab * 4 // 8 + 2 * self.slots * self.vocab * 4
@@ -530,10 +532,11 @@ class Engine:
         rows = [(s, s.slot) for s in seqs]
         if self.device.type != "cuda":
             return _Launched(rows, chosen, None)
-        host = self._host_tokens[self.stats.decode_steps % len(self._host_tokens)]
+        self._launches += 1
+        host = self._host_tokens[self._launches % len(self._host_tokens)]
         host.copy_(chosen, non_blocking=True)
         ready = torch.cuda.Event()
-        ready.record()
+        ready.record(torch.cuda.current_stream(self.device))
         return _Launched(rows, host, ready)
 
     def _settle(self, launched: _Launched) -> None:
@@ -546,11 +549,18 @@ class Engine:
 
     def _grow_or_preempt(self) -> None:
         """Every active sequence gets the page its next position needs; when the pool is dry,
-        the youngest sequences go back to the front of the queue."""
+        the step in flight is read first (sequences it ended give their pages back rather than
+        take one for a token that would be dropped), then the youngest sequences go back to the
+        front of the queue."""
         order = sorted(self._active.values(), key=lambda s: s.req_id)
         while order:
             if all(self.pool.ensure(s.slot, s.pos + 1) for s in order):
                 return
+            if self._launched:
+                while self._launched:
+                    self._settle(self._launched.popleft())
+                order = sorted(self._active.values(), key=lambda s: s.req_id)
+                continue
             victim = order.pop()  # the youngest
             self._release(victim)
             victim.pos = 0
@@ -629,6 +639,22 @@ class Engine:
         if self._seen is None:
             self._seen = torch.zeros((self.slots, self.vocab), dtype=torch.bool, device=self.device)
         return self._seen
+
+
+def host_memory_free() -> int:
+    """Bytes of memory this process can still take: the kernel's estimate of what is available
+    (free memory and reclaimable cache), within the cgroup's limit where one is set."""
+    fields = {}
+    for line in Path("/proc/meminfo").read_text(encoding="ascii").splitlines():
+        name, _, rest = line.partition(":")
+        fields[name] = int(rest.split()[0]) * 1024
+    free = fields.get("MemAvailable", fields.get("MemFree", 0))
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text(encoding="ascii").strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text(encoding="ascii"))
+    except (OSError, ValueError):
+        return free
+    return free if limit == "max" else min(free, max(0, int(limit) - used))
 
 
 def _configs(model: Any) -> Iterator[Any]:

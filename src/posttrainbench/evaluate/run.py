@@ -184,7 +184,9 @@ def run_tasks(
         model, served = _loaded(req, backend)
         if BACKENDS.get(resolve_backend(backend)).runs_seeds_together(model.api):
             from inspect_ai.model import GenerateConfig
+            from transformers import set_seed
 
+            set_seed(seeds[0])  # whatever else draws from the process's generator
             for task, seed in zip(tasks, seeds, strict=True):
                 task.config = task.config.merge(GenerateConfig(seed=seed))
             logs = _inspect(tasks, model, served, req, log_dir, max_tasks=len(tasks))
