@@ -113,6 +113,13 @@ def main() -> None:
             sync()
         key = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
         print(prof.key_averages().table(sort_by=key, row_limit=25, max_name_column_width=60))
+        # where the host's own time goes (guards, graph replay, bookkeeping), per step
+        print(f"HOST: self CPU time over {args.trace} steps")
+        print(
+            prof.key_averages().table(
+                sort_by="self_cpu_time_total", row_limit=15, max_name_column_width=60
+            )
+        )
     from torch._dynamo.utils import counters
 
     for key in ("stats", "inductor", "graph_break"):
