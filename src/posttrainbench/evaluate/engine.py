@@ -644,11 +644,9 @@ class Engine:
 def host_memory_free() -> int:
     """Bytes of memory this process can still take: the kernel's estimate of what is available
     (free memory and reclaimable cache), within the cgroup's limit where one is set."""
-    fields = {}
-    for line in Path("/proc/meminfo").read_text(encoding="ascii").splitlines():
-        name, _, rest = line.partition(":")
-        fields[name] = int(rest.split()[0]) * 1024
-    free = fields.get("MemAvailable", fields.get("MemFree", 0))
+    import psutil
+
+    free = int(psutil.virtual_memory().available)  # Linux: MemAvailable
     try:
         limit = Path("/sys/fs/cgroup/memory.max").read_text(encoding="ascii").strip()
         used = int(Path("/sys/fs/cgroup/memory.current").read_text(encoding="ascii"))
