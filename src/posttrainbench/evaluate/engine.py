@@ -507,8 +507,7 @@ class Engine:
             seen[torch.arange(self.slots, device=self.device), chosen] = True
         self._launched.append(self._launch_record(seqs, chosen))
         # tracing keeps no step in flight: every traced row belongs to a recorded token
-        while len(self._launched) > (0 if self._trace is not None else self.ahead):
-            self._settle(self._launched.popleft())
+        self._settle_until(0 if self._trace is not None else self.ahead)
 
     def _run_decode(self, ids: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         try:
@@ -539,10 +538,14 @@ class Engine:
         ready.record(torch.cuda.current_stream(self.device))
         return _Launched(rows, host, ready)
 
+    def _settle_until(self, in_flight: int) -> None:
+        """Record the oldest launched steps until `in_flight` remain: each one's tokens of the
+        sequences still running as they ran then (a sequence that ended or was preempted since
+        has no token from it; one step in flight at most, so none came back into a slot)."""
+        while len(self._launched) > in_flight:
+            self._settle(self._launched.popleft())
+
     def _settle(self, launched: _Launched) -> None:
-        """Record a launched step's tokens of the sequences still running as they ran then (a
-        sequence that ended or was preempted since has no token from it; one step in flight
-        at most, so none came back into a slot since)."""
         tokens = launched.read()
         rows = [(s, slot) for s, slot in launched.rows if s.slot == slot]
         self._record([s for s, _ in rows], [tokens[slot] for _, slot in rows])
@@ -557,8 +560,7 @@ class Engine:
             if all(self.pool.ensure(s.slot, s.pos + 1) for s in order):
                 return
             if self._launched:
-                while self._launched:
-                    self._settle(self._launched.popleft())
+                self._settle_until(0)
                 order = sorted(self._active.values(), key=lambda s: s.req_id)
                 continue
             victim = order.pop()  # the youngest
