@@ -33,7 +33,7 @@ profile() {  # name seconds args...: the step's figures and its ten costliest ke
     local name=$1 limit=$2
     shift 2
     run "$name" "$limit" 0 benchmarks/engine_profile.py "$@"
-    grep -E 'prefill|COMPILE|set-up|steps x|^stats|^inductor|^graph_break' "$out/$name.log"
+    grep -E 'prefill|COMPILE|set-up|steps x|nothing timed|^stats|^inductor|^graph_break' "$out/$name.log"
     grep -m1 -A12 'Name  ' "$out/$name.log" | cut -c1-60,150-230
     grep -A18 '^HOST' "$out/$name.log" | cut -c1-100
 }
