@@ -70,8 +70,11 @@ install_node_from_pypi() {
 }
 
 mapfile -t plain < <(missing "${PLAIN[@]}")
+# Read whole before searching: `ldconfig -p | grep -q` ends grep at the first match, ldconfig
+# dies of SIGPIPE while still writing, and pipefail then reports the library missing.
+[ ${#LIBS[@]} -eq 0 ] || known_libs=$("$(command -v ldconfig || echo /sbin/ldconfig)" -p)
 for pair in ${LIBS[@]+"${LIBS[@]}"}; do
-  /sbin/ldconfig -p | grep -q "^[[:space:]]*${pair#*:} " || plain+=("${pair%%:*}")
+  grep -q "^[[:space:]]*${pair#*:} " <<<"$known_libs" || plain+=("${pair%%:*}")
 done
 python3 -c "import venv, ensurepip" 2>/dev/null || plain+=(python3-venv)
 mapfile -t slurm < <(missing ${SLURM[@]+"${SLURM[@]}"})

@@ -153,3 +153,36 @@ def test_as_root_node_comes_from_pypi_where_apt_offers_an_old_one(tmp_path: Path
         env={"PATH": f"{prefix / 'bin'}{os.pathsep}/usr/bin:/bin", "HOME": str(tmp_path)},
     )
     assert npm.stdout.strip().split(".")[0].isdigit()
+
+
+def _fake_ldconfig(env: dict[str, str], listing: str) -> None:
+    ldconfig = Path(env["PATH"].split(os.pathsep)[0]) / "ldconfig"
+    ldconfig.unlink(missing_ok=True)
+    ldconfig.write_text(f"#!/bin/sh\n{listing}\n")
+    ldconfig.chmod(0o755)
+
+
+def test_a_library_listed_early_in_a_long_cache_is_found(tmp_path: Path) -> None:
+    """The cache lists the library first and goes on for megabytes: a search that stops reading
+    at the first match kills the listing with SIGPIPE, and pipefail called the library missing
+    (CI failed on it once)."""
+    env, log = _path_without(tmp_path, set(), 1000)
+    _fake_ldconfig(
+        env,
+        "echo '\tlibatomic.so.1 (libc6,x86-64) => /lib/x86_64-linux-gnu/libatomic.so.1'\n"
+        "yes '\tlibother.so.1 (libc6,x86-64) => /lib/libother.so.1' | head -n 200000",
+    )
+    done = _run(env)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert not log.exists()
+
+
+def test_a_missing_library_is_named_with_its_package(tmp_path: Path) -> None:
+    env, _ = _path_without(tmp_path, set(), 1000)
+    _fake_ldconfig(env, "echo '\tlibc.so.6 (libc6,x86-64) => /lib/x86_64-linux-gnu/libc.so.6'")
+    done = _run(env)
+    assert (done.returncode, done.stderr) == (
+        1,
+        "missing system packages: libatomic1; install them with: "
+        "sudo apt-get install -y libatomic1\n",
+    )
