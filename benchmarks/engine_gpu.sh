@@ -3,8 +3,11 @@
 # slow one cannot eat the next one's time. Logs go to $OUT (or ./engine-figures); the summary
 # lines print as each stage ends.
 #
-#   bash benchmarks/engine_gpu.sh [stage ...]     # stages: tail full gsm8k v12 harness 4b gemma
+#   bash benchmarks/engine_gpu.sh [stage ...]  # stages: check tail full gsm8k v12 harness 4b gemma
 #
+# check: tests/unit/test_engine.py on the GPU (PTB_TEST_DEVICE=cuda): the GPU-only paths (CUDA
+#        graphs, pinned uploads, the step in flight behind an event) give the tokens `generate`
+#        gives, before anything is timed
 # tail:  one decode step with 30 of 256 slots running (a batch's tail), with its kernels
 # full:  one decode step with every slot running, with its kernels
 # gsm8k: Qwen3-1.7B shape, 1,319 GSM8K-shaped requests, with `generate` and agreement
@@ -18,7 +21,7 @@ export PYTHONPATH=src
 out=${OUT:-engine-figures}
 mkdir -p "$out"
 stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(tail full gsm8k v12 harness 4b gemma)
+[ ${#stages[@]} -eq 0 ] && stages=(check tail full gsm8k v12 harness 4b gemma)
 
 run() {  # name seconds lines command...: the log's last `lines` lines that are not warnings
     local name=$1 limit=$2 lines=$3
@@ -40,6 +43,8 @@ profile() {  # name seconds args...: the step's figures and its ten costliest ke
 
 for stage in "${stages[@]}"; do
     case $stage in
+    check) PTB_TEST_DEVICE=cuda run check 420 25 -m pytest --noconftest -p no:cacheprovider -ra \
+        --durations=5 tests/unit/test_engine.py ;;
     tail) profile tail 150 --slots 256 --active 30 --prompt 1024 --steps 40 --trace 3 ;;
     full) profile full 150 --slots 256 --prompt 1024 --steps 40 --trace 3 ;;
     gsm8k) run gsm8k 300 8 benchmarks/eval_engine.py --n 1319 --slots 256 --gen-batch 64 \
@@ -57,6 +62,6 @@ for stage in "${stages[@]}"; do
         --gen-batch 0 --agree 2 ;;
     gemma) run gemma 240 6 benchmarks/eval_engine.py --shape gemma-3-4b --n 512 --slots 256 \
         --gen-batch 0 --agree 2 ;;
-    *) echo "unknown stage $stage (tail full gsm8k v12 harness 4b gemma)" >&2 ;;
+    *) echo "unknown stage $stage (check tail full gsm8k v12 harness 4b gemma)" >&2 ;;
     esac
 done

@@ -1,8 +1,14 @@
 """The continuous-batching engine against `generate` on tiny random Qwen3 and Gemma 3 models (fp32,
 CPU): greedy token for token at any slot count and order, through preemption, with sliding-window
-layers, with the compiled flex-attention decode step; stop tokens and strings; seeded sampling."""
+layers, with the compiled flex-attention decode step; stop tokens and strings; seeded sampling.
+
+`PTB_TEST_DEVICE=cuda` runs the same tests on a GPU, where the engine takes its GPU path (CUDA
+graphs, pinned uploads, a step in flight behind a CUDA event): benchmarks/engine_gpu.sh's `check`
+stage, `pytest --noconftest` (the GPU machines lack what the shared fixtures import)."""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 
@@ -13,6 +19,8 @@ from posttrainbench.evaluate import sampler  # noqa: E402
 from posttrainbench.evaluate.engine import Engine, Request, supports  # noqa: E402
 
 VOCAB = 128
+DEVICE = torch.device(os.environ.get("PTB_TEST_DEVICE", "cpu"))
+PAGE = 16  # the page arithmetic of the pool tests below (the engine's default on CUDA is 128)
 
 
 def tiny(config_cls, model_cls, **fields):
@@ -29,7 +37,7 @@ def tiny(config_cls, model_cls, **fields):
         initializer_range=0.2,  # peaked logits: no near-ties for argmax
         **fields,
     )
-    m = model_cls(config).eval()
+    m = model_cls(config).to(DEVICE).eval()
     m.generation_config.eos_token_id = None
     m.generation_config.pad_token_id = 0
     return m
@@ -54,7 +62,10 @@ def prompts(n: int, seed: int = 1) -> list[list[int]]:
 def reference(model, prompt: list[int], new: int) -> list[int]:
     with torch.no_grad():
         out = model.generate(
-            torch.tensor([prompt]), max_new_tokens=new, min_new_tokens=new, do_sample=False
+            torch.tensor([prompt], device=model.device),
+            max_new_tokens=new,
+            min_new_tokens=new,
+            do_sample=False,
         )
     return out[0, len(prompt) :].tolist()
 
@@ -124,7 +135,9 @@ def test_the_cache_length_ends_a_sequence(model) -> None:
     assert len(done.tokens) == 5 and done.stop_reason == "length"
     # a prompt larger than the whole pool is refused alone, before it can stall the batch
     with pytest.raises(ValueError, match="KV pool"):
-        Engine(model, slots=2, max_len=64, pages=3).submit(0, Request(list(range(1, 40)), 4))
+        Engine(model, slots=2, max_len=64, pages=3, page_size=PAGE).submit(
+            0, Request(list(range(1, 40)), 4)
+        )
 
 
 def test_preempted_sequences_resume_with_the_same_tokens(model) -> None:
@@ -132,7 +145,7 @@ def test_preempted_sequences_resume_with_the_same_tokens(model) -> None:
     news = [30, 25, 30, 20, 28, 30]
     want = [reference(model, p, n) for p, n in zip(ps, news, strict=True)]
     # 6 slots but pages for far fewer positions: sequences are preempted and resumed
-    engine = Engine(model, slots=6, max_len=64, pages=14)
+    engine = Engine(model, slots=6, max_len=64, pages=14, page_size=PAGE)
     got = engine.generate([Request(p, n) for p, n in zip(ps, news, strict=True)])
     assert engine.stats.preemptions > 0
     assert got == want
@@ -140,6 +153,9 @@ def test_preempted_sequences_resume_with_the_same_tokens(model) -> None:
 
 def test_the_pool_on_cpu_fits_the_free_memory(model, monkeypatch) -> None:
     from posttrainbench.evaluate import engine
+
+    if DEVICE.type != "cpu":
+        pytest.skip("the CPU's pool sizing (a GPU's pool comes from its free memory)")
 
     assert 0 < engine.host_memory_free() < 1 << 50
     full = Engine(model, slots=8, max_len=256)
@@ -173,7 +189,15 @@ def test_steps_in_flight_change_no_answer_and_record_no_extra_token(model) -> No
     runs = {}
     for ahead in (0, 1):
         # 4 slots and a short pool: sequences wait, leave, come in and are preempted
-        engine = Engine(model, slots=4, max_len=64, pages=9, steps_ahead=ahead, tokenizer=_Chars())
+        engine = Engine(
+            model,
+            slots=4,
+            max_len=64,
+            pages=9,
+            steps_ahead=ahead,
+            tokenizer=_Chars(),
+            page_size=PAGE,
+        )
         done = engine.complete(reqs)
         assert engine.stats.preemptions > 0
         assert all(len(d.tokens) <= r.max_new_tokens for d, r in zip(done, reqs, strict=True))
@@ -193,11 +217,20 @@ def test_a_step_in_flight_is_read_before_anyone_is_preempted(model) -> None:
     leaves one that needs the whole pool without room."""
     long = prompts(4, seed=6)[3]
     for ahead in (0, 1):
-        whole = Engine(model, slots=1, max_len=64, pages=3, steps_ahead=ahead)  # 32 positions
+        # two pages of 16 positions beside the trash page
+        whole = Engine(model, slots=1, max_len=64, pages=3, steps_ahead=ahead, page_size=PAGE)
         (done,) = whole.complete([Request(long[:10], 23)])
         assert (len(done.tokens), done.stop_reason) == (23, "length")
         assert whole.stats.preemptions == 0
-        pair = Engine(model, slots=2, max_len=64, pages=5, steps_ahead=ahead, share_prefixes=False)
+        pair = Engine(
+            model,
+            slots=2,
+            max_len=64,
+            pages=5,
+            steps_ahead=ahead,
+            share_prefixes=False,
+            page_size=PAGE,
+        )
         got = pair.generate([Request(long[:8], 9), Request(long[:24], 30)])
         assert got == [reference(model, long[:8], 9), reference(model, long[:24], 30)]
         assert pair.stats.preemptions == 0 and pair.stats.prefill_tokens == 32
@@ -213,7 +246,7 @@ def test_prompts_sharing_a_start_share_its_pages_and_answer_the_same(model) -> N
     # before its own has published them: with one slot every prompt after the first, with
     # three the three admitted after the first pass (the last prompt keeps its last page)
     for slots, shared in ((1, 32 * 4 + 16), (3, 32 * 2 + 16)):
-        engine = Engine(model, slots=slots, max_len=80)
+        engine = Engine(model, slots=slots, max_len=80, page_size=PAGE)
         assert engine.generate([Request(p, 10) for p in ps]) == want, f"slots={slots}"
         assert engine.stats.shared_tokens == shared
     off = Engine(model, slots=3, max_len=80, share_prefixes=False)
@@ -229,7 +262,7 @@ def test_cached_pages_nobody_holds_make_room_when_the_pool_is_short(model) -> No
     # room for two running sequences of 3 pages and 2 more: the pages the first pairs publish
     # are evicted, oldest first, to admit the next pair; the last pair finds the newest start
     # (two pages) and computes the oldest again
-    engine = Engine(model, slots=2, max_len=64, pages=9)
+    engine = Engine(model, slots=2, max_len=64, pages=9, page_size=PAGE)
     assert engine.generate([Request(p, 12) for p in ps]) == want
     assert engine.stats.shared_tokens == 32
     pool = engine.pool
@@ -324,7 +357,7 @@ def test_compiled_flex_decode_step_matches_generate(gemma) -> None:
 
 
 def test_sampler_draws_from_the_filtered_distribution() -> None:
-    logits = torch.tensor([[2.0, 1.0, 0.5, 0.0, -1.0, -3.0]]).repeat(4000, 1)
+    logits = torch.tensor([[2.0, 1.0, 0.5, 0.0, -1.0, -3.0]], device=DEVICE).repeat(4000, 1)
     n = logits.shape[0]
 
     def rules(**kw):
@@ -338,9 +371,9 @@ def test_sampler_draws_from_the_filtered_distribution() -> None:
             seed=torch.arange(n),
         )
         base.update({k: torch.full((n,), v) for k, v in kw.items()})
-        return sampler.Rules(**base)
+        return sampler.Rules(**{k: v.to(DEVICE) for k, v in base.items()})
 
-    steps = torch.zeros(n, dtype=torch.long)
+    steps = torch.zeros(n, dtype=torch.long, device=DEVICE)
     drawn = sampler.choose(logits, rules(), steps)
     freq = torch.bincount(drawn, minlength=6).float() / n
     assert torch.allclose(freq, logits[0].softmax(-1), atol=0.03), freq
@@ -358,7 +391,7 @@ def test_sampler_draws_from_the_filtered_distribution() -> None:
     seen = torch.zeros_like(logits, dtype=torch.bool)
     seen[:, 0] = True  # the favourite was seen: its logit 2.0 becomes 2.0 / 4
     pen = sampler.choose(logits, rules(repetition_penalty=4.0), steps, seen)
-    want = torch.tensor([0.5, 1.0, 0.5, 0.0, -1.0, -3.0]).softmax(-1)
+    want = torch.tensor([0.5, 1.0, 0.5, 0.0, -1.0, -3.0], device=DEVICE).softmax(-1)
     assert torch.allclose(torch.bincount(pen, minlength=6).float() / n, want, atol=0.03)
 
 

@@ -164,6 +164,7 @@ class Engine:
         admit_batch: int | None = None,
         steps_ahead: int = 1,
         tokenizer: Any = None,
+        page_size: int | None = None,
     ) -> None:
         reason = supports(model)
         if reason:
@@ -199,7 +200,7 @@ class Engine:
         # every waiting prompt fits): a prefill pass is one eager forward whatever its size
         self.admit_batch = max(1, slots // 8) if admit_batch is None else max(1, admit_batch)
         cuda = self.device.type == "cuda"
-        self.pool = self._make_pool(pages, memory_fraction)
+        self.pool = self._make_pool(pages, memory_fraction, page_size)
         self.stats = EngineStats()
         self._make_slot_state()
         self._plan: tuple[sampler.Plan, bool] | None = None  # of the active sequences
@@ -244,9 +245,9 @@ class Engine:
             seed=torch.zeros(slots, dtype=torch.long, device=dev),
         )
 
-    def _make_pool(self, pages: int | None, memory_fraction: float) -> PagePool:
+    def _make_pool(self, pages: int | None, memory_fraction: float, page: int | None) -> PagePool:
         cuda = self.device.type == "cuda"
-        page = PAGE_SIZE_CUDA if cuda else PAGE_SIZE_CPU
+        page = page or (PAGE_SIZE_CUDA if cuda else PAGE_SIZE_CPU)
         if pages is None:
             pages = self._pages_from_memory(page, memory_fraction)
             if not cuda:  # every slot can hold max_len, where the memory allows
