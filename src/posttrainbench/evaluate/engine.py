@@ -210,9 +210,12 @@ class Engine:
         self.ahead = steps_ahead
         self._launched: deque[_Launched] = deque()
         self._launches = 0
-        self._host_tokens = [
-            torch.zeros(slots, dtype=torch.long, pin_memory=cuda) for _ in range(self.ahead + 1)
-        ]
+        # where a step's tokens land on the host (CUDA; on CPU they are there already)
+        self._host_tokens = (
+            [torch.zeros(slots, dtype=torch.long, pin_memory=True) for _ in range(self.ahead + 1)]
+            if cuda
+            else []
+        )
         self._vacated: list[int] = []  # slots left since the device state was last told
         # compiled: flex attention on the pages, CUDA graphs on a GPU (CPU: for tests only)
         self.compiled = cuda if compile_decode is None else compile_decode

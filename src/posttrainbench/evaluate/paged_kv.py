@@ -46,6 +46,15 @@ def upload(values: Any, device: torch.device, dtype: torch.dtype | None = None) 
     return host.pin_memory().to(device, non_blocking=True)
 
 
+def upload_into(target: torch.Tensor, host: torch.Tensor) -> None:
+    """`target` takes the values `host` has now, as `upload` moves them: one copy into a tensor
+    that must keep its address (compiled graphs read it), the host free to change `host` next."""
+    if target.device.type != "cuda":
+        target.copy_(host)
+    else:
+        target.copy_(host.pin_memory(), non_blocking=True)
+
+
 class PagePool:
     """Pages of keys and values for `slots` sequences; host-side allocation, device-side tables.
 
@@ -189,8 +198,8 @@ class PagePool:
     def sync(self) -> None:
         """Push the host tables to the device (in place: compiled graphs keep their addresses)."""
         if self._dirty:
-            self.table.copy_(upload(self._table, self.device))
-            self.logical.copy_(upload(self._logical, self.device))
+            upload_into(self.table, self._table)
+            upload_into(self.logical, self._logical)
             self._dirty = False
 
     def physical(self, slots: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
