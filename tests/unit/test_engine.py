@@ -90,6 +90,24 @@ def test_greedy_matches_generate_and_is_batch_invariant(model) -> None:
     assert mixed == want[::-1]
 
 
+def test_the_eager_step_computes_only_the_running_slots(model) -> None:
+    """CPU's step (and a GPU's where compiling failed): eight slots, two sequences, two rows a
+    step, then one once the shorter has ended."""
+    engine = Engine(model, slots=8, max_len=64, compile_decode=False)
+    rows: list[int] = []
+    forward = engine._forward
+
+    def counted(ids, positions, batch):
+        rows.append(ids.shape[0])
+        return forward(ids, positions, batch)
+
+    engine._forward = counted
+    ps = prompts(2)
+    got = engine.generate([Request(ps[0], 9), Request(ps[1], 3)])
+    assert got == [reference(model, ps[0], 9), reference(model, ps[1], 3)]
+    assert rows[0] == 2 and set(rows) == {1, 2} and rows[-1] == 1
+
+
 def test_admitting_in_batches_takes_fewer_prefill_passes_and_answers_the_same(model) -> None:
     ps = prompts(8) * 3
     news = [12, 5, 20, 8, 15, 3, 10, 7] * 3

@@ -14,9 +14,9 @@ The model runs its own modules with the `ptb_paged` attention, so any transforme
 uses the attention interface and takes per-row `position_ids` runs (Qwen3, Llama, Gemma 3 with
 its sliding-window layers); `supports` names what it refuses. On CUDA the decode step has fixed
 shapes (every slot, inactive ones writing to the trash page) and is compiled with CUDA graphs
-around flex attention; on CPU it runs eagerly with gathered pages. Greedy output of a request
-does not depend on the rest of the batch and in fp32 equals `model.generate`; sampled tokens are
-drawn by evaluate/sampler.py from the request's seed.
+around flex attention; on CPU it runs eagerly with gathered pages, for the running slots only.
+Greedy output of a request does not depend on the rest of the batch and in fp32 equals
+`model.generate`; sampled tokens are drawn by evaluate/sampler.py from the request's seed.
 """
 
 from __future__ import annotations
@@ -301,10 +301,15 @@ class Engine:
         return out.logits[:, -1].float()
 
     def _decode_dense(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        slots = torch.arange(self.slots, device=self.device)
-        write = self.pool.physical(slots, positions)  # inactive slots: table row is trash
+        """The eager step (CPU, or where compiling failed): only the running slots' rows are
+        computed, the idle ones' logits are zeros (their draws are never read)."""
+        slots = paged_kv.upload(sorted(self._active), self.device, torch.long)
+        ids, positions = ids[slots], positions[slots]
+        write = self.pool.physical(slots, positions)
         batch = Batch(self.pool, write, positions, slots, int(positions.max()) + 1)
-        return self._forward(ids, positions, batch)
+        logits = torch.zeros((self.slots, self.vocab), device=self.device)
+        logits[slots] = self._forward(ids, positions, batch)
+        return logits
 
     def _decode_flex(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         slots = torch.arange(self.slots, device=self.device)
@@ -483,6 +488,8 @@ class Engine:
 
     def _step(self) -> None:
         self._grow_or_preempt()
+        if not self._active:  # reading the step in flight for room ended every sequence
+            return
         self._flush_vacated()
         self.pool.sync()
         logits = self._run_decode(self._tok[:, None], self._pos[:, None])
