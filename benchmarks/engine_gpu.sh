@@ -43,7 +43,7 @@ profile() {  # name seconds args...: the step's figures and its ten costliest ke
 
 for stage in "${stages[@]}"; do
     case $stage in
-    check) PTB_TEST_DEVICE=cuda run check 420 25 -m pytest --noconftest -p no:cacheprovider -ra \
+    check) PTB_TEST_DEVICE=cuda run check 420 30 -m pytest --noconftest -p no:cacheprovider -v -ra \
         --durations=5 tests/unit/test_engine.py ;;
     tail) profile tail 150 --slots 256 --active 30 --prompt 1024 --steps 40 --trace 3 ;;
     full) profile full 150 --slots 256 --prompt 1024 --steps 40 --trace 3 ;;
