@@ -17,7 +17,7 @@
 # 4b, gemma: Qwen3-4B and Gemma 3 4B shapes, 512 requests, peak memory
 set -uo pipefail
 cd "$(dirname "$0")/.."
-export PYTHONPATH=src
+export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH}  # and what the caller installed (the harness stage: inspect-ai)
 out=${OUT:-engine-figures}
 mkdir -p "$out"
 stages=("$@")
