@@ -4,6 +4,7 @@
 # lines print as each stage ends.
 #
 #   bash benchmarks/engine_gpu.sh [stage ...]  # stages: check tail full gsm8k v12 harness 4b gemma
+#   LIMIT_gsm8k=200 bash benchmarks/engine_gpu.sh gsm8k  # a stage under another limit (s)
 #
 # check: tests/unit/test_engine.py on the GPU (PTB_TEST_DEVICE=cuda): the GPU-only paths (CUDA
 #        graphs, pinned uploads, the step in flight behind an event) give the tokens `generate`
@@ -24,7 +25,8 @@ stages=("$@")
 [ ${#stages[@]} -eq 0 ] && stages=(check tail full gsm8k v12 harness 4b gemma)
 
 run() {  # name seconds lines command...: the log's last `lines` lines that are not warnings
-    local name=$1 limit=$2 lines=$3
+    local name=$1 lines=$3 limit_var="LIMIT_${1//-/_}"
+    local limit=${!limit_var:-$2}  # LIMIT_<stage>=seconds overrides a stage's limit
     shift 3
     echo "== $name (limit ${limit} s)"
     timeout "$limit" "${PYTHON:-python}" -u "$@" >"$out/$name.log" 2>&1
