@@ -9,7 +9,8 @@
 # check: tests/unit/test_engine.py on the GPU (PTB_TEST_DEVICE=cuda): the GPU-only paths (CUDA
 #        graphs, pinned uploads, the step in flight behind an event) give the tokens `generate`
 #        gives, before anything is timed
-# tail:  one decode step with 30 of 256 slots running (a batch's tail), with its kernels
+# tail:  one decode step with 30 of 256 slots running (a batch's tail, sampled as v1.2 samples),
+#        with its kernels
 # full:  one decode step with every slot running, with its kernels
 # gsm8k: Qwen3-1.7B shape, 1,319 GSM8K-shaped requests, with `generate` and agreement
 # v12:   a whole v1.2 evaluation's generation (6 benchmarks, each one's seeds together)
@@ -47,7 +48,7 @@ for stage in "${stages[@]}"; do
     case $stage in
     check) PTB_TEST_DEVICE=cuda run check 420 30 -m pytest --noconftest -p no:cacheprovider -v -ra \
         --durations=5 tests/unit/test_engine.py ;;
-    tail) profile tail 150 --slots 256 --active 30 --prompt 1024 --steps 40 --trace 3 ;;
+    tail) profile tail 150 --slots 256 --active 30 --prompt 1024 --steps 40 --trace 3 --sample ;;
     full) profile full 150 --slots 256 --prompt 1024 --steps 40 --trace 3 ;;
     gsm8k) run gsm8k 300 8 benchmarks/eval_engine.py --n 1319 --slots 256 --gen-batch 64 \
         --agree 4 ;;

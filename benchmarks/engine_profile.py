@@ -27,11 +27,12 @@ def main() -> None:
     ap.add_argument("--active", type=int, default=0, help="sequences running (0: every slot)")
     ap.add_argument("--eager", action="store_true")
     ap.add_argument("--trace", type=int, default=0, help="steps to profile: top kernels")
+    ap.add_argument("--sample", action="store_true", help="v1.2's sampling rules, not greedy")
     args = ap.parse_args()
     import sys
 
     sys.path.insert(0, "benchmarks")
-    from eval_engine import build, sync
+    from eval_engine import SAMPLING, build, sync
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -41,8 +42,13 @@ def main() -> None:
     eng = Engine(model, slots=args.slots, max_len=max_len, compile_decode=not args.eager)
     eng.on_compile_failure = lambda reason: print(f"COMPILE FAILED, eager from here: {reason}")
     g = torch.Generator().manual_seed(0)
+    rules = dict(SAMPLING, seed=1) if args.sample else {}
     reqs = [
-        Request(torch.randint(10, config.vocab_size, (args.prompt,), generator=g).tolist(), 10**6)
+        Request(
+            torch.randint(10, config.vocab_size, (args.prompt,), generator=g).tolist(),
+            10**6,
+            **rules,
+        )
         for _ in range(args.active or args.slots)
     ]
     for i, r in enumerate(reqs):
@@ -86,7 +92,8 @@ def main() -> None:
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     roof = (weights + kv * per_pos) / 3.0e12
     print(
-        f"{args.steps} steps x {args.slots} slots ({active} running): "
+        f"{args.steps} steps x {args.slots} slots ({active} running, "
+        f"{'sampled' if args.sample else 'greedy'}): "
         f"{wall / args.steps * 1e3:.2f} ms/step "
         f"(decode {timings['decode'] / args.steps * 1e3:.2f}, rest {host / args.steps * 1e3:.2f}); "
         f"{active * args.steps / wall:,.0f} tok/s; roofline {roof * 1e3:.2f} ms/step at 3 TB/s"
