@@ -15,6 +15,7 @@ tokens equal to `generate`'s (bf16 on the GPU).
 from __future__ import annotations
 
 import argparse
+import gc
 import math
 import time
 
@@ -322,9 +323,14 @@ def main() -> None:
     )
     peak = torch.cuda.max_memory_allocated() / 1e9 if device.type == "cuda" else 0.0
     print(f"peak GPU memory {peak:.1f} GB")
-    del engine  # free its cache before generate allocates its own
+    # free its cache before generate allocates its own: dynamo's guards and the CUDA graphs
+    # hold the engine and its pool (the H100 run without this: generate out of memory)
+    del engine
+    torch._dynamo.reset()
+    gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
+        print(f"GPU memory after the engine: {torch.cuda.memory_allocated() / 1e9:.1f} GB")
 
     if args.gen_batch:
         batch = reqs[: args.gen_batch]
