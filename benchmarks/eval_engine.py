@@ -15,7 +15,6 @@ tokens equal to `generate`'s (bf16 on the GPU).
 from __future__ import annotations
 
 import argparse
-import gc
 import math
 import time
 
@@ -323,11 +322,10 @@ def main() -> None:
     )
     peak = torch.cuda.max_memory_allocated() / 1e9 if device.type == "cuda" else 0.0
     print(f"peak GPU memory {peak:.1f} GB")
-    # free its cache before generate allocates its own: dynamo's guards and the CUDA graphs
-    # hold the engine and its pool (the H100 run without this: generate out of memory)
-    del engine
+    # before generate allocates its own: the pool and slot state, then the CUDA graph trees'
+    # private pool (the H100 run with only `del engine`: generate out of memory)
+    engine.close()
     torch._dynamo.reset()
-    gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
         print(f"GPU memory after the engine: {torch.cuda.memory_allocated() / 1e9:.1f} GB")

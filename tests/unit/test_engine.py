@@ -9,6 +9,7 @@ stage, `pytest --noconftest` (the GPU machines lack what the shared fixtures imp
 from __future__ import annotations
 
 import os
+import weakref
 
 import pytest
 
@@ -375,6 +376,26 @@ def test_compiled_flex_decode_step_matches_generate(gemma) -> None:
     engine.windows = {None}
     assert engine.generate(reqs) == want
     assert not engine.compiled and len(failures) == 1 and "recompile" in failures[0].lower()
+    # what dynamo kept of the compiled step does not keep the pool alive past close()
+    pool = weakref.ref(engine.pool.k[0])
+    engine.close()
+    assert pool() is None
+
+
+def test_close_gives_the_memory_back_while_the_engine_is_still_referenced(model) -> None:
+    engine = Engine(model, slots=3, max_len=64)
+    ps = prompts(3)
+    want = [reference(model, p, 6) for p in ps]
+    assert engine.generate([Request(p, 6) for p in ps]) == want
+    held = [weakref.ref(t) for t in (engine.pool.k[0], engine.pool.v[-1], engine.pool.table)]
+    held.append(weakref.ref(engine._tok))
+    before = torch.cuda.memory_allocated(DEVICE) if DEVICE.type == "cuda" else 0
+    engine.close()
+    assert all(ref() is None for ref in held)
+    if DEVICE.type == "cuda":
+        assert torch.cuda.memory_allocated(DEVICE) < before - engine.pool.pages
+    with pytest.raises(RuntimeError, match="closed"):
+        engine.generate([Request(ps[0], 2)])
 
 
 def test_sampler_draws_from_the_filtered_distribution() -> None:

@@ -21,6 +21,7 @@ Greedy output of a request does not depend on the rest of the batch and in fp32 
 
 from __future__ import annotations
 
+import gc
 import math
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -230,10 +231,32 @@ class Engine:
         self._active: dict[int, _Seq] = {}  # slot -> sequence
         self._free = list(range(slots - 1, -1, -1))
         self._done: dict[int, Completion] = {}
+        self.closed = False
 
-    def _make_slot_state(self) -> None:
+    def close(self) -> None:
+        """Give the memory back now, not when the garbage collector finds the engine (its decode
+        step is a method of its own, a cycle `del` leaves standing): the KV pool, the slot state
+        and the compiled step, then on CUDA the allocator's cache. Requests in it are dropped;
+        it takes no more. CUDA graph trees keep their private pool (the last step's logits and
+        activations) until `torch._dynamo.reset()`, which is process-wide, so left to the caller."""
+        self.closed = True
+        self._waiting.clear()
+        self._active.clear()
+        self._launched.clear()
+        self._done.clear()
+        self.pool.close()
+        self._decode = _refuse_closed
+        self._seen = None
+        self._trace = None
+        self._host_tokens = []
+        self._make_slot_state(0)
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _make_slot_state(self, slots: int | None = None) -> None:
         """Each slot's state on the device, so a decode step needs nothing built by the host."""
-        slots, dev = self.slots, self.device
+        slots, dev = self.slots if slots is None else slots, self.device
         self._tok = torch.zeros(slots, dtype=torch.long, device=dev)  # last token
         self._pos = torch.zeros(slots, dtype=torch.long, device=dev)  # its position
         self._made = torch.zeros(slots, dtype=torch.long, device=dev)  # tokens generated
@@ -322,6 +345,8 @@ class Engine:
     # ---- scheduling --------------------------------------------------------------------
 
     def submit(self, req_id: int, req: Request) -> None:
+        if self.closed:
+            raise RuntimeError("the engine is closed: its memory was given back")
         if len(req.prompt_ids) == 0:
             raise ValueError("empty prompt")
         if len(req.prompt_ids) >= self.max_len:
@@ -652,6 +677,10 @@ class Engine:
         if self._seen is None:
             self._seen = torch.zeros((self.slots, self.vocab), dtype=torch.bool, device=self.device)
         return self._seen
+
+
+def _refuse_closed(ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    raise RuntimeError("the engine is closed: its memory was given back")
 
 
 def host_memory_free() -> int:

@@ -195,6 +195,12 @@ class PagePool:
         self._table[slot] = TRASH_PAGE
         self._dirty = True
 
+    def close(self) -> None:
+        """Drop the device tensors (the engine's `close`); the pool serves nothing after."""
+        self.k, self.v = [], []
+        self.table = self.logical = self._table = self._logical = torch.zeros(0, dtype=torch.int32)
+        self.free, self._cached = [], OrderedDict()
+
     def sync(self) -> None:
         """Push the host tables to the device (in place: compiled graphs keep their addresses)."""
         if self._dirty:
