@@ -4,6 +4,7 @@ an infrastructure failure at preflight retried while an agent crash is not."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -93,6 +94,38 @@ def _harnesses(sweep_dir: Path) -> list[psutil.Process]:
     return found
 
 
+def _job_logs(sweep_dir: Path) -> dict[str, str]:
+    return {f.name: f.read_text() for f in sorted((sweep_dir / ".jobs" / "local").glob("*.err"))}
+
+
+def _stacks_dumped(sweep_dir: Path) -> int:
+    return sum("(most recent call first)" in t for t in _job_logs(sweep_dir).values())
+
+
+def _dump_stacks(sweep_dir: Path, harnesses: list[psutil.Process]) -> None:
+    """`kill -USR1` each harness; wait until its threads' stacks are in its job log."""
+    before = _stacks_dumped(sweep_dir)
+    for proc in harnesses:
+        proc.send_signal(signal.SIGUSR1)
+    wanted = before + len(harnesses)
+    wait_until(lambda: _stacks_dumped(sweep_dir) >= wanted, "stacks in the job logs", 10)
+
+
+def _where(sweep_dir: Path) -> str:
+    """What a failure message needs: the harnesses left, their runs' stages, their stacks."""
+    left = _harnesses(sweep_dir)
+    lines = []
+    for proc in left:
+        with contextlib.suppress(psutil.Error):
+            lines.append(f"harness {proc.pid} {proc.status()}: {proc.children(recursive=True)}")
+    lines += [f"{r.spec.run_id}: {[(k, v.state) for k, v in r.stages.items()]}" for r in records(
+        sweep_dir)]  # fmt: skip
+    with contextlib.suppress(AssertionError, psutil.Error):
+        _dump_stacks(sweep_dir, left)
+    lines += [f"--- {name}\n{text[-4000:]}" for name, text in _job_logs(sweep_dir).items()]
+    return "\n".join(lines)
+
+
 def test_killed_driver_then_rerun_completes_every_run_once(
     ptb: PtbRunner, tmp_path: Path, cache_dir: Path, tiny_model_dir: Path
 ) -> None:
@@ -100,8 +133,9 @@ def test_killed_driver_then_rerun_completes_every_run_once(
     path = sweep_file(tmp_path, "kill", SLEEPER, 4, 2)
     argv = [sys.executable, "-m", "posttrainbench", "sweep", "run", str(path),
             "--results", str(results)]  # fmt: skip
-    driver = subprocess.Popen(argv, env=ptb_env(cache_dir), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)  # fmt: skip
+    # a harness whose stop hangs ends after this, as nobody is left to SIGKILL it
+    env = ptb_env(cache_dir) | {"PTB_STOP_LIMIT_S": "20"}
+    driver = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     sweep_dir = results / "kill"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
@@ -116,9 +150,15 @@ def test_killed_driver_then_rerun_completes_every_run_once(
             break
         time.sleep(1)
     assert solving, "no run reached the agent"
+    _dump_stacks(sweep_dir, _harnesses(sweep_dir))  # where a stuck one would be: kill -USR1
     driver.send_signal(signal.SIGKILL)
     driver.wait(10)
-    wait_until(lambda: _harnesses(sweep_dir) == [], "the harnesses end with their driver", 30)
+    try:
+        wait_until(lambda: _harnesses(sweep_dir) == [], "the harnesses end with their driver", 40)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{_where(sweep_dir)}") from None
+    forced = [name for name, text in _job_logs(sweep_dir).items() if "the stop took over" in text]
+    print(f"harnesses whose stop hung and was ended at the limit: {forced or 'none'}")
     # Carry on up to collect only (agents on GPU nodes, evaluation later), then to the end.
     again = ptb("sweep", "run", str(path), "--results", str(results), "--retry-delay", "0",
                 "--until", "collect", timeout=900)  # fmt: skip

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import difflib
+import faulthandler
 import logging
 import os
 import re
 import signal
 import sys
+import threading
+import time
 from types import FrameType
 from typing import NoReturn
 
@@ -54,7 +57,29 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
         os.write(2, b"still stopping the run; send SIGKILL to force (ptb run --resume copes)\n")
         return
     state.interrupted_by = signum
+    limit = stop_limit_s()
+    threading.Thread(
+        target=_end_after, args=(limit, signum), name="ptb-stop-limit", daemon=True
+    ).start()
     raise HarnessInterrupted(signum)
+
+
+def stop_limit_s() -> float:
+    """How long a stop may take: `$PTB_STOP_LIMIT_S`, 120 s unless set."""
+    try:
+        return max(1.0, float(os.environ.get("PTB_STOP_LIMIT_S", "120")))
+    except ValueError:
+        return 120.0
+
+
+def _end_after(limit: float, signum: int) -> None:
+    """End the process `limit` seconds after a stop signal if the stop has not ended it: an
+    interrupt raised inside a finalizer is lost, a cleanup can block, and a harness whose driver
+    died (PR_SET_PDEATHSIG) has nobody left to SIGKILL it. Like a SIGKILL, it leaves run.json at
+    the stage in flight, which `ptb run --resume` carries on."""
+    time.sleep(limit)
+    os.write(2, f"the stop took over {limit:g} s; exiting now (ptb run --resume copes)\n".encode())
+    os._exit(128 + signum)
 
 
 def _interrupted(signum: int) -> NoReturn:
@@ -76,6 +101,8 @@ def main() -> None:
     )
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
+    # where a stuck process is: `kill -USR1 PID` writes every thread's stack to its stderr
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     offline.hub_offline()  # ptb's own hub reads are local; `ptb data prefetch` turns it back
     try:
         # Typer turns a KeyboardInterrupt in a command into a returned 130; the handler above
