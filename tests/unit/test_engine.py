@@ -144,6 +144,7 @@ def test_seeded_sampling_reproducible(model) -> None:
     a = run(7, 2)
     assert a == run(7, 2)
     assert a == run(7, 4)  # drawn from (seed, step): independent of the batch
+    assert a == run(7, 8)  # fewer sequences than slots: only the running rows are ranked
     assert a != run(8, 2)
 
 

@@ -110,10 +110,12 @@ def test_a_failed_self_check_gives_the_pool_back_before_hf_serves(
         return "prefill logits disagree with the model's forward pass"
 
     monkeypatch.setattr(engine_backend, "self_check", disagrees)
+    fresh = tmp_path / "model"  # a path no earlier test served: inspect keeps built providers
+    shutil.copytree(tiny_model_dir, fresh)
     gc.disable()  # as when the collector has not come round yet: `del engine` frees nothing
     try:
         m = evaluate_model(
-            tiny_model_dir, "arith", tmp_path / "eval", limit=2, template_family="ptb-tiny",
+            fresh, "arith", tmp_path / "eval", limit=2, template_family="ptb-tiny",
             backend="engine",
         )  # fmt: skip
     finally:

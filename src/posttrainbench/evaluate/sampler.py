@@ -48,9 +48,16 @@ class Rules:
     repetition_penalty: torch.Tensor
     seed: torch.Tensor  # long
 
+    def rows(self, index: torch.Tensor) -> Rules:
+        """The rules of the rows `index` only."""
+        return Rules(**{name: getattr(self, name).index_select(0, index) for name in _RULES})
+
     @property
     def penalised(self) -> bool:
         return bool((self.repetition_penalty != 1.0).any())
+
+
+_RULES = tuple(Rules.__dataclass_fields__)
 
 
 @dataclass(frozen=True)
