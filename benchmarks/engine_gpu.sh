@@ -12,6 +12,8 @@
 # tail:  one decode step with 30 of 256 slots running (a batch's tail, sampled as v1.2 samples),
 #        with its kernels
 # full:  one decode step with every slot running, with its kernels
+# split: the tail and full steps with flex decoding's SPLIT_KV at 2, 4 and 8 (by default each
+#        row's KV is one program's: 256 slots x KV heads outnumber the SMs), then page 64
 # gsm8k: Qwen3-1.7B shape, 1,319 GSM8K-shaped requests, with `generate` and agreement
 # v12:   a whole v1.2 evaluation's generation (6 benchmarks, each one's seeds together)
 # harness: the harness's own path (evaluate_model, gsm8k, 256 items x 256 tokens): the stock
@@ -50,6 +52,14 @@ for stage in "${stages[@]}"; do
         --durations=5 tests/unit/test_engine.py ;;
     tail) profile tail 150 --slots 256 --active 30 --prompt 1024 --steps 40 --trace 3 --sample ;;
     full) profile full 150 --slots 256 --prompt 1024 --steps 40 --trace 3 ;;
+    split)
+        for k in 2 4 8; do
+            profile "tail-split$k" 100 --slots 256 --active 30 --prompt 1024 --steps 40 --sample \
+                --flex-options "{\"SPLIT_KV\": $k}"
+            profile "full-split$k" 100 --slots 256 --prompt 1024 --steps 40 \
+                --flex-options "{\"SPLIT_KV\": $k}"
+        done
+        profile tail-page64 100 --slots 256 --active 30 --prompt 1024 --steps 40 --sample --page 64 ;;
     gsm8k) run gsm8k 300 8 benchmarks/eval_engine.py --n 1319 --slots 256 --gen-batch 64 \
         --agree 4 ;;
     v12) run v12 590 32 benchmarks/eval_engine.py --workload v1.2 --slots 256 ;;
@@ -65,6 +75,6 @@ for stage in "${stages[@]}"; do
         --gen-batch 0 --agree 2 ;;
     gemma) run gemma 240 6 benchmarks/eval_engine.py --shape gemma-3-4b --n 512 --slots 256 \
         --gen-batch 0 --agree 2 ;;
-    *) echo "unknown stage $stage (check tail full gsm8k v12 harness 4b gemma)" >&2 ;;
+    *) echo "unknown stage $stage (check tail full split gsm8k v12 harness 4b gemma)" >&2 ;;
     esac
 done

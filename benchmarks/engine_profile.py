@@ -11,6 +11,7 @@ counters and, with `--trace N`, the kernels of N more steps.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import torch
@@ -28,6 +29,10 @@ def main() -> None:
     ap.add_argument("--eager", action="store_true")
     ap.add_argument("--trace", type=int, default=0, help="steps to profile: top kernels")
     ap.add_argument("--sample", action="store_true", help="v1.2's sampling rules, not greedy")
+    ap.add_argument("--page", type=int, default=None, help="KV page size (CUDA default 128)")
+    ap.add_argument(
+        "--flex-options", type=json.loads, default=None, help="e.g. '{\"SPLIT_KV\": 4}'"
+    )
     args = ap.parse_args()
     import sys
 
@@ -39,7 +44,10 @@ def main() -> None:
     model, config = build(args.shape, device, dtype)
     max_len = args.prompt + 2 * args.steps + args.trace + 64
     t = time.perf_counter()
-    eng = Engine(model, slots=args.slots, max_len=max_len, compile_decode=not args.eager)
+    eng = Engine(
+        model, slots=args.slots, max_len=max_len, compile_decode=not args.eager,
+        page_size=args.page, flex_options=args.flex_options,
+    )  # fmt: skip
     eng.on_compile_failure = lambda reason: print(f"COMPILE FAILED, eager from here: {reason}")
     g = torch.Generator().manual_seed(0)
     rules = dict(SAMPLING, seed=1) if args.sample else {}

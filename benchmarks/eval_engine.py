@@ -15,6 +15,7 @@ tokens equal to `generate`'s (bf16 on the GPU).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 
@@ -186,6 +187,7 @@ def make_engine(model: object, args: argparse.Namespace, max_len: int) -> Engine
         max_len=max_len,
         compile_decode=not args.eager,
         share_prefixes=not args.no_share,
+        flex_options=args.flex_options,
     )
     engine.on_compile_failure = lambda reason: print(f"COMPILE FAILED, eager from here: {reason}")
     return engine
@@ -248,6 +250,9 @@ def main() -> None:
     ap.add_argument("--agree", type=int, default=4, help="requests compared with generate")
     ap.add_argument("--eager", action="store_true", help="no compiled decode step (CUDA)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--flex-options", type=json.loads, default=None, help="e.g. '{\"SPLIT_KV\": 4}'"
+    )
     ap.add_argument("--workload", default="gsm8k", choices=("gsm8k", "v1.2"))
     ap.add_argument(
         "--seeds-in-turn", action="store_true", help="v1.2: each seed alone (as the hf path)"

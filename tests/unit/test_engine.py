@@ -383,6 +383,19 @@ def test_compiled_flex_decode_step_matches_generate(gemma) -> None:
     assert pool() is None
 
 
+def test_flex_decode_kernel_options_answer_the_same(model) -> None:
+    """SPLIT_KV: each row's KV read by several programs, then combined (on CUDA; the CPU's flex
+    kernel ignores them: there this shows only that they pass through the compiled step)."""
+    ps = prompts(3)
+    want = [reference(model, p, 10) for p in ps]
+    torch._dynamo.reset()
+    engine = Engine(model, slots=4, max_len=64, compile_decode=True, flex_options={"SPLIT_KV": 4})
+    seen: list[object] = []
+    engine.on_compile_failure = seen.append
+    assert engine.generate([Request(p, 10) for p in ps]) == want
+    assert engine.compiled and not seen
+
+
 def test_close_gives_the_memory_back_while_the_engine_is_still_referenced(model) -> None:
     engine = Engine(model, slots=3, max_len=64)
     ps = prompts(3)

@@ -176,6 +176,7 @@ class Engine:
         steps_ahead: int = 1,
         tokenizer: Any = None,
         page_size: int | None = None,
+        flex_options: dict[str, Any] | None = None,
     ) -> None:
         reason = supports(model)
         if reason:
@@ -207,6 +208,9 @@ class Engine:
         self.max_len = max_len
         self.tokenizer = tokenizer
         self.share_prefixes = share_prefixes
+        # the compiled step's flex decode kernel options (benchmarks/engine_profile.py tries
+        # them): with 256 slots x KV heads past the SM count, flex decoding splits no row's KV
+        self.flex_options = dict(flex_options) if flex_options else None
         # while sequences run, waiting prompts are admitted once this many slots are free (or
         # every waiting prompt fits): a prefill pass is one eager forward whatever its size
         self.admit_batch = max(1, slots // 8) if admit_batch is None else max(1, admit_batch)
@@ -349,7 +353,7 @@ class Engine:
         pos = positions[:, 0]
         write = self.pool.physical(slots, positions)  # inactive slots: table row is trash
         masks = paged_kv.decode_block_masks(self.pool, pos, self.windows)
-        batch = Batch(self.pool, write, positions, slots, 0, masks)
+        batch = Batch(self.pool, write, positions, slots, 0, masks, self.flex_options)
         return self._forward(ids, positions, batch)
 
     # ---- scheduling --------------------------------------------------------------------

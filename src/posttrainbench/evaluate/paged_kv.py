@@ -229,6 +229,7 @@ class Batch:
     slots: torch.Tensor  # [B] slot of each row
     kv_len: int  # dense: logical positions gathered per row
     block_masks: dict[int | None, Any] = field(default_factory=dict)  # flex: by sliding window
+    flex_options: dict[str, Any] | None = None  # the flex kernel's, e.g. {"SPLIT_KV": 4}
 
     def gather_index(self) -> torch.Tensor:
         logical = torch.arange(self.kv_len, device=self.positions.device)
@@ -284,6 +285,7 @@ def paged_attention(
             block_mask=batch.block_masks[sliding_window],
             scale=scaling,
             enable_gqa=True,
+            kernel_options=batch.flex_options,  # type: ignore[arg-type]
         )
     else:
         gather = batch.gather_index()  # [B, L]
