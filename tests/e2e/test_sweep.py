@@ -150,7 +150,13 @@ def test_killed_driver_then_rerun_completes_every_run_once(
             break
         time.sleep(1)
     assert solving, "no run reached the agent"
-    _dump_stacks(sweep_dir, _harnesses(sweep_dir))  # where a stuck one would be: kill -USR1
+    # where a stuck harness would be: kill -USR1 (to one past its start-up, which ends on it)
+    agents = {r.spec.run_id for r in solving}
+    started = [
+        p for p in _harnesses(sweep_dir) if any(a in " ".join(p.info["cmdline"]) for a in agents)
+    ]
+    assert started, "no harness of a run that reached its agent"
+    _dump_stacks(sweep_dir, started)
     driver.send_signal(signal.SIGKILL)
     driver.wait(10)
     try:
