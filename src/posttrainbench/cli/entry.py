@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import faulthandler
 import logging
@@ -102,7 +103,9 @@ def main() -> None:
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
     # where a stuck process is: `kill -USR1 PID` writes every thread's stack to its stderr
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    # (where stderr is a file descriptor: not inside a caller that swapped sys.stderr)
+    with contextlib.suppress(RuntimeError, AttributeError, ValueError, OSError):
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     offline.hub_offline()  # ptb's own hub reads are local; `ptb data prefetch` turns it back
     try:
         # Typer turns a KeyboardInterrupt in a command into a returned 130; the handler above
