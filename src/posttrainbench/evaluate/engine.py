@@ -191,19 +191,7 @@ class Engine:
         # inference only: flex attention under the compiler refuses inputs that need a gradient
         for p in model.parameters():
             p.requires_grad_(False)
-        text = getattr(model.config, "text_config", None) or model.config
-        self.layers = int(text.num_hidden_layers)
-        self.kv_heads = int(text.num_key_value_heads)
-        self.head_dim = int(
-            getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
-        )
-        self.windows: set[int | None] = set()
-        for kind in getattr(text, "layer_types", None) or ["full_attention"]:
-            self.windows.add(int(text.sliding_window) if kind == "sliding_attention" else None)
-        param = next(model.parameters())
-        self.device = param.device
-        self.dtype = param.dtype
-        self.vocab = int(model.get_output_embeddings().weight.shape[0])
+        self._read_shape(model)
         self.slots = slots
         self.max_len = max_len
         self.tokenizer = tokenizer
@@ -246,6 +234,23 @@ class Engine:
         self._free = list(range(slots - 1, -1, -1))
         self._done: dict[int, Completion] = {}
         self.closed = False
+
+    def _read_shape(self, model: Any) -> None:
+        """What the pool and the step need of the model: layers, KV heads, head size, sliding
+        windows, device, dtype, vocabulary."""
+        text = getattr(model.config, "text_config", None) or model.config
+        self.layers = int(text.num_hidden_layers)
+        self.kv_heads = int(text.num_key_value_heads)
+        self.head_dim = int(
+            getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+        )
+        self.windows: set[int | None] = set()
+        for kind in getattr(text, "layer_types", None) or ["full_attention"]:
+            self.windows.add(int(text.sliding_window) if kind == "sliding_attention" else None)
+        param = next(model.parameters())
+        self.device = param.device
+        self.dtype = param.dtype
+        self.vocab = int(model.get_output_embeddings().weight.shape[0])
 
     def close(self) -> None:
         """Give the memory back now, not when the garbage collector finds the engine (its decode
