@@ -18,6 +18,7 @@ import pytest
 import ray
 
 from posttrainbench.scale.executors import ExecutorConfig, Finished, Job, get_executor
+from tests.waiting import wait_until
 
 RAY_CLI = str(Path(sys.executable).parent / "ray")
 
@@ -118,6 +119,9 @@ def test_interrupt_on_an_existing_cluster(tmp_path: Path, ray_head: str) -> None
     start = time.monotonic()
     runs.close()  # what a Ctrl-C in the sweep driver does to the generator
     assert time.monotonic() - start < 40  # stop_grace_s 5 + Ray's cancel, on 2 loaded cores
+    # close() waits stop_grace_s + 10 s for the cancelled tasks, then leaves them to the cluster:
+    # on 2 loaded cores Ray's cancel reached the running task only after that (the CI rehearsal)
+    wait_until(lambda: "stopping" in _read(logs / "running.out"), "the task's SIGTERM trap", 60)
     assert _read(logs / "running.out") == "ready\nstopping\n"
     assert not ray.is_initialized()
     status = subprocess.run([RAY_CLI, "status", "--address", ray_head], capture_output=True)
