@@ -186,7 +186,8 @@ def test_an_evaluation_log_of_the_test_questions_is_not_contamination(
         return out.getvalue()
 
     a, b = items[:2]
-    own = log({"arith-test-0": {"input": a.question, "output": "I think 3", "target": ""}})
+    wrong = f"I think {int(a.answer) + 1}"  # items are drawn per key: a fixed guess can be right
+    own = log({"arith-test-0": {"input": a.question, "output": wrong, "target": ""}})
     leak = log({"arith-test-1": {"input": f"{b.question} {b.answer}", "target": ""}})
     ctx = _context(tmp_path, settings, {"logs/own.eval": own, "logs/leak.eval": leak})
     check = DecontaminationCheck().run(ctx)
