@@ -11,7 +11,6 @@ counters and, with `--trace N`, the kernels of N more steps.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import torch
@@ -20,6 +19,11 @@ from posttrainbench.evaluate.engine import Engine, Request
 
 
 def main() -> None:
+    import sys
+
+    sys.path.insert(0, "benchmarks")
+    from eval_engine import SAMPLING, add_flex_option, build, sync
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--shape", default="qwen3-1.7b")
     ap.add_argument("--slots", type=int, default=128)
@@ -30,15 +34,8 @@ def main() -> None:
     ap.add_argument("--trace", type=int, default=0, help="steps to profile: top kernels")
     ap.add_argument("--sample", action="store_true", help="v1.2's sampling rules, not greedy")
     ap.add_argument("--page", type=int, default=None, help="KV page size (CUDA default 128)")
-    ap.add_argument(
-        "--flex-options", type=json.loads, default=None, help="e.g. '{\"SPLIT_KV\": 4}'"
-    )
+    add_flex_option(ap)
     args = ap.parse_args()
-    import sys
-
-    sys.path.insert(0, "benchmarks")
-    from eval_engine import SAMPLING, build, sync
-
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     model, config = build(args.shape, device, dtype)

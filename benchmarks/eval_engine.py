@@ -193,6 +193,13 @@ def make_engine(model: object, args: argparse.Namespace, max_len: int) -> Engine
     return engine
 
 
+def add_flex_option(ap: argparse.ArgumentParser) -> None:
+    """--flex-options: the flex decode kernel's options (Engine(flex_options=...))."""
+    ap.add_argument(
+        "--flex-options", type=json.loads, default=None, help="e.g. '{\"SPLIT_KV\": 4}'"
+    )
+
+
 def sync() -> None:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
@@ -250,9 +257,7 @@ def main() -> None:
     ap.add_argument("--agree", type=int, default=4, help="requests compared with generate")
     ap.add_argument("--eager", action="store_true", help="no compiled decode step (CUDA)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument(
-        "--flex-options", type=json.loads, default=None, help="e.g. '{\"SPLIT_KV\": 4}'"
-    )
+    add_flex_option(ap)
     ap.add_argument("--workload", default="gsm8k", choices=("gsm8k", "v1.2"))
     ap.add_argument(
         "--seeds-in-turn", action="store_true", help="v1.2: each seed alone (as the hf path)"

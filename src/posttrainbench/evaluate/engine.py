@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 
@@ -365,7 +365,7 @@ class Engine:
 
     def submit(self, req_id: int, req: Request) -> None:
         if self.closed:
-            raise RuntimeError("the engine is closed: its memory was given back")
+            _refuse_closed()
         if len(req.prompt_ids) == 0:
             raise ValueError("empty prompt")
         if len(req.prompt_ids) >= self.max_len:
@@ -720,7 +720,8 @@ class Engine:
         return self._seen
 
 
-def _refuse_closed(ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+def _refuse_closed(*_: object) -> NoReturn:
+    """Stands in for a closed engine's decode step, and refuses its submits."""
     raise RuntimeError("the engine is closed: its memory was given back")
 
 
