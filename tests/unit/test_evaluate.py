@@ -189,8 +189,9 @@ def test_scorer_counts_known_right_and_wrong_answers(tmp_path: Path) -> None:
 
     task = make_task(BENCHMARKS.get("arith").implementation(), TaskOptions(limit=5))
     targets = [str(sample.target) for sample in task.dataset]  # the order answers are asked in
+    wrong = int(targets[4]) + 1  # items are drawn per key: a fixed number can be the answer
     answers = [targets[0], targets[1], f" {targets[2]}\nQ:", "-999",
-               f"7 {targets[4]}"]  # fmt: skip
+               f"{wrong} {targets[4]}"]  # fmt: skip
     outputs = []
     for text in answers:
         out = ModelOutput.from_content(model="mockllm/model", content=text)

@@ -120,8 +120,8 @@ def test_a_gpu_the_preflight_refused_gets_no_more_jobs_while_others_can_take_the
 
 def test_when_only_refused_gpus_are_left_the_pool_waits_out_the_cooldown(tmp_path: Path) -> None:
     executor = _executor(tmp_path, slots=1, gpus=[0], options={"refused_cooldown_s": 0.5})
+    start = time.time()  # before the refusal, whose cooldown starts inside avoid_gpus
     executor.avoid_gpus([0], "busy")
-    start = time.time()
     done = list(executor.run([_job(tmp_path, "late", "true", gpus=1)]))
     assert [f.returncode for f in done] == [0]
     began, _, gpus = _record(tmp_path, "late")
@@ -140,15 +140,15 @@ def test_jobs_are_reported_as_they_finish(tmp_path: Path) -> None:
     assert [r for r, _ in seen] == ["fast", "mid", "slow"]
     for run_id, reported in seen:
         _, end, _ = _record(tmp_path, run_id)
-        assert 0 <= reported - end < 0.3, run_id
+        assert 0 <= reported - end < 0.5, run_id  # the jobs end 0.5 s apart
 
 
 def test_impossible_gpu_request_ends_at_once(tmp_path: Path) -> None:
-    jobs = [_job(tmp_path, "big", "true", gpus=3), _job(tmp_path, "ok", "sleep 0.5", gpus=1)]
+    jobs = [_job(tmp_path, "big", "true", gpus=3), _job(tmp_path, "ok", "sleep 3", gpus=1)]
     start = time.monotonic()
     it = _executor(tmp_path, slots=2, gpus=[0, 1]).run(jobs)
     first = next(it)
-    assert time.monotonic() - start < 0.2
+    assert time.monotonic() - start < 2  # not after the 3 s job
     assert first.job.run_id == "big" and first.returncode is None
     assert first.note is not None and "needs 3 GPUs" in first.note and "has 2" in first.note
     assert not (tmp_path / "rec" / "big").exists()
