@@ -17,7 +17,8 @@
 # gsm8k: Qwen3-1.7B shape, 1,319 GSM8K-shaped requests, with `generate` and agreement
 # v12:   a whole v1.2 evaluation's generation (6 benchmarks, each one's seeds together)
 # harness: the harness's own path (evaluate_model, gsm8k, 256 items x 256 tokens): the stock
-#        inspect provider, the same with the free settings, and the engine
+#        inspect provider, the same with the free settings, and the engine (inspect-ai and the
+#        rest the device image lacks: the wheels of benchmarks/device_wheels.sh, carried)
 # 4b, gemma: Qwen3-4B and Gemma 3 4B shapes, 512 requests, peak memory
 set -uo pipefail
 cd "$(dirname "$0")/.."
