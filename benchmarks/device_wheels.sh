@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Wheels for the device machine's `harness` stage (benchmarks/engine_gpu.sh): what posttrainbench
-# imports on the harness's evaluation path (inspect-ai, pydantic, typer, trl, datasets …) that the
-# device image lacks, at requirements-dev.txt's pins where it pins them, for the image's Python
+# requires (inspect-ai, pydantic, typer, trl, datasets …, and what they require) that the device
+# image lacks, at requirements-dev.txt's pins where it pins them, for the image's Python
 # 3.12 on manylinux x86_64. The image's own packages (torch, transformers, numpy …; the list in the
 # device library's KINDS.md, "Python packages already there") are left out: its versions are used.
 #
@@ -58,8 +58,8 @@ for item in json.loads(Path(sys.argv[1]).read_text())["install"]:
         want.append(f"{meta['name']}=={meta['version']}")
 Path(sys.argv[3]).write_text("\n".join(sorted(want)) + "\n")
 EOF
-rm -rf "$dest"
 mkdir -p "$dest"
+rm -f "$dest"/*.whl  # one version of each: two stop the install there
 "$py" -m pip download --quiet --no-deps "${platforms[@]}" -d "$dest" -r "$work/want.txt"
 # inspect-ai's wheel carries its docker sandbox tools for two architectures (28 MiB of 34): the
 # harness stage starts no sandbox, and the carry limit is 64 MiB, so they are left out.
