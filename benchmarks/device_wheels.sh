@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Wheels for the device machine's `harness` stage (benchmarks/engine_gpu.sh): what posttrainbench
 # requires (inspect-ai, pydantic, typer, trl, datasets …, and what they require) that the device
-# image lacks, at requirements-dev.txt's pins where it pins them, for the image's Python
-# 3.12 on manylinux x86_64. The image's own packages (torch, transformers, numpy …; the list in the
-# device library's KINDS.md, "Python packages already there") are left out: its versions are used.
+# image lacks, at requirements-dev.txt's pins where it pins them, for the image's Python 3.12 on
+# manylinux x86_64. The image's own packages (torch, transformers, numpy …; the list in the device
+# library's KINDS.md, "Python packages already there") are left out: its versions are used.
 #
 #   bash benchmarks/device_wheels.sh [DEST]   # here, with PyPI; DEST (.whl-harness/one) is ignored
 #   then, on the device: run(carry=[".whl-harness/one"], command="python3 -m pip install -q
@@ -24,17 +24,17 @@ trap 'rm -rf "$work"' EXIT
 # The project's own requirements, pinned where requirements-dev.txt pins them; torch and the
 # other packages of the image are removed after resolving (their versions there are kept).
 "$py" - "$work/reqs.txt" <<'EOF'
-import re, sys, tomllib
+import sys, tomllib
 from pathlib import Path
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name as canon
 deps = tomllib.loads(Path("pyproject.toml").read_text())["project"]["dependencies"]
 pins = {}
 for line in Path("requirements-dev.txt").read_text().splitlines():
-    if m := re.match(r"^([A-Za-z0-9_.-]+)(\[[^]]*\])?==(\S+)", line.strip()):
-        pins[m[1].lower().replace("_", "-")] = m[3]
-out = []
-for dep in deps:
-    name = re.match(r"[A-Za-z0-9_.-]+", dep)[0].lower().replace("_", "-")
-    out.append(f"{name}=={pins[name]}" if name in pins else dep)
+    if line.strip()[:1].isalnum():
+        req = Requirement(line)
+        pins[canon(req.name)] = str(req.specifier)
+out = [f"{req.name}{pins.get(canon(req.name), req.specifier)}" for req in map(Requirement, deps)]
 Path(sys.argv[1]).write_text("\n".join(out) + "\n")
 EOF
 # Resolved for this machine's Python (torch's CUDA wheels have no 3.12 x86_64 set to resolve
@@ -43,17 +43,18 @@ EOF
     --report "$work/report.json" -r "$work/reqs.txt"
 # the image's packages: the comma-separated list after "Packages:" in KINDS.md
 grep -o 'Packages: .*' "$kinds" | head -1 | sed 's/^Packages: //; s/\.$//' | tr ',' '\n' \
-    | tr -d ' ' | tr 'A-Z_' 'a-z-' | grep -v '^$' > "$work/present.txt"
+    > "$work/present.txt"
 "$py" - "$work/report.json" "$work/present.txt" "$work/want.txt" <<'EOF'
 import json, sys
 from pathlib import Path
-present = set(Path(sys.argv[2]).read_text().split())
+from packaging.utils import canonicalize_name as canon
+present = {canon(name) for name in Path(sys.argv[2]).read_text().split()}
 if len(present) < 100:
     sys.exit(f"only {len(present)} package names read from KINDS.md: has its list moved?")
 want = []
 for item in json.loads(Path(sys.argv[1]).read_text())["install"]:
     meta = item["metadata"]
-    name = meta["name"].lower().replace("_", "-").replace(".", "-")
+    name = canon(meta["name"])
     if name not in present and not name.startswith("nvidia-"):
         want.append(f"{meta['name']}=={meta['version']}")
 Path(sys.argv[3]).write_text("\n".join(sorted(want)) + "\n")
