@@ -3,8 +3,9 @@
 # slow one cannot eat the next one's time. Logs go to $OUT (or ./engine-figures); the summary
 # lines print as each stage ends.
 #
-#   bash benchmarks/engine_gpu.sh [stage ...]  # stages: check tail full gsm8k v12 harness 4b gemma
+#   bash benchmarks/engine_gpu.sh [stage ...]  # the stages below, in the order named
 #   LIMIT_gsm8k=200 bash benchmarks/engine_gpu.sh gsm8k  # a stage under another limit (s)
+#   FLEX='{"SPLIT_KV": 4}' bash benchmarks/engine_gpu.sh gsm8k v12  # the engine's flex options
 #
 # check: tests/unit/test_engine.py on the GPU (PTB_TEST_DEVICE=cuda): the GPU-only paths (CUDA
 #        graphs, pinned uploads, the step in flight behind an event) give the tokens `generate`
@@ -16,6 +17,8 @@
 #        row's KV is one program's: 256 slots x KV heads outnumber the SMs), then page 64
 # gsm8k: Qwen3-1.7B shape, 1,319 GSM8K-shaped requests, with `generate` and agreement
 # v12:   a whole v1.2 evaluation's generation (6 benchmarks, each one's seeds together)
+# v12-gsm8k, v12-rest: the same in two parts (GSM8K's five seeds, then the other five
+#        benchmarks), each under one call's 600 s
 # harness: the harness's own path (evaluate_model, gsm8k, 256 items x 256 tokens): the stock
 #        inspect provider, the same with the free settings, and the engine (inspect-ai and the
 #        rest the device image lacks: the wheels of benchmarks/device_wheels.sh, carried)
@@ -26,6 +29,8 @@ export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH}  # and what the caller installe
 out=${OUT:-engine-figures}
 mkdir -p "$out"
 stages=("$@")
+flex=()
+[ -n "${FLEX:-}" ] && flex=(--flex-options "$FLEX")
 [ ${#stages[@]} -eq 0 ] && stages=(check tail full gsm8k v12 harness 4b gemma)
 
 run() {  # name seconds lines command...: the log's last `lines` lines that are not warnings
@@ -62,8 +67,12 @@ for stage in "${stages[@]}"; do
         done
         profile tail-page64 100 --slots 256 --active 30 --prompt 1024 --steps 40 --sample --page 64 ;;
     gsm8k) run gsm8k 300 8 benchmarks/eval_engine.py --n 1319 --slots 256 --gen-batch 64 \
-        --agree 4 ;;
-    v12) run v12 590 32 benchmarks/eval_engine.py --workload v1.2 --slots 256 ;;
+        --agree 4 "${flex[@]}" ;;
+    v12) run v12 590 32 benchmarks/eval_engine.py --workload v1.2 --slots 256 "${flex[@]}" ;;
+    v12-gsm8k) run v12-gsm8k 590 8 benchmarks/eval_engine.py --workload v1.2 --slots 256 \
+        --only gsm8k "${flex[@]}" ;;
+    v12-rest) run v12-rest 590 24 benchmarks/eval_engine.py --workload v1.2 --slots 256 \
+        --only aime2025,arenahardwriting,gpqamain,healthbench,humaneval "${flex[@]}" ;;
     harness)
         "${PYTHON:-python}" benchmarks/eval_throughput.py make-data "$out/hf-home" >/dev/null 2>&1
         for how in "hf --stock" "hf" "engine"; do
@@ -73,9 +82,9 @@ for stage in "${stages[@]}"; do
         done
         rm -rf "$out/hf-home" ;;
     4b) run 4b 240 6 benchmarks/eval_engine.py --shape qwen3-4b --n 512 --slots 256 \
-        --gen-batch 0 --agree 2 ;;
+        --gen-batch 0 --agree 2 "${flex[@]}" ;;
     gemma) run gemma 240 6 benchmarks/eval_engine.py --shape gemma-3-4b --n 512 --slots 256 \
-        --gen-batch 0 --agree 2 ;;
-    *) echo "unknown stage $stage (check tail full split gsm8k v12 harness 4b gemma)" >&2 ;;
+        --gen-batch 0 --agree 2 "${flex[@]}" ;;
+    *) echo "unknown stage $stage (see the stages at the top of $0)" >&2 ;;
     esac
 done

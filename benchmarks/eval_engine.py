@@ -127,6 +127,8 @@ def run_v12(model: object, config: object, args: argparse.Namespace, kv_per_pos:
     vocab = config.vocab_size
     groups: list[tuple[str, str, list[Request]]] = []
     for b, (name, items, seeds, plen, shared) in enumerate(V12):
+        if args.only and name not in args.only:
+            continue
         runs = []
         for seed in range(seeds):
             reqs = workload(items, 1000 * b + seed, args.max_out, plen, vocab, shared)
@@ -262,7 +264,15 @@ def main() -> None:
     ap.add_argument(
         "--seeds-in-turn", action="store_true", help="v1.2: each seed alone (as the hf path)"
     )
+    ap.add_argument(
+        "--only",
+        type=lambda s: set(s.split(",")),
+        default=None,
+        help="v1.2: these benchmarks only (comma-separated), e.g. a whole run in two parts",
+    )
     args = ap.parse_args()
+    if args.only and args.only - {b[0] for b in V12}:
+        ap.error(f"--only: no v1.2 benchmark {sorted(args.only - {b[0] for b in V12})}")
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
