@@ -154,11 +154,13 @@ def run_v12(model: object, config: object, args: argparse.Namespace, kv_per_pos:
         f"engine set-up + compile {setup:.1f} s; KV pool {engine.pool.pages} pages"
     )
     total_tokens = 0
+    clock = PrefillClock(engine)
     t = time.perf_counter()
     per: dict[str, list[float]] = {}
     for name, label, reqs in groups:
         s0 = time.perf_counter()
         steps0 = engine.stats.decode_steps
+        pre0 = clock.seconds()
         got = engine.generate(reqs)
         sync()
         n = sum(len(x) for x in got)
@@ -169,7 +171,8 @@ def run_v12(model: object, config: object, args: argparse.Namespace, kv_per_pos:
         print(
             f"  {name} {label}: {len(reqs)} requests, {n:,} tokens (longest "
             f"{max(len(x) for x in got):,}) in {engine.stats.decode_steps - steps0:,} steps, "
-            f"{time.perf_counter() - s0:.1f} s; {total_tokens:,} tokens in "
+            f"{time.perf_counter() - s0:.1f} s (prefill {clock.seconds() - pre0:.1f} s); "
+            f"{total_tokens:,} tokens in "
             f"{time.perf_counter() - t:.1f} s so far",
             flush=True,
         )
@@ -178,7 +181,8 @@ def run_v12(model: object, config: object, args: argparse.Namespace, kv_per_pos:
         print(f"  {name:18s} {n:>10,} tokens {w:7.1f} s  {n / w:>8,.0f} tok/s")
     print(
         f"V1.2 WHOLE: {total_tokens:,} generated tokens in {wall:.1f} s ({wall / 60:.1f} min) "
-        f"= {total_tokens / wall:,.0f} tok/s; with set-up {(wall + setup) / 60:.1f} min"
+        f"= {total_tokens / wall:,.0f} tok/s; with set-up {(wall + setup) / 60:.1f} min; "
+        f"prefill {clock.seconds():.1f} s of it"
     )
 
 
@@ -200,6 +204,38 @@ def add_flex_option(ap: argparse.ArgumentParser) -> None:
     ap.add_argument(
         "--flex-options", type=json.loads, default=None, help="e.g. '{\"SPLIT_KV\": 4}'"
     )
+
+
+class PrefillClock:
+    """The time an engine spends in prefill passes: CUDA events around each pass on a GPU (no
+    host sync, so the decode step in flight runs on as in an untimed run), wall time on CPU."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.passes: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
+        self.host = 0.0
+        real = engine._prefill
+        cuda = engine.device.type == "cuda"
+
+        def timed(group: list) -> None:
+            start = time.perf_counter()
+            if cuda:
+                begin, end = (
+                    torch.cuda.Event(enable_timing=True),
+                    torch.cuda.Event(enable_timing=True),
+                )
+                begin.record()
+            real(group)
+            if cuda:
+                end.record()
+                self.passes.append((begin, end))
+            else:
+                self.host += time.perf_counter() - start
+
+        engine._prefill = timed  # type: ignore[method-assign]
+
+    def seconds(self) -> float:
+        """After a sync: the prefill time so far."""
+        return self.host + sum(b.elapsed_time(e) for b, e in self.passes) / 1e3
 
 
 def sync() -> None:
@@ -317,6 +353,7 @@ def main() -> None:
     sync()
     print(f"engine warm-up {time.perf_counter() - t:.1f} s")
     engine.stats = type(engine.stats)()
+    clock = PrefillClock(engine)
     sync()
     t = time.perf_counter()
     got = engine.generate(reqs)
@@ -339,6 +376,12 @@ def main() -> None:
         f"{100 * roof / wall:.1f} % of roofline end to end (every row's KV); shared prompt "
         f"tokens {st.shared_tokens}; reading shared pages once: roofline {roof_unique:.1f} s -> "
         f"{100 * roof_unique / wall:.1f} %"
+    )
+    pre = clock.seconds()
+    print(
+        f"PREFILL {pre:.1f} s of the {wall:.1f} s ({st.prefill_tokens / max(pre, 1e-9):,.0f} "
+        f"tok/s); the decode steps' {wall - pre:.1f} s against their roofline {roof:.1f} s: "
+        f"{100 * roof / max(wall - pre, 1e-9):.1f} %"
     )
     peak = torch.cuda.max_memory_allocated() / 1e9 if device.type == "cuda" else 0.0
     print(f"peak GPU memory {peak:.1f} GB")

@@ -393,7 +393,8 @@ def test_flex_decode_kernel_options_answer_the_same(model) -> None:
     seen: list[object] = []
     engine.on_compile_failure = seen.append
     assert engine.generate([Request(p, 10) for p in ps]) == want
-    assert engine.compiled and not seen
+    assert not seen, seen  # why the compiler refused them (the eager step answered)
+    assert engine.compiled
 
 
 def test_close_gives_the_memory_back_while_the_engine_is_still_referenced(model) -> None:
