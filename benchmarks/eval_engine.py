@@ -6,8 +6,9 @@ at 4,000; each request stops at its drawn length, since random weights never emi
 Prints generated tokens/s and wall time for the engine, and for `generate` with a static cache at
 a fixed batch (left-padded, every batch runs to its longest output) on the first `--gen-batch`
 requests; the engine's fraction of the memory-bandwidth roofline (weights + live KV read once per
-decode step, at the measured copy bandwidth); and, on `--agree` requests, the share of greedy
-tokens equal to `generate`'s (bf16 on the GPU).
+decode step, at the measured copy bandwidth); the time in prefill passes; and, on `--agree`
+requests, the greedy tokens equal to `generate`'s up to the first divergence, and every greedy
+step against the plain forward pass on the same context (bf16 on the GPU).
 
     PYTHONPATH=src python benchmarks/eval_engine.py --n 256 --slots 64
 """
@@ -422,6 +423,41 @@ def main() -> None:
             f"AGREEMENT of the batched engine with generate ({dtype}): "
             f"{same}/{total} greedy tokens before the first divergence"
         )
+        teacher_forced(model, reqs[: args.agree], got, device)
+
+
+def teacher_forced(model, reqs: list[Request], got: list[list[int]], device: torch.device) -> None:
+    """Each of the engine's greedy tokens against the argmax of the model's plain forward pass on
+    the same context (the engine's own tokens before it): a divergence above ends the comparison
+    there, this counts every step. Where they differ, how far the forward's best logit leads the
+    engine's pick, beside the logits' spread: near-ties are bf16 rounding, not a wrong step."""
+    same = total = 0
+    leads: list[float] = []
+    spread = 0.0
+    for r, mine in zip(reqs, got, strict=False):
+        mine = mine[:1024]
+        ids = torch.tensor([list(r.prompt_ids) + mine[:-1]], device=device)
+        with torch.no_grad():
+            logits = model(input_ids=ids).logits[0, len(r.prompt_ids) - 1 :].float()
+        picked = torch.tensor(mine, device=device)
+        best = logits.argmax(-1)
+        same += int((best == picked).sum())
+        total += len(mine)
+        lead = logits.max(-1).values - logits.gather(1, picked[:, None])[:, 0]
+        leads += lead[best != picked].tolist()
+        spread = max(spread, float(logits.std(-1).mean()))
+        del logits
+    leads.sort()
+    where = (
+        f"; where not, the forward's best logit leads by median {leads[len(leads) // 2]:.4f}, "
+        f"max {leads[-1]:.4f} (logits' std {spread:.3f})"
+        if leads
+        else ""
+    )
+    print(
+        f"TEACHER-FORCED: {same}/{total} of the engine's greedy tokens are the plain forward "
+        f"pass's argmax on the same context{where}"
+    )
 
 
 if __name__ == "__main__":
