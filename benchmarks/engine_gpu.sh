@@ -15,7 +15,10 @@
 # full:  one decode step with every slot running, with its kernels
 # split: the tail and full steps with flex decoding's SPLIT_KV at 2, 4 and 8 (by default each
 #        row's KV is one program's: 256 slots x KV heads outnumber the SMs), then page 64
-# gsm8k: Qwen3-1.7B shape, 1,319 GSM8K-shaped requests, with `generate` and agreement
+# gsm8k: Qwen3-1.7B shape, 1,319 GSM8K-shaped requests
+# reference: 64 of them (outputs cut at 1,000) by the engine and by `generate` with a static
+#        cache (which runs each batch to its longest output: 4,000 steps took past 240 s), and
+#        the bf16 agreement of the two
 # v12:   a whole v1.2 evaluation's generation (6 benchmarks, each one's seeds together)
 # v12-gsm8k, v12-rest: the same in two parts (GSM8K's five seeds, then the other five
 #        benchmarks), each under one call's 600 s
@@ -31,7 +34,7 @@ mkdir -p "$out"
 stages=("$@")
 flex=()
 [ -n "${FLEX:-}" ] && flex=(--flex-options "$FLEX")
-[ ${#stages[@]} -eq 0 ] && stages=(check tail full gsm8k v12 harness 4b gemma)
+[ ${#stages[@]} -eq 0 ] && stages=(check tail full gsm8k reference v12 harness 4b gemma)
 
 run() {  # name seconds lines command...: the log's last `lines` lines that are not warnings
     local name=$1 lines=$3 limit_var="LIMIT_${1//-/_}"
@@ -66,8 +69,10 @@ for stage in "${stages[@]}"; do
                 --flex-options "{\"SPLIT_KV\": $k}"
         done
         profile tail-page64 100 --slots 256 --active 30 --prompt 1024 --steps 40 --sample --page 64 ;;
-    gsm8k) run gsm8k 300 8 benchmarks/eval_engine.py --n 1319 --slots 256 --gen-batch 64 \
-        --agree 4 "${flex[@]}" ;;
+    gsm8k) run gsm8k 200 8 benchmarks/eval_engine.py --n 1319 --slots 256 --gen-batch 0 \
+        --agree 0 "${flex[@]}" ;;
+    reference) run reference 200 8 benchmarks/eval_engine.py --n 64 --slots 64 --max-out 1000 \
+        --gen-batch 64 --agree 4 "${flex[@]}" ;;
     v12) run v12 590 32 benchmarks/eval_engine.py --workload v1.2 --slots 256 "${flex[@]}" ;;
     v12-gsm8k) run v12-gsm8k 590 8 benchmarks/eval_engine.py --workload v1.2 --slots 256 \
         --only gsm8k "${flex[@]}" ;;
