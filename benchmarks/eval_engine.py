@@ -426,7 +426,9 @@ def main() -> None:
         teacher_forced(model, reqs[: args.agree], got, device)
 
 
-def teacher_forced(model, reqs: list[Request], got: list[list[int]], device: torch.device) -> None:
+def teacher_forced(
+    model: torch.nn.Module, reqs: list[Request], got: list[list[int]], device: torch.device
+) -> None:
     """Each of the engine's greedy tokens against the argmax of the model's plain forward pass on
     the same context (the engine's own tokens before it): a divergence above ends the comparison
     there, this counts every step. Where they differ, how far the forward's best logit leads the
