@@ -10,6 +10,8 @@
 # check: tests/unit/test_engine.py on the GPU (PTB_TEST_DEVICE=cuda): the GPU-only paths (CUDA
 #        graphs, pinned uploads, the step in flight behind an event) give the tokens `generate`
 #        gives, before anything is timed
+# flex-check: the check's flex-options test alone (on the H100 the compiler refused SPLIT_KV=4;
+#        the failure's message is the compiler's reason)
 # tail:  one decode step with 30 of 256 slots running (a batch's tail, sampled as v1.2 samples),
 #        with its kernels
 # full:  one decode step with every slot running, with its kernels
@@ -59,6 +61,8 @@ for stage in "${stages[@]}"; do
     case $stage in
     check) PTB_TEST_DEVICE=cuda run check 420 30 -m pytest --noconftest -p no:cacheprovider -v -ra \
         --durations=5 tests/unit/test_engine.py ;;
+    flex-check) PTB_TEST_DEVICE=cuda run flex-check 90 30 -m pytest --noconftest \
+        -p no:cacheprovider -ra tests/unit/test_engine.py -k flex_decode_kernel ;;
     tail) profile tail 150 --slots 256 --active 30 --prompt 1024 --steps 40 --trace 3 --sample ;;
     full) profile full 150 --slots 256 --prompt 1024 --steps 40 --trace 3 ;;
     split)
