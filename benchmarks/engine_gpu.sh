@@ -57,12 +57,17 @@ profile() {  # name seconds args...: the step's figures and its ten costliest ke
     grep -A18 '^HOST' "$out/$name.log" | cut -c1-100
 }
 
+gpu_tests() {  # name seconds pytest-args...: tests/unit/test_engine.py on the GPU
+    local name=$1 limit=$2
+    shift 2
+    PTB_TEST_DEVICE=cuda run "$name" "$limit" 30 -m pytest --noconftest -p no:cacheprovider -ra \
+        "$@" tests/unit/test_engine.py
+}
+
 for stage in "${stages[@]}"; do
     case $stage in
-    check) PTB_TEST_DEVICE=cuda run check 420 30 -m pytest --noconftest -p no:cacheprovider -v -ra \
-        --durations=5 tests/unit/test_engine.py ;;
-    flex-check) PTB_TEST_DEVICE=cuda run flex-check 90 30 -m pytest --noconftest \
-        -p no:cacheprovider -ra tests/unit/test_engine.py -k flex_decode_kernel ;;
+    check) gpu_tests check 420 -v --durations=5 ;;
+    flex-check) gpu_tests flex-check 90 -k flex_decode_kernel ;;
     tail) profile tail 150 --slots 256 --active 30 --prompt 1024 --steps 40 --trace 3 --sample ;;
     full) profile full 150 --slots 256 --prompt 1024 --steps 40 --trace 3 ;;
     split)

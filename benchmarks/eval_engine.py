@@ -218,19 +218,16 @@ class PrefillClock:
         cuda = engine.device.type == "cuda"
 
         def timed(group: list) -> None:
-            start = time.perf_counter()
-            if cuda:
-                begin, end = (
-                    torch.cuda.Event(enable_timing=True),
-                    torch.cuda.Event(enable_timing=True),
-                )
-                begin.record()
-            real(group)
-            if cuda:
-                end.record()
-                self.passes.append((begin, end))
-            else:
+            if not cuda:
+                start = time.perf_counter()
+                real(group)
                 self.host += time.perf_counter() - start
+                return
+            begin, end = (torch.cuda.Event(enable_timing=True) for _ in range(2))
+            begin.record()
+            real(group)
+            end.record()
+            self.passes.append((begin, end))
 
         engine._prefill = timed  # type: ignore[method-assign]
 
@@ -308,8 +305,8 @@ def main() -> None:
         help="v1.2: these benchmarks only (comma-separated), e.g. a whole run in two parts",
     )
     args = ap.parse_args()
-    if args.only and args.only - {b[0] for b in V12}:
-        ap.error(f"--only: no v1.2 benchmark {sorted(args.only - {b[0] for b in V12})}")
+    if unknown := (args.only or set()) - {b[0] for b in V12}:
+        ap.error(f"--only: no v1.2 benchmark {sorted(unknown)}")
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
