@@ -16,7 +16,8 @@
 #        with its kernels
 # full:  one decode step with every slot running, with its kernels
 # split: the tail and full steps with flex decoding's SPLIT_KV at 2, 4 and 8 (by default each
-#        row's KV is one program's: 256 slots x KV heads outnumber the SMs), then page 64
+#        row's KV is one program's: 256 slots x KV heads outnumber the SMs); SPLITS="4" for fewer
+# page64: the tail step with pages of 64 positions
 # gsm8k: Qwen3-1.7B shape, 1,319 GSM8K-shaped requests
 # reference: 64 of them (outputs cut at 1,000) by the engine and by `generate` with a static
 #        cache (which runs each batch to its longest output: 4,000 steps took past 240 s), and
@@ -71,13 +72,14 @@ for stage in "${stages[@]}"; do
     tail) profile tail 150 --slots 256 --active 30 --prompt 1024 --steps 40 --trace 3 --sample ;;
     full) profile full 150 --slots 256 --prompt 1024 --steps 40 --trace 3 ;;
     split)
-        for k in 2 4 8; do
+        for k in ${SPLITS:-2 4 8}; do
             profile "tail-split$k" 100 --slots 256 --active 30 --prompt 1024 --steps 40 --sample \
                 --flex-options "{\"SPLIT_KV\": $k}"
             profile "full-split$k" 100 --slots 256 --prompt 1024 --steps 40 \
                 --flex-options "{\"SPLIT_KV\": $k}"
-        done
-        profile tail-page64 100 --slots 256 --active 30 --prompt 1024 --steps 40 --sample --page 64 ;;
+        done ;;
+    page64) profile tail-page64 100 --slots 256 --active 30 --prompt 1024 --steps 40 --sample \
+        --page 64 ;;
     gsm8k) run gsm8k 200 8 benchmarks/eval_engine.py --n 1319 --slots 256 --gen-batch 0 \
         --agree 0 "${flex[@]}" ;;
     reference) run reference 200 8 benchmarks/eval_engine.py --n 64 --slots 64 --max-out 1000 \
