@@ -397,6 +397,31 @@ def test_flex_decode_kernel_options_answer_the_same(model) -> None:
     assert engine.compiled
 
 
+def test_refused_flex_options_compile_again_without_them(model) -> None:
+    """Where the compiler refuses the kernel options (as CUDA's did SPLIT_KV=4 on a tiny model),
+    the step compiles without them rather than dropping to the eager step, and says so."""
+    ps = prompts(3)
+    want = [reference(model, p, 10) for p in ps]
+    torch._dynamo.reset()
+    engine = Engine(model, slots=4, max_len=64, compile_decode=True, flex_options={"SPLIT_KV": 4})
+    compiled_step = engine._decode
+
+    def refusing_options(ids: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        if engine.flex_options:  # the CPU's flex kernel ignores them: the GPU's refusal, staged
+            raise RuntimeError("NoValidChoicesError: no choice for SPLIT_KV=4\nmore lines")
+        return compiled_step(ids, pos)
+
+    engine._decode = refusing_options
+    seen: list[str] = []
+    engine.on_compile_failure = seen.append
+    assert engine.generate([Request(p, 10) for p in ps]) == want
+    assert engine.compiled and engine.flex_options is None
+    assert seen == [
+        "flex options {'SPLIT_KV': 4} refused, compiled without: "
+        "RuntimeError: NoValidChoicesError: no choice for SPLIT_KV=4"
+    ]
+
+
 def test_close_gives_the_memory_back_while_the_engine_is_still_referenced(model) -> None:
     engine = Engine(model, slots=3, max_len=64)
     ps = prompts(3)

@@ -598,11 +598,22 @@ class Engine:
         except Exception as exc:  # the compiler failed here: the eager step computes the same
             if not self.compiled:
                 raise
-            self.compiled = False
-            self._decode = self._decode_dense
-            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            self.on_compile_failure(reason[:300])
-            return self._decode(ids, pos)
+            return self._after_compile_failure(exc, ids, pos)
+
+    def _after_compile_failure(
+        self, exc: Exception, ids: torch.Tensor, pos: torch.Tensor
+    ) -> torch.Tensor:
+        """Compile once more without the flex kernel's options, the likelier culprit, where the
+        step had some and never compiled; else take the eager step. Either way say why."""
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        if self.flex_options and not self._compiled_once:
+            refused, self.flex_options = self.flex_options, None
+            self.on_compile_failure(f"flex options {refused} refused, compiled without: {reason}")
+            return self._run_decode(ids, pos)
+        self.compiled = False
+        self._decode = self._decode_dense
+        self.on_compile_failure(reason[:300])
+        return self._decode(ids, pos)
 
     def _launch_record(self, seqs: list[_Seq], chosen: torch.Tensor) -> _Launched:
         rows = [(s, s.slot) for s in seqs]

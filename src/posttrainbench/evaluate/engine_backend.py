@@ -65,6 +65,8 @@ class EngineHuggingFace(HarnessHuggingFace):
 
         limit = int(max_len or _context_length(self.model))
         engine = Engine(self.model, slots=slots, max_len=limit, tokenizer=self.tokenizer)
+        failures: list[str] = []  # the self-check's steps compile the decode step
+        engine.on_compile_failure = failures.append
         problem = self_check(engine)
         if problem:
             engine.close()  # the hf path needs the memory its pool holds
@@ -77,13 +79,15 @@ class EngineHuggingFace(HarnessHuggingFace):
             "engine_max_len": limit,
             "engine_kv_pages": engine.pool.pages,
             "engine_page_size": engine.pool.page_size,
-            "engine_compiled": "yes" if engine.compiled else "no",
         }
         self._status = STATUS[path]
-        engine.on_compile_failure = self._compile_failed
+        self._compiled(engine, failures)
+        engine.on_compile_failure = lambda reason: self._compiled(engine, [reason])
 
-    def _compile_failed(self, reason: str) -> None:
-        self._status["engine_compiled"] = f"no: {reason}"
+    def _compiled(self, engine: Any, failures: list[str]) -> None:
+        """Whether the decode step runs compiled, and the compiler's last refusal if any."""
+        state = "yes" if engine.compiled else "no"
+        self._status["engine_compiled"] = f"{state}: {failures[-1]}" if failures else state
 
     def max_connections(self) -> int:
         return 2 * self.server.engine.slots if self.server else super().max_connections()
