@@ -18,6 +18,9 @@
 # split: the tail and full steps with flex decoding's SPLIT_KV at 2, 4 and 8 (by default each
 #        row's KV is one program's: 256 slots x KV heads outnumber the SMs); SPLITS="4" for fewer
 # page64: the tail step with pages of 64 positions
+# flex-sweep: the flex decode kernel alone (benchmarks/flex_sweep.py) per option set in SWEEP
+#        (a JSON list; by default the pipelining stages torch leaves at 1 on the H100, warps,
+#        and SPLIT_KV), on tail, long-tail, GSM8K-like and full batches
 # gsm8k: Qwen3-1.7B shape, 1,319 GSM8K-shaped requests
 # reference: 64 of them (outputs cut at 1,000) by the engine and by `generate` with a static
 #        cache (which runs each batch to its longest output: 4,000 steps took past 240 s), and
@@ -37,6 +40,10 @@ mkdir -p "$out"
 stages=("$@")
 flex=()
 [ -n "${FLEX:-}" ] && flex=(--flex-options "$FLEX")
+SWEEP_DEFAULT='[{}, {"num_stages": 2}, {"num_stages": 3}, {"num_stages": 3, "num_warps": 4},
+ {"BLOCK_N": 128, "num_stages": 2, "num_warps": 4}, {"SPLIT_KV": 2}, {"SPLIT_KV": 4},
+ {"SPLIT_KV": 8}, {"SPLIT_KV": 4, "num_stages": 3}, {"SPLIT_KV": 8, "num_stages": 3},
+ {"SPLIT_KV": 16, "num_stages": 2}]'
 [ ${#stages[@]} -eq 0 ] && stages=(check tail full gsm8k reference v12 harness 4b gemma)
 
 run() {  # name seconds lines command...: the log's last `lines` lines that are not warnings
@@ -80,6 +87,7 @@ for stage in "${stages[@]}"; do
         done ;;
     page64) profile tail-page64 100 --slots 256 --active 30 --prompt 1024 --steps 40 --sample \
         --page 64 ;;
+    flex-sweep) run flex-sweep 300 60 benchmarks/flex_sweep.py --options "${SWEEP:-$SWEEP_DEFAULT}" ;;
     gsm8k) run gsm8k 200 8 benchmarks/eval_engine.py --n 1319 --slots 256 --gen-batch 0 \
         --agree 0 "${flex[@]}" ;;
     reference) run reference 200 8 benchmarks/eval_engine.py --n 64 --slots 64 --max-out 1000 \
