@@ -21,6 +21,7 @@
 # flex-sweep: the flex decode kernel alone (benchmarks/flex_sweep.py) per option set in SWEEP
 #        (a JSON list; by default the pipelining stages torch leaves at 1 on the H100, warps,
 #        and SPLIT_KV), on tail, long-tail, GSM8K-like and full batches
+# flex-sweep-gemma: the same with Gemma 3 4B's attention (8 query heads, 4 KV heads, head 256)
 # gsm8k: Qwen3-1.7B shape, 1,319 GSM8K-shaped requests
 # reference: 64 of them (outputs cut at 1,000) by the engine and by `generate` with a static
 #        cache (which runs each batch to its longest output: 4,000 steps took past 240 s), and
@@ -88,6 +89,8 @@ for stage in "${stages[@]}"; do
     page64) profile tail-page64 100 --slots 256 --active 30 --prompt 1024 --steps 40 --sample \
         --page 64 ;;
     flex-sweep) run flex-sweep 300 60 benchmarks/flex_sweep.py --options "${SWEEP:-$SWEEP_DEFAULT}" ;;
+    flex-sweep-gemma) run flex-sweep-gemma 200 40 benchmarks/flex_sweep.py --attn 8,4,256 \
+        --options "${SWEEP:-$SWEEP_DEFAULT}" ;;
     gsm8k) run gsm8k 200 8 benchmarks/eval_engine.py --n 1319 --slots 256 --gen-batch 0 \
         --agree 0 "${flex[@]}" ;;
     reference) run reference 200 8 benchmarks/eval_engine.py --n 64 --slots 64 --max-out 1000 \

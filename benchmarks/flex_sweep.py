@@ -99,14 +99,14 @@ def main() -> None:
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--iters", type=int, default=50)
+    ap.add_argument("--attn", default="16,8,128", help="query heads, KV heads, head size (GPU)")
     args = ap.parse_args()
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
-    # Qwen3-1.7B's attention on the GPU; a small one on CPU (a smoke run: there flex ignores
-    # the kernel options)
-    q_heads, kv_heads, dim, page, slots, scale = (16, 8, 128, 128, 256, 1) if cuda else (
-        4, 2, 16, 16, 16, 16
-    )  # fmt: skip
+    # Qwen3-1.7B's attention on the GPU (gemma-3-4b: 8,4,256); a small one on CPU (a smoke
+    # run: there flex ignores the kernel options)
+    q_heads, kv_heads, dim = (int(x) for x in args.attn.split(",")) if cuda else (4, 2, 16)
+    page, slots, scale = (128, 256, 1) if cuda else (16, 16, 16)
     dtype = torch.bfloat16 if cuda else torch.float32
     chosen = {name: WORKLOADS[name] for name in args.workloads.split(",")}
     need = max(min(r, slots) * math.ceil(n / scale / page) for r, n, _ in chosen.values())
