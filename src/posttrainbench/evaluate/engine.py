@@ -608,7 +608,9 @@ class Engine:
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         if self.flex_options and not self._compiled_once:
             refused, self.flex_options = self.flex_options, None
-            self.on_compile_failure(f"flex options {refused} refused, compiled without: {reason}")
+            self.on_compile_failure(
+                f"flex options {refused} refused, compiled without: {reason}"[:300]
+            )
             return self._run_decode(ids, pos)
         self.compiled = False
         self._decode = self._decode_dense
