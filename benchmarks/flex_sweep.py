@@ -6,7 +6,8 @@ Each option set compiles (CUDA graphs, as the engine's step) a function that bui
 block mask from the pool's page table (evaluate/paged_kv.decode_block_masks) and runs flex
 attention over `--layers` layers of the pool; options the compiler refuses print its reason.
 Outputs are compared with the first option set's (the kernel's choices must not change answers
-beyond rounding).
+beyond rounding). `"full_blocks": true` in a set is not the kernel's: the block mask lists the
+pages inside each row's window as full (paged_kv.decode_block_masks).
 
     PYTHONPATH=src python benchmarks/flex_sweep.py --options '[{}, {"num_stages": 3}]'
 """
@@ -55,12 +56,15 @@ def step_fn(
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     from torch.nn.attention.flex_attention import flex_attention
 
+    kernel = dict(options)
+    full = bool(kernel.pop("full_blocks", False))  # ours, not the kernel's
+
     def attend(q: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        mask = paged_kv.decode_block_masks(pool, positions, {None})[None]
+        mask = paged_kv.decode_block_masks(pool, positions, {None}, full)[None]
         outs = [
             flex_attention(
                 q, pool.k[i], pool.v[i], block_mask=mask, enable_gqa=True,
-                kernel_options=options or None,  # type: ignore[arg-type]
+                kernel_options=kernel or None,  # type: ignore[arg-type]
             )
             for i in range(layers)
         ]  # fmt: skip

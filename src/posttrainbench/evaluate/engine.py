@@ -177,6 +177,7 @@ class Engine:
         tokenizer: Any = None,
         page_size: int | None = None,
         flex_options: dict[str, Any] | None = None,
+        full_blocks: bool = False,
     ) -> None:
         reason = supports(model)
         if reason:
@@ -199,6 +200,8 @@ class Engine:
         # the compiled step's flex decode kernel options (benchmarks/engine_profile.py tries
         # them): with 256 slots x KV heads past the SM count, flex decoding splits no row's KV
         self.flex_options = dict(flex_options) if flex_options else None
+        # the decode mask lists the pages inside a row's window as full: no mask computed there
+        self.full_blocks = full_blocks
         # while sequences run, waiting prompts are admitted once this many slots are free (or
         # every waiting prompt fits): a prefill pass is one eager forward whatever its size
         self.admit_batch = max(1, slots // 8) if admit_batch is None else max(1, admit_batch)
@@ -357,7 +360,7 @@ class Engine:
         slots = torch.arange(self.slots, device=self.device)
         pos = positions[:, 0]
         write = self.pool.physical(slots, positions)  # inactive slots: table row is trash
-        masks = paged_kv.decode_block_masks(self.pool, pos, self.windows)
+        masks = paged_kv.decode_block_masks(self.pool, pos, self.windows, self.full_blocks)
         batch = Batch(self.pool, write, positions, slots, 0, masks, self.flex_options)
         return self._forward(ids, positions, batch)
 

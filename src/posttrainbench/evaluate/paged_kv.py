@@ -320,10 +320,12 @@ def _softcapped(
 
 
 def decode_block_masks(
-    pool: PagePool, positions: torch.Tensor, windows: set[int | None]
+    pool: PagePool, positions: torch.Tensor, windows: set[int | None], full_blocks: bool = False
 ) -> dict[int | None, Any]:
     """Flex block masks of a one-token decode step, one per sliding window: row b reads the
-    pages of its slot (row b is slot b) up to its position, from the window's first page."""
+    pages of its slot (row b is slot b) up to its position, from the window's first page.
+    With `full_blocks` the pages between the window's first and the row's last are listed as
+    full (the kernel skips the mask there; flex decoding then splits no row's list)."""
     from torch.nn.attention.flex_attention import BlockMask
 
     size = pool.page_size
@@ -335,8 +337,18 @@ def decode_block_masks(
     for window in windows:
         first = torch.zeros_like(last) if window is None else (positions - window + 1).clamp(min=0)
         first_page = first // size
-        num = (last - first_page + 1).to(torch.int32)
-        col = (first_page[:, None] + cols[None, :]).clamp(max=pool.max_pages - 1)
+        full: dict[str, torch.Tensor] = {}
+        if full_blocks:  # partial: the first page and the last; full: those between
+            inner = first_page + 1
+            full["full_kv_num_blocks"] = (last - inner).clamp(min=0).to(torch.int32).view(-1, 1, 1)
+            col = (inner[:, None] + cols[None, :]).clamp(max=pool.max_pages - 1)
+            full["full_kv_indices"] = table.gather(1, col).to(torch.int32).view(slots, 1, 1, -1)
+            num = (1 + (last > first_page)).to(torch.int32)
+            # as wide as the unsplit list: the kernel takes the pool's length from it
+            col = torch.cat([first_page[:, None], last[:, None].expand(-1, pool.pages - 1)], 1)
+        else:
+            num = (last - first_page + 1).to(torch.int32)
+            col = (first_page[:, None] + cols[None, :]).clamp(max=pool.max_pages - 1)
         indices = table.gather(1, col).to(torch.int32)  # [S, pages]
 
         # the block list holds only row b's pages (some shared with other rows, at the same
@@ -351,6 +363,7 @@ def decode_block_masks(
         masks[window] = BlockMask.from_kv_blocks(
             num.view(slots, 1, 1),
             indices.view(slots, 1, 1, -1),
+            **full,
             BLOCK_SIZE=(DECODE_Q_BLOCK, size),
             mask_mod=mask_mod,
             seq_lengths=(1, pool.pages * size),
