@@ -6,6 +6,7 @@
 #   bash benchmarks/engine_gpu.sh [stage ...]  # the stages below, in the order named
 #   LIMIT_gsm8k=200 bash benchmarks/engine_gpu.sh gsm8k  # a stage under another limit (s)
 #   FLEX='{"SPLIT_KV": 4}' bash benchmarks/engine_gpu.sh gsm8k v12  # the engine's flex options
+#   FULL=1 bash benchmarks/engine_gpu.sh gsm8k  # the decode mask's inner pages listed as full
 #
 # check: tests/unit/test_engine.py on the GPU (PTB_TEST_DEVICE=cuda): the GPU-only paths (CUDA
 #        graphs, pinned uploads, the step in flight behind an event) give the tokens `generate`
@@ -41,10 +42,11 @@ mkdir -p "$out"
 stages=("$@")
 flex=()
 [ -n "${FLEX:-}" ] && flex=(--flex-options "$FLEX")
+[ -n "${FULL:-}" ] && flex+=(--full-blocks)
 SWEEP_DEFAULT='[{}, {"num_stages": 2}, {"num_stages": 3}, {"num_stages": 3, "num_warps": 4},
  {"BLOCK_N": 128, "num_stages": 2, "num_warps": 4}, {"SPLIT_KV": 2}, {"SPLIT_KV": 4},
  {"SPLIT_KV": 8}, {"SPLIT_KV": 4, "num_stages": 3}, {"SPLIT_KV": 8, "num_stages": 3},
- {"SPLIT_KV": 16, "num_stages": 2}]'
+ {"SPLIT_KV": 16, "num_stages": 2}, {"full_blocks": true}, {"full_blocks": true, "num_stages": 3}]'
 [ ${#stages[@]} -eq 0 ] && stages=(check tail full gsm8k reference v12 harness 4b gemma)
 
 run() {  # name seconds lines command...: the log's last `lines` lines that are not warnings
@@ -77,7 +79,8 @@ for stage in "${stages[@]}"; do
     case $stage in
     check) gpu_tests check 420 -v --durations=5 ;;
     flex-check) gpu_tests flex-check 90 -k flex_decode_kernel ;;
-    tail) profile tail 150 --slots 256 --active 30 --prompt 1024 --steps 40 --trace 3 --sample ;;
+    tail) profile tail 150 --slots 256 --active 30 --prompt 1024 --steps 40 --trace 3 --sample \
+        "${flex[@]}" ;;
     full) profile full 150 --slots 256 --prompt 1024 --steps 40 --trace 3 ;;
     split)
         for k in ${SPLITS:-2 4 8}; do

@@ -43,9 +43,9 @@ def main() -> None:
     t = time.perf_counter()
     eng = Engine(
         model, slots=args.slots, max_len=max_len, compile_decode=not args.eager,
-        page_size=args.page, flex_options=args.flex_options,
+        page_size=args.page, flex_options=args.flex_options, full_blocks=args.full_blocks,
     )  # fmt: skip
-    eng.on_compile_failure = lambda reason: print(f"COMPILE FAILED, eager from here: {reason}")
+    eng.on_compile_failure = lambda reason: print(f"COMPILE FAILED: {reason}")
     g = torch.Generator().manual_seed(0)
     rules = dict(SAMPLING, seed=1) if args.sample else {}
     reqs = [

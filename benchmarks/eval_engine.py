@@ -195,16 +195,19 @@ def make_engine(model: object, args: argparse.Namespace, max_len: int) -> Engine
         compile_decode=not args.eager,
         share_prefixes=not args.no_share,
         flex_options=args.flex_options,
+        full_blocks=args.full_blocks,
     )
-    engine.on_compile_failure = lambda reason: print(f"COMPILE FAILED, eager from here: {reason}")
+    engine.on_compile_failure = lambda reason: print(f"COMPILE FAILED: {reason}")
     return engine
 
 
 def add_flex_option(ap: argparse.ArgumentParser) -> None:
-    """--flex-options: the flex decode kernel's options (Engine(flex_options=...))."""
+    """--flex-options: the flex decode kernel's options (Engine(flex_options=...)); and
+    --full-blocks (Engine(full_blocks=True))."""
     ap.add_argument(
         "--flex-options", type=json.loads, default=None, help="e.g. '{\"SPLIT_KV\": 4}'"
     )
+    ap.add_argument("--full-blocks", action="store_true", help="decode mask's full pages")
 
 
 class PrefillClock:
