@@ -6,7 +6,8 @@
 #   bash benchmarks/engine_gpu.sh [stage ...]  # the stages below, in the order named
 #   LIMIT_gsm8k=200 bash benchmarks/engine_gpu.sh gsm8k  # a stage under another limit (s)
 #   FLEX='{"SPLIT_KV": 4}' bash benchmarks/engine_gpu.sh gsm8k v12  # the engine's flex options
-#   FULL=1 bash benchmarks/engine_gpu.sh gsm8k  # the decode mask's inner pages listed as full
+#   FLEX='{}' PARTIAL=1 bash benchmarks/engine_gpu.sh gsm8k  # the engine as it was before
+#       its measured defaults: torch's own kernel options, the mask computed on every page
 #
 # check: tests/unit/test_engine.py on the GPU (PTB_TEST_DEVICE=cuda): the GPU-only paths (CUDA
 #        graphs, pinned uploads, the step in flight behind an event) give the tokens `generate`
@@ -42,7 +43,7 @@ mkdir -p "$out"
 stages=("$@")
 flex=()
 [ -n "${FLEX:-}" ] && flex=(--flex-options "$FLEX")
-[ -n "${FULL:-}" ] && flex+=(--full-blocks)
+[ -n "${PARTIAL:-}" ] && flex+=(--partial-blocks)
 SWEEP_DEFAULT='[{}, {"num_stages": 2}, {"num_stages": 3}, {"num_stages": 3, "num_warps": 4},
  {"BLOCK_N": 128, "num_stages": 2, "num_warps": 4}, {"SPLIT_KV": 2}, {"SPLIT_KV": 4},
  {"SPLIT_KV": 8}, {"SPLIT_KV": 4, "num_stages": 3}, {"SPLIT_KV": 8, "num_stages": 3},

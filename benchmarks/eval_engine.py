@@ -202,12 +202,14 @@ def make_engine(model: object, args: argparse.Namespace, max_len: int) -> Engine
 
 
 def add_flex_option(ap: argparse.ArgumentParser) -> None:
-    """--flex-options: the flex decode kernel's options (Engine(flex_options=...)); and
-    --full-blocks (Engine(full_blocks=True))."""
+    """--flex-options: the flex decode kernel's options (Engine(flex_options=...), by default
+    the engine's FLEX_OPTIONS, '{}' torch's own); --partial-blocks: Engine(full_blocks=False)."""
     ap.add_argument(
         "--flex-options", type=json.loads, default=None, help="e.g. '{\"SPLIT_KV\": 4}'"
     )
-    ap.add_argument("--full-blocks", action="store_true", help="decode mask's full pages")
+    ap.add_argument(
+        "--partial-blocks", dest="full_blocks", action="store_false", help="mask on every page"
+    )
 
 
 class PrefillClock:

@@ -383,14 +383,16 @@ def test_compiled_flex_decode_step_matches_generate(gemma) -> None:
     assert pool() is None
 
 
-def test_full_blocks_in_the_decode_mask_answer_the_same(gemma) -> None:
-    """Pages inside a row's window listed as full (no mask computed there): with sliding
-    windows the first and last pages stay partial, and the tokens stay `generate`'s."""
+@pytest.mark.parametrize("full_blocks", [True, False])
+def test_full_blocks_in_the_decode_mask_answer_the_same(gemma, full_blocks: bool) -> None:
+    """Pages inside a row's window listed as full (the default: no mask computed there) or
+    every page partial: with sliding windows the first and last pages stay partial, and the
+    tokens stay `generate`'s."""
     ps = prompts(4)
     news = [12, 20, 8, 15]
     want = [reference(gemma, p, n) for p, n in zip(ps, news, strict=True)]
     torch._dynamo.reset()
-    engine = Engine(gemma, slots=3, max_len=64, compile_decode=True, full_blocks=True)
+    engine = Engine(gemma, slots=3, max_len=64, compile_decode=True, full_blocks=full_blocks)
     failures: list[str] = []
     engine.on_compile_failure = failures.append
     assert engine.generate([Request(p, n) for p, n in zip(ps, news, strict=True)]) == want

@@ -38,6 +38,11 @@ from posttrainbench.evaluate.paged_kv import Batch, PagePool
 PAGE_SIZE_CUDA = 128
 PAGE_SIZE_CPU = 16
 PREFILL_TOKENS = 8192  # tokens (padding included) per prefill forward pass
+# the flex decode kernel's options by default (benchmarks/flex_sweep.py, H100, torch 2.11):
+# torch leaves its loads unpipelined there (one stage); three stages and the inner pages listed
+# as full (full_blocks) took GSM8K-shaped decoding from 7.0k to 11.1k tokens/s, and no batch
+# shape slower, for Qwen3's and Gemma 3's heads. SPLIT_KV was slower on every shape.
+FLEX_OPTIONS = {"num_stages": 3}
 
 
 @dataclass(frozen=True)
@@ -177,7 +182,7 @@ class Engine:
         tokenizer: Any = None,
         page_size: int | None = None,
         flex_options: dict[str, Any] | None = None,
-        full_blocks: bool = False,
+        full_blocks: bool = True,
     ) -> None:
         reason = supports(model)
         if reason:
@@ -197,9 +202,9 @@ class Engine:
         self.max_len = max_len
         self.tokenizer = tokenizer
         self.share_prefixes = share_prefixes
-        # the compiled step's flex decode kernel options (benchmarks/engine_profile.py tries
-        # them): with 256 slots x KV heads past the SM count, flex decoding splits no row's KV
-        self.flex_options = dict(flex_options) if flex_options else None
+        # the compiled step's flex decode kernel options: None takes FLEX_OPTIONS, {} torch's
+        options = FLEX_OPTIONS if flex_options is None else flex_options
+        self.flex_options = dict(options) or None
         # the decode mask lists the pages inside a row's window as full: no mask computed there
         self.full_blocks = full_blocks
         # while sequences run, waiting prompts are admitted once this many slots are free (or
