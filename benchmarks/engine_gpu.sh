@@ -18,7 +18,8 @@
 #        with its kernels
 # full:  one decode step with every slot running, with its kernels
 # split: the tail and full steps with flex decoding's SPLIT_KV at 2, 4 and 8 (by default each
-#        row's KV is one program's: 256 slots x KV heads outnumber the SMs); SPLITS="4" for fewer
+#        row's KV is one program's: 256 slots x KV heads outnumber the SMs); SPLITS="4" for fewer;
+#        every page partial (with full blocks flex decoding splits the pool's length, not a row's)
 # page64: the tail step with pages of 64 positions
 # flex-sweep: the flex decode kernel alone (benchmarks/flex_sweep.py) per option set in SWEEP
 #        (a JSON list; by default the pipelining stages torch leaves at 1 on the H100, warps,
@@ -86,9 +87,9 @@ for stage in "${stages[@]}"; do
     split)
         for k in ${SPLITS:-2 4 8}; do
             profile "tail-split$k" 100 --slots 256 --active 30 --prompt 1024 --steps 40 --sample \
-                --flex-options "{\"SPLIT_KV\": $k}"
+                --flex-options "{\"SPLIT_KV\": $k}" --partial-blocks
             profile "full-split$k" 100 --slots 256 --prompt 1024 --steps 40 \
-                --flex-options "{\"SPLIT_KV\": $k}"
+                --flex-options "{\"SPLIT_KV\": $k}" --partial-blocks
         done ;;
     page64) profile tail-page64 100 --slots 256 --active 30 --prompt 1024 --steps 40 --sample \
         --page 64 ;;
