@@ -443,13 +443,18 @@ def shared_layout() -> tuple:
 
 
 @pytest.mark.parametrize("full_blocks", [True, False])
-def test_a_shared_prefix_read_once_merges_to_each_rows_attention(full_blocks: bool) -> None:
-    """The pages three rows start with, read once for all of them, merged with each row's own
-    pages by the two parts' log-sum-exps: every row's attention as the gathered pages give it
-    (eager flex attention: the masks alone say which pages are a row's)."""
+@pytest.mark.parametrize("queries", [8, 2, 1])
+def test_a_shared_prefix_read_once_merges_to_each_rows_attention(
+    full_blocks: bool, queries: int, monkeypatch
+) -> None:
+    """The pages three rows start with, read once for all of them (`queries` rows' queries at a
+    time), merged with each row's own pages by the two parts' log-sum-exps: every row's
+    attention as the gathered pages give it (eager flex attention: the masks alone say which
+    pages are a row's)."""
     from posttrainbench.evaluate import paged_kv
     from posttrainbench.evaluate.paged_kv import Batch, SharedPrefix
 
+    monkeypatch.setattr(paged_kv, "PREFIX_QUERIES", queries)
     pool, pos, q, kv = shared_layout()
     pages, rows = pool.common_start(range(4), min_rows=2)
     assert pages == pool.owned[0][:2] and rows == [0, 1, 2]
@@ -484,13 +489,13 @@ def test_prompts_sharing_a_start_read_it_once_per_step_and_answer_the_same(model
     """The decode step with a shared prefix (compiled on CUDA; on CPU, whose compiled flex
     attention gives no log-sum-exp, the same step eagerly): `generate`'s tokens."""
     g = torch.Generator().manual_seed(3)
-    start = torch.randint(1, VOCAB, (40,), generator=g).tolist()
+    start = torch.randint(1, VOCAB, (140,), generator=g).tolist()  # a page of 128 on CUDA
     ps = [start + torch.randint(1, VOCAB, (k,), generator=g).tolist() for k in (3, 9, 5, 12, 1)]
     news = [12, 20, 8, 15, 10]
     want = [reference(model, p, n) for p, n in zip(ps, news, strict=True)]
     torch._dynamo.reset()
     cuda = DEVICE.type == "cuda"
-    engine = Engine(model, slots=4, max_len=128, compile_decode=cuda, shared_prefix_rows=2)
+    engine = Engine(model, slots=4, max_len=256, compile_decode=cuda, shared_prefix_rows=2)
     engine.admit_batch = 1  # the first prompt publishes the start before the others come
     if not cuda:
         engine.compiled, engine._decode = True, engine._decode_flex
@@ -538,6 +543,25 @@ def test_refused_flex_options_compile_again_without_them(model) -> None:
         "flex options {'SPLIT_KV': 4} refused, compiled without: "
         "RuntimeError: NoValidChoicesError: no choice for SPLIT_KV=4"
     ]
+
+
+def test_a_refused_shared_prefix_compiles_again_without_it(model) -> None:
+    """The CPU's compiled flex attention gives no log-sum-exp, so it refuses the shared prefix's
+    step (a real refusal): the step compiles without it and says so."""
+    if DEVICE.type != "cpu":
+        pytest.skip("the CPU's compiler refuses the shared prefix (CUDA's takes it)")
+    ps = prompts(3)
+    want = [reference(model, p, 10) for p in ps]
+    torch._dynamo.reset()
+    engine = Engine(
+        model, slots=4, max_len=64, compile_decode=True, flex_options={}, shared_prefix_rows=2
+    )
+    seen: list[str] = []
+    engine.on_compile_failure = seen.append
+    assert engine.generate([Request(p, 10) for p in ps]) == want
+    assert engine.compiled and engine.shared_prefix_rows == 0
+    assert len(seen) == 1 and seen[0].startswith("shared prefix refused, compiled without: ")
+    assert "return_lse" in seen[0]
 
 
 def test_close_gives_the_memory_back_while_the_engine_is_still_referenced(model) -> None:

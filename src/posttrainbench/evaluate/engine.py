@@ -15,8 +15,12 @@ uses the attention interface and takes per-row `position_ids` runs (Qwen3, Llama
 its sliding-window layers); `supports` names what it refuses. On CUDA the decode step has fixed
 shapes (every slot, inactive ones writing to the trash page) and is compiled with CUDA graphs
 around flex attention; on CPU it runs eagerly with gathered pages, for the running slots only.
-Greedy output of a request does not depend on the rest of the batch and in fp32 equals
-`model.generate`; sampled tokens are drawn by evaluate/sampler.py from the request's seed.
+Where most running sequences start with the same pages (GSM8K's ten shots), the compiled step
+reads those once for all of them (`SHARED_PREFIX_ROWS`; paged_kv.SharedPrefix). Greedy output
+of a request does not depend on the rest of the batch (on CUDA with a shared prefix: up to the
+rounding of where the batch's common start ends; `shared_prefix_rows=0` makes it exact) and in
+fp32 equals `model.generate`; sampled tokens are drawn by evaluate/sampler.py from the
+request's seed.
 """
 
 from __future__ import annotations
@@ -320,11 +324,11 @@ class Engine:
         page = page or (PAGE_SIZE_CUDA if cuda else PAGE_SIZE_CPU)
         if pages is None:
             pages = self._pages_from_memory(page, memory_fraction)
-            # every slot can hold max_len, where the memory allows; and a layer's pool indexes
-            # in 32 bits (a tiny model's pool from a GPU's memory passed 2**31 elements, and
-            # torch 2.11's flex decode kernel failed to compile with 64-bit indices)
-            need = self.slots * math.ceil(self.max_len / page) + 1
-            pages = min(pages, need, (2**31 - 1) // (self.kv_heads * page * self.head_dim))
+            if not cuda:  # every slot can hold max_len, where the memory allows
+                pages = min(pages, self.slots * math.ceil(self.max_len / page) + 1)
+            # a layer's pool indexes in 32 bits: a tiny model's pool from a GPU's memory passed
+            # 2**31 elements, and torch 2.11's flex decode kernel failed to compile (int64)
+            pages = min(pages, (2**31 - 1) // (self.kv_heads * page * self.head_dim))
         return PagePool(
             layers=self.layers,
             kv_heads=self.kv_heads,
@@ -661,14 +665,19 @@ class Engine:
     def _after_compile_failure(
         self, exc: Exception, ids: torch.Tensor, pos: torch.Tensor
     ) -> torch.Tensor:
-        """Compile once more without the flex kernel's options, the likelier culprit, where the
-        step had some and never compiled; else take the eager step. Either way say why."""
+        """Where the step never compiled, compile once more without the flex kernel's options,
+        the likelier culprit, then without the shared prefix; else take the eager step. Each
+        time say why."""
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         if self.flex_options and not self._compiled_once:
             refused, self.flex_options = self.flex_options, None
             self.on_compile_failure(
                 f"flex options {refused} refused, compiled without: {reason}"[:300]
             )
+            return self._run_decode(ids, pos)
+        if self.shared_prefix_rows and not self._compiled_once:
+            self.shared_prefix_rows = self._prefix_saved = 0
+            self.on_compile_failure(f"shared prefix refused, compiled without: {reason}"[:300])
             return self._run_decode(ids, pos)
         self.compiled = False
         self._decode = self._decode_dense
