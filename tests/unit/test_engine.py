@@ -443,18 +443,13 @@ def shared_layout() -> tuple:
 
 
 @pytest.mark.parametrize("full_blocks", [True, False])
-@pytest.mark.parametrize("queries", [8, 2, 1])
-def test_a_shared_prefix_read_once_merges_to_each_rows_attention(
-    full_blocks: bool, queries: int, monkeypatch
-) -> None:
-    """The pages three rows start with, read once for all of them (`queries` rows' queries at a
-    time), merged with each row's own pages by the two parts' log-sum-exps: every row's
-    attention as the gathered pages give it (eager flex attention: the masks alone say which
-    pages are a row's)."""
+def test_a_shared_prefix_read_once_merges_to_each_rows_attention(full_blocks: bool) -> None:
+    """The pages three rows start with, read once for all of them, merged with each row's own
+    pages by the two parts' log-sum-exps: every row's attention as the gathered pages give it
+    (eager flex attention: the masks alone say which pages are a row's)."""
     from posttrainbench.evaluate import paged_kv
     from posttrainbench.evaluate.paged_kv import Batch, SharedPrefix
 
-    monkeypatch.setattr(paged_kv, "PREFIX_QUERIES", queries)
     pool, pos, q, kv = shared_layout()
     pages, rows = pool.common_start(range(4), min_rows=2)
     assert pages == pool.owned[0][:2] and rows == [0, 1, 2]

@@ -35,9 +35,9 @@ TRASH_PAGE = 0
 # a block size that is a multiple of its own query tile (16 rows) and refuses every
 # configuration otherwise ("NoValidChoicesError", found on the H100)
 DECODE_Q_BLOCK = 128
-# rows whose queries go together through the shared prefix's pages (with Qwen3's two query heads
-# a KV head, 16: the smallest tile of flex decoding's kernel)
-PREFIX_QUERIES = 8
+# the shared prefix's pass (a step's rows as one sequence of queries): tiles of 32 queries, so
+# 256 rows make 8 programs a query head rather than 2 (a third of the SMs had work)
+PREFIX_KERNEL_OPTIONS = {"BLOCK_M": 32, "BLOCK_N": 64, "num_stages": 3, "num_warps": 4}
 
 
 def upload(values: Any, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -311,10 +311,11 @@ def paged_attention(
             out, _ = flex(query, mask, False)
         else:
             out, lse = flex(query, mask, True)
-            per = prefix_rows_per_query(query.shape[0])
-            shared, shared_lse = flex(_as_prefix_queries(query, per), prefix.block_mask, True)
-            shared, shared_lse = _from_prefix_queries(shared), _from_prefix_queries(shared_lse)
-            out = _merge(out, lse, shared, shared_lse, prefix.rows)
+            # [S, H, 1, d] as one sequence of S queries: [1, H, S, d]
+            shared, shared_lse = flex(
+                query.transpose(0, 2), prefix.block_mask, True, PREFIX_KERNEL_OPTIONS
+            )
+            out = _merge(out, lse, shared.transpose(0, 2), shared_lse.transpose(0, 2), prefix.rows)
     else:
         gather = batch.gather_index()  # [B, L]
         keys = k_pool[0][:, gather].transpose(0, 1)  # [B, KV, L, d]
@@ -336,7 +337,8 @@ def _flex_call(
     softcap: float | None,
     options: Any,  # the flex kernel's options, or None
 ) -> Any:
-    """flex attention over the pool: (query, block mask, with lse) -> (out, lse or None)."""
+    """flex attention over the pool: (query, block mask, with lse[, kernel options]) -> (out,
+    lse or None)."""
     from torch.nn.attention.flex_attention import AuxRequest, flex_attention
 
     score_mod = None
@@ -346,12 +348,14 @@ def _flex_call(
         def score_mod(score: Any, b: Any, h: Any, q: Any, kv: Any) -> Any:
             return cap * torch.tanh(score / cap)
 
-    def call(query: torch.Tensor, mask: Any, lse: bool) -> tuple[torch.Tensor, Any]:
+    def call(
+        query: torch.Tensor, mask: Any, lse: bool, kernel: Any = options
+    ) -> tuple[torch.Tensor, Any]:
         args = dict(score_mod=score_mod, block_mask=mask, scale=scaling, enable_gqa=True)
         if not lse:
-            return flex_attention(query, k_pool, v_pool, **args, kernel_options=options), None
+            return flex_attention(query, k_pool, v_pool, **args, kernel_options=kernel), None
         out, aux = flex_attention(
-            query, k_pool, v_pool, **args, kernel_options=options, return_aux=AuxRequest(lse=True)
+            query, k_pool, v_pool, **args, kernel_options=kernel, return_aux=AuxRequest(lse=True)
         )
         return out, aux.lse
 
@@ -374,52 +378,31 @@ def _merge(
     return torch.where(rows[..., None], merged.to(own.dtype), own)
 
 
-def prefix_rows_per_query(slots: int) -> int:
-    """Rows whose queries one program of the shared prefix's pass takes together: each page it
-    loads serves them all, and the step's rows still make many programs (flex decoding's
-    kernel, a sequence of fewer than 128 queries per batch entry)."""
-    return math.gcd(slots, PREFIX_QUERIES)
-
-
 def shared_prefix_mask(pool: PagePool, pages: torch.Tensor, count: torch.Tensor, rows: int) -> Any:
-    """The flex block mask of a decode step's `rows` queries, taken `prefix_rows_per_query` at a
-    time as one batch entry's sequence, over the first `count` of `pages` ([max_pages] int32),
-    every page full: no mask computed."""
+    """The flex block mask of `rows` queries (a decode step's rows as one sequence) over the
+    first `count` of `pages` ([max_pages] int32), every page full: no mask computed."""
     from torch.nn.attention.flex_attention import BlockMask
 
-    per = prefix_rows_per_query(rows)
-    batch = rows // per
+    q_blocks = math.ceil(rows / DECODE_Q_BLOCK)
     size, logical = pool.page_size, pool.logical
 
     def mask_mod(b: Any, h: Any, q: Any, kv: Any) -> Any:  # computed by eager flex only
         j = logical[kv // size]
         return (j < count[0]) & (pages[j] == kv // size)
 
-    none = torch.zeros((batch, 1, 1), dtype=torch.int32, device=pages.device)
+    none = torch.zeros((1, 1, q_blocks), dtype=torch.int32, device=pages.device)
     # as wide as the pool: the CPU's kernel takes the KV length from the partial list
-    empty = torch.zeros((batch, 1, 1, pool.pages), dtype=torch.int32, device=pages.device)
+    empty = torch.zeros((1, 1, q_blocks, pool.pages), dtype=torch.int32, device=pages.device)
     return BlockMask.from_kv_blocks(
         none,
         empty,
-        full_kv_num_blocks=count.view(1, 1, 1).expand(batch, 1, 1),
-        full_kv_indices=pages.view(1, 1, 1, -1).expand(batch, 1, 1, -1),
+        full_kv_num_blocks=count.view(1, 1, 1).expand(1, 1, q_blocks),
+        full_kv_indices=pages.view(1, 1, 1, -1).expand(1, 1, q_blocks, -1),
         BLOCK_SIZE=(DECODE_Q_BLOCK, pool.page_size),
         mask_mod=mask_mod,
-        seq_lengths=(per, pool.pages * pool.page_size),
+        seq_lengths=(rows, pool.pages * pool.page_size),
         compute_q_blocks=False,
     )
-
-
-def _as_prefix_queries(x: torch.Tensor, per: int) -> torch.Tensor:
-    """[S, H, 1, ...] -> [S / per, H, per, ...]: `per` rows' queries as one sequence."""
-    s, h = x.shape[:2]
-    return x.reshape(s // per, per, h, *x.shape[3:]).transpose(1, 2)
-
-
-def _from_prefix_queries(x: torch.Tensor) -> torch.Tensor:
-    """The inverse of `_as_prefix_queries`."""
-    b, h, per = x.shape[:3]
-    return x.transpose(1, 2).reshape(b * per, h, 1, *x.shape[3:])
 
 
 def _softcapped(
