@@ -6,9 +6,8 @@
 #   bash benchmarks/engine_gpu.sh [stage ...]  # the stages below, in the order named
 #   LIMIT_gsm8k=200 bash benchmarks/engine_gpu.sh gsm8k  # a stage under another limit (s)
 #   FLEX='{"SPLIT_KV": 4}' bash benchmarks/engine_gpu.sh gsm8k v12  # the engine's flex options
-#   FLEX='{}' PARTIAL=1 NOPREFIX=1 bash benchmarks/engine_gpu.sh gsm8k  # the engine as it was
-#       before its measured defaults: torch's own kernel options, the mask computed on every
-#       page, every row reading its whole KV (NOPREFIX=1 alone: no shared prefix read once)
+#   FLEX='{}' PARTIAL=1 bash benchmarks/engine_gpu.sh gsm8k  # the engine as it was before
+#       its measured defaults: torch's own kernel options, the mask computed on every page
 #
 # check: tests/unit/test_engine.py on the GPU (PTB_TEST_DEVICE=cuda): the GPU-only paths (CUDA
 #        graphs, pinned uploads, the step in flight behind an event) give the tokens `generate`
@@ -46,7 +45,6 @@ stages=("$@")
 flex=()
 [ -n "${FLEX:-}" ] && flex=(--flex-options "$FLEX")
 [ -n "${PARTIAL:-}" ] && flex+=(--partial-blocks)
-[ -n "${NOPREFIX:-}" ] && flex+=(--no-shared-prefix)
 SWEEP_DEFAULT='[{}, {"num_stages": 2}, {"num_stages": 3}, {"num_stages": 3, "num_warps": 4},
  {"BLOCK_N": 128, "num_stages": 2, "num_warps": 4}, {"SPLIT_KV": 2}, {"SPLIT_KV": 4},
  {"SPLIT_KV": 8}, {"SPLIT_KV": 4, "num_stages": 3}, {"SPLIT_KV": 8, "num_stages": 3},
@@ -98,7 +96,7 @@ for stage in "${stages[@]}"; do
     flex-sweep) run flex-sweep 300 60 benchmarks/flex_sweep.py --options "${SWEEP:-$SWEEP_DEFAULT}" ;;
     flex-sweep-gemma) run flex-sweep-gemma 200 40 benchmarks/flex_sweep.py --attn 8,4,256 \
         --options "${SWEEP:-$SWEEP_DEFAULT}" ;;
-    gsm8k) run gsm8k 200 9 benchmarks/eval_engine.py --n 1319 --slots 256 --gen-batch 0 \
+    gsm8k) run gsm8k 200 8 benchmarks/eval_engine.py --n 1319 --slots 256 --gen-batch 0 \
         --agree 0 "${flex[@]}" ;;
     reference) run reference 200 8 benchmarks/eval_engine.py --n 64 --slots 64 --max-out 1000 \
         --gen-batch 64 --agree 4 "${flex[@]}" ;;

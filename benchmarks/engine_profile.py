@@ -44,7 +44,6 @@ def main() -> None:
     eng = Engine(
         model, slots=args.slots, max_len=max_len, compile_decode=not args.eager,
         page_size=args.page, flex_options=args.flex_options, full_blocks=args.full_blocks,
-        shared_prefix_rows=0 if args.no_shared_prefix else None,
     )  # fmt: skip
     eng.on_compile_failure = lambda reason: print(f"COMPILE FAILED: {reason}")
     g = torch.Generator().manual_seed(0)

@@ -196,7 +196,6 @@ def make_engine(model: object, args: argparse.Namespace, max_len: int) -> Engine
         share_prefixes=not args.no_share,
         flex_options=args.flex_options,
         full_blocks=args.full_blocks,
-        shared_prefix_rows=0 if args.no_shared_prefix else None,
     )
     engine.on_compile_failure = lambda reason: print(f"COMPILE FAILED: {reason}")
     return engine
@@ -204,15 +203,13 @@ def make_engine(model: object, args: argparse.Namespace, max_len: int) -> Engine
 
 def add_flex_option(ap: argparse.ArgumentParser) -> None:
     """--flex-options: the flex decode kernel's options (Engine(flex_options=...), by default
-    the engine's FLEX_OPTIONS, '{}' torch's own); --partial-blocks: Engine(full_blocks=False);
-    --no-shared-prefix: Engine(shared_prefix_rows=0), every row reads its whole KV."""
+    the engine's FLEX_OPTIONS, '{}' torch's own); --partial-blocks: Engine(full_blocks=False)."""
     ap.add_argument(
         "--flex-options", type=json.loads, default=None, help="e.g. '{\"SPLIT_KV\": 4}'"
     )
     ap.add_argument(
         "--partial-blocks", dest="full_blocks", action="store_false", help="mask on every page"
     )
-    ap.add_argument("--no-shared-prefix", action="store_true", help="no start read once per step")
 
 
 class PrefillClock:
@@ -382,13 +379,6 @@ def main() -> None:
         f"{100 * roof / wall:.1f} % of roofline end to end (every row's KV); shared prompt "
         f"tokens {st.shared_tokens}; reading shared pages once: roofline {roof_unique:.1f} s -> "
         f"{100 * roof_unique / wall:.1f} %"
-    )
-    saved = st.prefix_saved_positions * kv_per_pos
-    print(
-        f"SHARED PREFIX: {saved / 1e9:,.0f} GB of KV read once per step for a group rather than "
-        f"per row ({100 * saved / max(1, sum(st.live_kv_positions) * kv_per_pos):.1f} % of every "
-        f"row's KV); the roofline less it {roof - saved / bw:.1f} s -> "
-        f"{100 * (roof - saved / bw) / wall:.1f} %"
     )
     pre = clock.seconds()
     print(

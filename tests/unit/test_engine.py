@@ -418,10 +418,15 @@ def test_full_blocks_in_the_decode_mask_answer_the_same(gemma, full_blocks: bool
     assert engine.compiled and not failures, failures
 
 
-def shared_layout() -> tuple:
-    """A pool where slots 0-2 start with the same two pages (slot 0 published them) and slot 3
-    does not, random keys and values everywhere, and a decode step's queries."""
-    from posttrainbench.evaluate.paged_kv import PagePool
+@pytest.mark.parametrize("window", [None, 20])
+@pytest.mark.parametrize("full_blocks", [True, False])
+def test_the_decode_masks_alone_say_each_rows_pages(window: int | None, full_blocks: bool) -> None:
+    """A pool where three slots start with the same two pages (slot 0 published them) and a
+    fourth does not, random keys and values everywhere: flex attention run eagerly, which reads
+    the masks alone and not their page lists, gives every row's attention as its gathered pages
+    do. So a page the lists get wrong is still masked (and eager flex checks the masks here)."""
+    from posttrainbench.evaluate import paged_kv
+    from posttrainbench.evaluate.paged_kv import Batch, PagePool
 
     torch.manual_seed(0)
     pool = PagePool(
@@ -439,66 +444,22 @@ def shared_layout() -> tuple:
     pos = torch.tensor([49, 46, 53, 19], device=DEVICE)
     q = torch.randn(4, 4, 1, 16, device=DEVICE)
     kv = torch.randn(4, 2, 1, 16, device=DEVICE)
-    return pool, pos, q, kv
-
-
-@pytest.mark.parametrize("full_blocks", [True, False])
-def test_a_shared_prefix_read_once_merges_to_each_rows_attention(full_blocks: bool) -> None:
-    """The pages three rows start with, read once for all of them, merged with each row's own
-    pages by the two parts' log-sum-exps: every row's attention as the gathered pages give it
-    (eager flex attention: the masks alone say which pages are a row's)."""
-    from posttrainbench.evaluate import paged_kv
-    from posttrainbench.evaluate.paged_kv import Batch, SharedPrefix
-
-    pool, pos, q, kv = shared_layout()
-    pages, rows = pool.common_start(range(4), min_rows=2)
-    assert pages == pool.owned[0][:2] and rows == [0, 1, 2]
-    assert pool.common_start(range(4), min_rows=4) == ([], [])
 
     class Layer:
         layer_idx = 0
 
     def attend(batch: Batch) -> torch.Tensor:
-        return paged_kv.paged_attention(Layer(), q, kv, kv, None, scaling=0.25, ptb_kv=batch)[0]
+        out, _ = paged_kv.paged_attention(
+            Layer(), q, kv, kv, None, scaling=0.25, sliding_window=window, ptb_kv=batch
+        )
+        return out
 
     slots = torch.arange(4, device=DEVICE)
     write = pool.physical(slots, pos[:, None])
     want = attend(Batch(pool, write, pos[:, None], slots, int(pos.max()) + 1))
-    prefix = torch.zeros(pool.max_pages, dtype=torch.int32, device=DEVICE)
-    prefix[:2] = torch.tensor(pages)
-    count = torch.tensor([2], dtype=torch.int32, device=DEVICE)
-    skip = torch.tensor([2, 2, 2, 0], device=DEVICE)
-    shared = SharedPrefix(
-        paged_kv.shared_prefix_mask(pool, prefix, count, 4), (skip > 0).view(-1, 1, 1)
-    )
-    masks = paged_kv.decode_block_masks(pool, pos, {None}, full_blocks, skip)
-    got = attend(Batch(pool, write, pos[:, None], slots, 0, masks, None, shared))
+    masks = paged_kv.decode_block_masks(pool, pos, {window}, full_blocks)
+    got = attend(Batch(pool, write, pos[:, None], slots, 0, masks))
     assert (got - want).abs().max().item() < 1e-5
-    # the prefix pages read twice (the rows' own lists not starting after them) is caught
-    masks = paged_kv.decode_block_masks(pool, pos, {None}, full_blocks)
-    twice = attend(Batch(pool, write, pos[:, None], slots, 0, masks, None, shared))
-    assert (twice - want)[:3].abs().max().item() > 1e-2
-
-
-def test_prompts_sharing_a_start_read_it_once_per_step_and_answer_the_same(model) -> None:
-    """The decode step with a shared prefix (compiled on CUDA; on CPU, whose compiled flex
-    attention gives no log-sum-exp, the same step eagerly): `generate`'s tokens."""
-    g = torch.Generator().manual_seed(3)
-    start = torch.randint(1, VOCAB, (140,), generator=g).tolist()  # a page of 128 on CUDA
-    ps = [start + torch.randint(1, VOCAB, (k,), generator=g).tolist() for k in (3, 9, 5, 12, 1)]
-    news = [12, 20, 8, 15, 10]
-    want = [reference(model, p, n) for p, n in zip(ps, news, strict=True)]
-    torch._dynamo.reset()
-    cuda = DEVICE.type == "cuda"
-    engine = Engine(model, slots=4, max_len=256, compile_decode=cuda, shared_prefix_rows=2)
-    engine.admit_batch = 1  # the first prompt publishes the start before the others come
-    if not cuda:
-        engine.compiled, engine._decode = True, engine._decode_flex
-    failures: list[str] = []
-    engine.on_compile_failure = failures.append
-    assert engine.generate([Request(p, n) for p, n in zip(ps, news, strict=True)]) == want
-    assert engine.compiled and not failures, failures
-    assert engine.stats.prefix_saved_positions > 0
 
 
 def test_flex_decode_kernel_options_answer_the_same(model) -> None:
@@ -538,25 +499,6 @@ def test_refused_flex_options_compile_again_without_them(model) -> None:
         "flex options {'SPLIT_KV': 4} refused, compiled without: "
         "RuntimeError: NoValidChoicesError: no choice for SPLIT_KV=4"
     ]
-
-
-def test_a_refused_shared_prefix_compiles_again_without_it(model) -> None:
-    """The CPU's compiled flex attention gives no log-sum-exp, so it refuses the shared prefix's
-    step (a real refusal): the step compiles without it and says so."""
-    if DEVICE.type != "cpu":
-        pytest.skip("the CPU's compiler refuses the shared prefix (CUDA's takes it)")
-    ps = prompts(3)
-    want = [reference(model, p, 10) for p in ps]
-    torch._dynamo.reset()
-    engine = Engine(
-        model, slots=4, max_len=64, compile_decode=True, flex_options={}, shared_prefix_rows=2
-    )
-    seen: list[str] = []
-    engine.on_compile_failure = seen.append
-    assert engine.generate([Request(p, 10) for p in ps]) == want
-    assert engine.compiled and engine.shared_prefix_rows == 0
-    assert len(seen) == 1 and seen[0].startswith("shared prefix refused, compiled without: ")
-    assert "return_lse" in seen[0]
 
 
 def test_close_gives_the_memory_back_while_the_engine_is_still_referenced(model) -> None:

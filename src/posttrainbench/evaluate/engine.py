@@ -15,12 +15,8 @@ uses the attention interface and takes per-row `position_ids` runs (Qwen3, Llama
 its sliding-window layers); `supports` names what it refuses. On CUDA the decode step has fixed
 shapes (every slot, inactive ones writing to the trash page) and is compiled with CUDA graphs
 around flex attention; on CPU it runs eagerly with gathered pages, for the running slots only.
-Where most running sequences start with the same pages (GSM8K's ten shots), the compiled step
-reads those once for all of them (`SHARED_PREFIX_ROWS`; paged_kv.SharedPrefix). Greedy output
-of a request does not depend on the rest of the batch (on CUDA with a shared prefix: up to the
-rounding of where the batch's common start ends; `shared_prefix_rows=0` makes it exact) and in
-fp32 equals `model.generate`; sampled tokens are drawn by evaluate/sampler.py from the
-request's seed.
+Greedy output of a request does not depend on the rest of the batch and in fp32 equals
+`model.generate`; sampled tokens are drawn by evaluate/sampler.py from the request's seed.
 """
 
 from __future__ import annotations
@@ -47,10 +43,6 @@ PREFILL_TOKENS = 8192  # tokens (padding included) per prefill forward pass
 # as full (full_blocks) took GSM8K-shaped decoding from 7.0k to 11.1k tokens/s, and no batch
 # shape slower, for Qwen3's and Gemma 3's heads. SPLIT_KV was slower on every shape.
 FLEX_OPTIONS = {"num_stages": 3}
-# rows that must start with the same pages for the layers without a sliding window to read
-# those pages once for all of them: the shared read costs a pass per 128 rows and query head
-# of a KV head (Qwen3-4B: 4), so a few rows gain nothing
-SHARED_PREFIX_ROWS = 16
 
 
 @dataclass(frozen=True)
@@ -98,8 +90,6 @@ class EngineStats:
     generated_tokens: int = 0
     decode_steps: int = 0
     preemptions: int = 0
-    # KV positions the decode steps read once for a group rather than once per row
-    prefix_saved_positions: int = 0
     live_kv_positions: list[int] = field(default_factory=list)  # summed over active slots
     held_pages: list[int] = field(default_factory=list)  # distinct pages they hold
     active_per_step: list[int] = field(default_factory=list)
@@ -193,7 +183,6 @@ class Engine:
         page_size: int | None = None,
         flex_options: dict[str, Any] | None = None,
         full_blocks: bool = True,
-        shared_prefix_rows: int | None = None,
     ) -> None:
         reason = supports(model)
         if reason:
@@ -218,11 +207,6 @@ class Engine:
         self.flex_options = dict(options) or None
         # the decode mask lists the pages inside a row's window as full: no mask computed there
         self.full_blocks = full_blocks
-        # the flex step reads the pages this many running rows start with once (0: never;
-        # by default on CUDA only: the CPU's compiled flex attention gives no log-sum-exp)
-        default_rows = SHARED_PREFIX_ROWS if self.device.type == "cuda" else 0
-        self.shared_prefix_rows = default_rows if shared_prefix_rows is None else shared_prefix_rows
-        self._prefix_saved = 0  # KV positions a step reads fewer through the shared prefix
         # while sequences run, waiting prompts are admitted once this many slots are free (or
         # every waiting prompt fits): a prefill pass is one eager forward whatever its size
         self.admit_batch = max(1, slots // 8) if admit_batch is None else max(1, admit_batch)
@@ -244,7 +228,6 @@ class Engine:
             else []
         )
         self._vacated: list[int] = []  # slots left since the device state was last told
-        self._prefix_stale = True  # the running slots changed since the shared prefix was set
         # compiled: flex attention on the pages, CUDA graphs on a GPU (CPU: for tests only)
         self.compiled = cuda if compile_decode is None else compile_decode
         self._decode: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = (
@@ -305,10 +288,6 @@ class Engine:
         self._pos = torch.zeros(slots, dtype=torch.long, device=dev)  # its position
         self._made = torch.zeros(slots, dtype=torch.long, device=dev)  # tokens generated
         self._live = torch.zeros(slots, dtype=torch.long, device=dev)  # 1: a sequence runs
-        # the shared prefix: its pages, how many, and each slot's pages of it (0: not in it)
-        self._prefix_pages = torch.zeros(self.pool.max_pages, dtype=torch.int32, device=dev)
-        self._prefix_count = torch.zeros(1, dtype=torch.int32, device=dev)
-        self._prefix_skip = torch.zeros(slots, dtype=torch.long, device=dev)
         self._slot_rules = sampler.Rules(
             greedy=torch.ones(slots, dtype=torch.bool, device=dev),
             temperature=torch.zeros(slots, device=dev),
@@ -342,8 +321,7 @@ class Engine:
         )
 
     def _compiled_decode(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-        prefix = (self._prefix_pages, self._prefix_count, self._prefix_skip)
-        for t in (*self.pool.k, *self.pool.v, self.pool.table, self.pool.logical, *prefix):
+        for t in (*self.pool.k, *self.pool.v, self.pool.table, self.pool.logical):
             torch._dynamo.mark_static_address(t)
         mode = "reduce-overhead" if self.device.type == "cuda" else None
         # one whole graph or none: a graph break would leave flex attention eager, which
@@ -390,33 +368,9 @@ class Engine:
         slots = torch.arange(self.slots, device=self.device)
         pos = positions[:, 0]
         write = self.pool.physical(slots, positions)  # inactive slots: table row is trash
-        shared = None
-        if self.shared_prefix_rows and None in self.windows:
-            rows = (self._prefix_skip > 0).view(-1, 1, 1)
-            mask = paged_kv.shared_prefix_mask(
-                self.pool, self._prefix_pages, self._prefix_count, self.slots
-            )
-            shared = paged_kv.SharedPrefix(mask, rows)
-        skip = self._prefix_skip if shared is not None else None
-        masks = paged_kv.decode_block_masks(self.pool, pos, self.windows, self.full_blocks, skip)
-        batch = Batch(self.pool, write, positions, slots, 0, masks, self.flex_options, shared)
+        masks = paged_kv.decode_block_masks(self.pool, pos, self.windows, self.full_blocks)
+        batch = Batch(self.pool, write, positions, slots, 0, masks, self.flex_options)
         return self._forward(ids, positions, batch)
-
-    def _set_shared_prefix(self) -> None:
-        """The pages most running sequences start with, for the compiled step to read once."""
-        self._prefix_stale = False
-        self._prefix_saved = 0
-        if not (self.compiled and self.shared_prefix_rows):
-            return
-        pages, rows = self.pool.common_start(sorted(self._active), self.shared_prefix_rows)
-        host = torch.zeros(len(self._prefix_pages), dtype=torch.int32)
-        host[: len(pages)] = torch.tensor(pages, dtype=torch.int32)
-        skip = torch.zeros(self.slots, dtype=torch.long)
-        skip[rows] = len(pages)
-        paged_kv.upload_into(self._prefix_pages, host)
-        paged_kv.upload_into(self._prefix_count, torch.tensor([len(pages)], dtype=torch.int32))
-        paged_kv.upload_into(self._prefix_skip, skip)
-        self._prefix_saved = len(pages) * self.pool.page_size * max(0, len(rows) - 1)
 
     # ---- scheduling --------------------------------------------------------------------
 
@@ -578,7 +532,6 @@ class Engine:
         for name in sampler.Rules.__dataclass_fields__:
             getattr(self._slot_rules, name)[index] = getattr(rules, name)
         self._plan = None
-        self._prefix_stale = True
 
     def _flush_vacated(self) -> None:
         if self._vacated:
@@ -587,7 +540,6 @@ class Engine:
             self._pos[index] = 0  # an idle slot writes to the trash page's first positions
             self._vacated = []
             self._plan = None
-            self._prefix_stale = True
 
     def _step(self) -> None:
         self._grow_or_preempt()
@@ -595,15 +547,12 @@ class Engine:
             return
         self._flush_vacated()
         self.pool.sync()
-        if self._prefix_stale:
-            self._set_shared_prefix()
         logits = self._run_decode(self._tok[:, None], self._pos[:, None])
         seqs = list(self._active.values())
         self.stats.decode_steps += 1
         self.stats.active_per_step.append(len(seqs))
         self.stats.live_kv_positions.append(sum(s.pos + 1 for s in seqs))
         self.stats.held_pages.append(self.pool.held_pages)
-        self.stats.prefix_saved_positions += self._prefix_saved if self.compiled else 0
         for s in seqs:
             s.pos += 1
         if self._trace is not None:
@@ -665,19 +614,14 @@ class Engine:
     def _after_compile_failure(
         self, exc: Exception, ids: torch.Tensor, pos: torch.Tensor
     ) -> torch.Tensor:
-        """Where the step never compiled, compile once more without the flex kernel's options,
-        the likelier culprit, then without the shared prefix; else take the eager step. Each
-        time say why."""
+        """Compile once more without the flex kernel's options, the likelier culprit, where the
+        step had some and never compiled; else take the eager step. Either way say why."""
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         if self.flex_options and not self._compiled_once:
             refused, self.flex_options = self.flex_options, None
             self.on_compile_failure(
                 f"flex options {refused} refused, compiled without: {reason}"[:300]
             )
-            return self._run_decode(ids, pos)
-        if self.shared_prefix_rows and not self._compiled_once:
-            self.shared_prefix_rows = self._prefix_saved = 0
-            self.on_compile_failure(f"shared prefix refused, compiled without: {reason}"[:300])
             return self._run_decode(ids, pos)
         self.compiled = False
         self._decode = self._decode_dense

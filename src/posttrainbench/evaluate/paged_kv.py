@@ -11,9 +11,7 @@ attention interface (registered as `ptb_paged`); the batch's layout reaches it a
 keyword. Two kernels: `dense` gathers each row's pages and runs scaled-dot-product attention
 under an explicit causal (and sliding-window) mask: any device, used for prefill and on CPU;
 `flex` reads the pages in place with flex attention and a block mask that lists each row's pages,
-so a decode step reads only the live positions: CUDA, inside the compiled decode step. There
-the pages a group of rows starts with (`SharedPrefix`) are read once for the group, its rows'
-queries together, and merged with each row's own pages by the parts' log-sum-exps.
+so a decode step reads only the live positions: CUDA, inside the compiled decode step.
 """
 
 from __future__ import annotations
@@ -35,9 +33,6 @@ TRASH_PAGE = 0
 # a block size that is a multiple of its own query tile (16 rows) and refuses every
 # configuration otherwise ("NoValidChoicesError", found on the H100)
 DECODE_Q_BLOCK = 128
-# the shared prefix's pass (a step's rows as one sequence of queries): tiles of 32 queries, so
-# 256 rows make 8 programs a query head rather than 2 (a third of the SMs had work)
-PREFIX_KERNEL_OPTIONS = {"BLOCK_M": 32, "BLOCK_N": 64, "num_stages": 3, "num_warps": 4}
 
 
 def upload(values: Any, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -218,40 +213,10 @@ class PagePool:
         page = self.table[slots[:, None], positions // self.page_size]
         return page.long() * self.page_size + positions % self.page_size
 
-    def common_start(self, slots: Sequence[int], min_rows: int) -> tuple[list[int], list[int]]:
-        """The pages most of `slots` start with: (pages, the slots starting with all of them),
-        or nothing where fewer than `min_rows` share a first page. A page in two slots' lists
-        was shared, so it is a full published page behind both slots' positions."""
-        if len(slots) < max(2, min_rows):
-            return [], []
-        table = self._table[list(slots)]
-        firsts, counts = table[:, 0].unique(return_counts=True)
-        best = int(counts.argmax())
-        if int(counts[best]) < max(2, min_rows) or int(firsts[best]) == TRASH_PAGE:
-            return [], []
-        chosen = table[:, 0] == firsts[best]
-        group = table[chosen]
-        same = ((group == group[0]).all(0) & (group[0] != TRASH_PAGE)).int()
-        count = int(same.cumprod(0).sum())
-        rows = [s for s, keep in zip(slots, chosen.tolist(), strict=True) if keep]
-        return group[0, :count].tolist(), rows
-
     def trash(self, count: int) -> torch.Tensor:
         return (
             torch.arange(count, device=self.device) % self.page_size + TRASH_PAGE * self.page_size
         )
-
-
-@dataclass
-class SharedPrefix:
-    """Pages a group of decode rows all start with (a benchmark's shots or system prompt): the
-    layers without a sliding window read them once for the whole group, every row's query
-    against the same pages, and each row's own pages after them as usual; the two parts merge
-    by their log-sum-exps. Exact in real arithmetic; in floating point a row's output then
-    depends on where the batch's common start ends (rounding only)."""
-
-    block_mask: Any  # the rows as one sequence of queries, over the prefix pages (all full)
-    rows: torch.Tensor  # [S, 1, 1] bool: the rows that start with the prefix
 
 
 @dataclass
@@ -265,7 +230,6 @@ class Batch:
     kv_len: int  # dense: logical positions gathered per row
     block_masks: dict[int | None, Any] = field(default_factory=dict)  # flex: by sliding window
     flex_options: dict[str, Any] | None = None  # the flex kernel's, e.g. {"SPLIT_KV": 4}
-    prefix: SharedPrefix | None = None  # flex: pages a group of rows starts with, read once
 
     def gather_index(self) -> torch.Tensor:
         logical = torch.arange(self.kv_len, device=self.positions.device)
@@ -304,18 +268,25 @@ def paged_attention(
     k_pool.index_copy_(2, index, key.transpose(0, 1).reshape(1, n_kv, -1, d))
     v_pool.index_copy_(2, index, value.transpose(0, 1).reshape(1, n_kv, -1, d))
     if batch.block_masks:
-        prefix = batch.prefix if sliding_window is None else None
-        mask = batch.block_masks[sliding_window]
-        flex = _flex_call(k_pool, v_pool, scaling, softcap, batch.flex_options)
-        if prefix is None:
-            out, _ = flex(query, mask, False)
-        else:
-            out, lse = flex(query, mask, True)
-            # [S, H, 1, d] as one sequence of S queries: [1, H, S, d]
-            shared, shared_lse = flex(
-                query.transpose(0, 2), prefix.block_mask, True, PREFIX_KERNEL_OPTIONS
-            )
-            out = _merge(out, lse, shared.transpose(0, 2), shared_lse.transpose(0, 2), prefix.rows)
+        from torch.nn.attention.flex_attention import flex_attention
+
+        score_mod = None
+        if softcap:
+            cap = float(softcap)
+
+            def score_mod(score: Any, b: Any, h: Any, q: Any, kv: Any) -> Any:
+                return cap * torch.tanh(score / cap)
+
+        out = flex_attention(
+            query,
+            k_pool,
+            v_pool,
+            score_mod=score_mod,
+            block_mask=batch.block_masks[sliding_window],
+            scale=scaling,
+            enable_gqa=True,
+            kernel_options=batch.flex_options,  # type: ignore[arg-type]
+        )
     else:
         gather = batch.gather_index()  # [B, L]
         keys = k_pool[0][:, gather].transpose(0, 1)  # [B, KV, L, d]
@@ -328,81 +299,6 @@ def paged_attention(
                 query, keys, values, attn_mask=mask, scale=scaling, enable_gqa=True
             )
     return out.transpose(1, 2).contiguous(), None
-
-
-def _flex_call(
-    k_pool: torch.Tensor,
-    v_pool: torch.Tensor,
-    scaling: float | None,
-    softcap: float | None,
-    options: Any,  # the flex kernel's options, or None
-) -> Any:
-    """flex attention over the pool: (query, block mask, with lse[, kernel options]) -> (out,
-    lse or None)."""
-    from torch.nn.attention.flex_attention import AuxRequest, flex_attention
-
-    score_mod = None
-    if softcap:
-        cap = float(softcap)
-
-        def score_mod(score: Any, b: Any, h: Any, q: Any, kv: Any) -> Any:
-            return cap * torch.tanh(score / cap)
-
-    def call(
-        query: torch.Tensor, mask: Any, lse: bool, kernel: Any = options
-    ) -> tuple[torch.Tensor, Any]:
-        args = dict(score_mod=score_mod, block_mask=mask, scale=scaling, enable_gqa=True)
-        if not lse:
-            return flex_attention(query, k_pool, v_pool, **args, kernel_options=kernel), None
-        out, aux = flex_attention(
-            query, k_pool, v_pool, **args, kernel_options=kernel, return_aux=AuxRequest(lse=True)
-        )
-        return out, aux.lse
-
-    return call
-
-
-def _merge(
-    own: torch.Tensor,  # [S, H, 1, d]: each row over its own pages
-    own_lse: torch.Tensor,  # [S, H, 1]
-    shared: torch.Tensor,  # over the shared prefix
-    shared_lse: torch.Tensor,
-    rows: torch.Tensor,  # [S, 1, 1]: rows that start with the prefix
-) -> torch.Tensor:
-    """Attention over both parts from each part's softmax-weighted values and log-sum-exp (a
-    row's own part is never empty: it holds the row's position)."""
-    top = torch.maximum(own_lse, shared_lse)
-    w_own = torch.exp(own_lse - top)[..., None]
-    w_shared = torch.exp(shared_lse - top)[..., None]
-    merged = (own.float() * w_own + shared.float() * w_shared) / (w_own + w_shared)
-    return torch.where(rows[..., None], merged.to(own.dtype), own)
-
-
-def shared_prefix_mask(pool: PagePool, pages: torch.Tensor, count: torch.Tensor, rows: int) -> Any:
-    """The flex block mask of `rows` queries (a decode step's rows as one sequence) over the
-    first `count` of `pages` ([max_pages] int32), every page full: no mask computed."""
-    from torch.nn.attention.flex_attention import BlockMask
-
-    q_blocks = math.ceil(rows / DECODE_Q_BLOCK)
-    size, logical = pool.page_size, pool.logical
-
-    def mask_mod(b: Any, h: Any, q: Any, kv: Any) -> Any:  # computed by eager flex only
-        j = logical[kv // size]
-        return (j < count[0]) & (pages[j] == kv // size)
-
-    none = torch.zeros((1, 1, q_blocks), dtype=torch.int32, device=pages.device)
-    # as wide as the pool: the CPU's kernel takes the KV length from the partial list
-    empty = torch.zeros((1, 1, q_blocks, pool.pages), dtype=torch.int32, device=pages.device)
-    return BlockMask.from_kv_blocks(
-        none,
-        empty,
-        full_kv_num_blocks=count.view(1, 1, 1).expand(1, 1, q_blocks),
-        full_kv_indices=pages.view(1, 1, 1, -1).expand(1, 1, q_blocks, -1),
-        BLOCK_SIZE=(DECODE_Q_BLOCK, pool.page_size),
-        mask_mod=mask_mod,
-        seq_lengths=(rows, pool.pages * pool.page_size),
-        compute_q_blocks=False,
-    )
 
 
 def _softcapped(
@@ -424,16 +320,11 @@ def _softcapped(
 
 
 def decode_block_masks(
-    pool: PagePool,
-    positions: torch.Tensor,
-    windows: set[int | None],
-    full_blocks: bool = False,
-    skip: torch.Tensor | None = None,
+    pool: PagePool, positions: torch.Tensor, windows: set[int | None], full_blocks: bool = False
 ) -> dict[int | None, Any]:
     """Flex block masks of a one-token decode step, one per sliding window: row b reads the
-    pages of its slot (row b is slot b) up to its position, from the window's first page (or,
-    without a window, from page `skip[b]`: the pages before are a shared prefix's). With
-    `full_blocks` the pages a row sees whole are listed as full (the kernel skips the mask
+    pages of its slot (row b is slot b) up to its position, from the window's first page.
+    With `full_blocks` the pages a row sees whole are listed as full (the kernel skips the mask
     there; flex decoding then splits no row's list): all but the last, and a window's first."""
     from torch.nn.attention.flex_attention import BlockMask
 
@@ -444,10 +335,8 @@ def decode_block_masks(
     last = positions // size  # [S]
     masks: dict[int | None, Any] = {}
     for window in windows:
-        if window is None:
-            first_page = torch.zeros_like(last) if skip is None else skip
-        else:
-            first_page = (positions - window + 1).clamp(min=0) // size
+        first = torch.zeros_like(last) if window is None else (positions - window + 1).clamp(min=0)
+        first_page = first // size
         full: dict[str, torch.Tensor] = {}
         if full_blocks:  # partial: the last page, and a window's first; full: the rest
             edge = int(window is not None)
@@ -471,8 +360,6 @@ def decode_block_masks(
             page = kv // size
             pos = logical[page] * size + kv % size
             ok = (pos <= positions[b]) & (table[b, logical[page]] == page)
-            if skip is not None and window is None:
-                ok = ok & (logical[page] >= skip[b])
             if window is not None:
                 ok = ok & (pos > positions[b] - window)
             return ok
