@@ -346,8 +346,9 @@ def decode_block_masks(
             full["full_kv_indices"] = table.gather(1, col).to(torch.int32).view(slots, 1, 1, -1)
             num = (1 + edge * (last > first_page)).to(torch.int32)
             # as wide as the unsplit list: the kernel takes the pool's length from it
-            ends = [last[:, None].expand(-1, pool.pages - edge)]
-            col = torch.cat([first_page[:, None], *ends] if edge else ends, 1)
+            col = last[:, None].expand(-1, pool.pages)
+            if edge:
+                col = torch.cat([first_page[:, None], col[:, 1:]], 1)
         else:
             num = (last - first_page + 1).to(torch.int32)
             col = (first_page[:, None] + cols[None, :]).clamp(max=pool.max_pages - 1)
