@@ -333,6 +333,10 @@ def decode_block_masks(
     logical, table = pool.logical, pool.table
     cols = torch.arange(pool.pages, device=positions.device)
     last = positions // size  # [S]
+
+    def from_page(start: torch.Tensor) -> torch.Tensor:  # each row's logical pages from start on
+        return (start[:, None] + cols[None, :]).clamp(max=pool.max_pages - 1)
+
     masks: dict[int | None, Any] = {}
     for window in windows:
         first = torch.zeros_like(last) if window is None else (positions - window + 1).clamp(min=0)
@@ -342,8 +346,8 @@ def decode_block_masks(
             edge = int(window is not None)
             inner = first_page + edge
             full["full_kv_num_blocks"] = (last - inner).clamp(min=0).to(torch.int32).view(-1, 1, 1)
-            col = (inner[:, None] + cols[None, :]).clamp(max=pool.max_pages - 1)
-            full["full_kv_indices"] = table.gather(1, col).to(torch.int32).view(slots, 1, 1, -1)
+            listed = table.gather(1, from_page(inner)).to(torch.int32)
+            full["full_kv_indices"] = listed.view(slots, 1, 1, -1)
             num = (1 + edge * (last > first_page)).to(torch.int32)
             # as wide as the unsplit list: the kernel takes the pool's length from it
             col = last[:, None].expand(-1, pool.pages)
@@ -351,7 +355,7 @@ def decode_block_masks(
                 col = torch.cat([first_page[:, None], col[:, 1:]], 1)
         else:
             num = (last - first_page + 1).to(torch.int32)
-            col = (first_page[:, None] + cols[None, :]).clamp(max=pool.max_pages - 1)
+            col = from_page(first_page)
         indices = table.gather(1, col).to(torch.int32)  # [S, pages]
 
         # the block list holds only row b's pages (some shared with other rows, at the same
