@@ -26,9 +26,11 @@
 #        and SPLIT_KV), on tail, long-tail, GSM8K-like and full batches
 # flex-sweep-gemma: the same with Gemma 3 4B's attention (8 query heads, 4 KV heads, head 256)
 # gsm8k: Qwen3-1.7B shape, 1,319 GSM8K-shaped requests
-# reference: 64 of them (outputs cut at 1,000) by the engine and by `generate` with a static
+# reference: 64 GSM8K-shaped requests (outputs cut at 1,000) by the engine and by `generate` with a static
 #        cache (which runs each batch to its longest output: 4,000 steps took past 240 s), and
 #        the bf16 agreement of the two
+# uniform: 128 requests of 1,024 prompt and 1,024 generated tokens each, 128 slots (lengths as
+#        servers' throughput benchmarks use them; vLLM's 15.7k was at batch 128)
 # v12:   a whole v1.2 evaluation's generation (6 benchmarks, each one's seeds together)
 # v12-gsm8k, v12-rest: the same in two parts (GSM8K's five seeds, then the other five
 #        benchmarks), each under one call's 600 s
@@ -98,6 +100,8 @@ for stage in "${stages[@]}"; do
         --options "${SWEEP:-$SWEEP_DEFAULT}" ;;
     gsm8k) run gsm8k 200 8 benchmarks/eval_engine.py --n 1319 --slots 256 --gen-batch 0 \
         --agree 0 "${flex[@]}" ;;
+    uniform) run uniform 200 8 benchmarks/eval_engine.py --n 128 --slots 128 --fixed-out 1024 \
+        --prompt-mean 1024 --shared-prefix 0 --gen-batch 0 --agree 0 "${flex[@]}" ;;
     reference) run reference 200 8 benchmarks/eval_engine.py --n 64 --slots 64 --max-out 1000 \
         --gen-batch 64 --agree 4 "${flex[@]}" ;;
     v12) run v12 590 32 benchmarks/eval_engine.py --workload v1.2 --slots 256 "${flex[@]}" ;;

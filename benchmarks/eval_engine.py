@@ -74,10 +74,17 @@ SHAPES = {
 
 
 def workload(
-    n: int, seed: int, max_out: int, prompt_mean: int, vocab: int, shared: int = 0
+    n: int,
+    seed: int,
+    max_out: int,
+    prompt_mean: int,
+    vocab: int,
+    shared: int = 0,
+    fixed_out: int = 0,
 ) -> list[Request]:
     """`shared` leading tokens are the same in every prompt (GSM8K's ten shots: the same for
-    every item and every seed); the rest of each prompt is its own."""
+    every item and every seed); the rest of each prompt is its own. `fixed_out`: every request
+    generates that many tokens (uniform lengths, as servers' throughput benchmarks use)."""
     g = torch.Generator().manual_seed(seed)
     sigma = math.log(4000 / 200) / 2.326  # median 200, p99 4,000
     prefix = torch.randint(10, vocab, (shared,), generator=torch.Generator().manual_seed(7))
@@ -87,7 +94,7 @@ def workload(
         spread = own_mean / 3 if shared else own_mean / 12
         plen = max(8, int(torch.normal(float(own_mean), spread, (1,), generator=g).item()))
         z = torch.randn(1, generator=g).item()
-        out = max(1, min(max_out, round(200 * math.exp(sigma * z))))
+        out = fixed_out or max(1, min(max_out, round(200 * math.exp(sigma * z))))
         ids = prefix.tolist() + torch.randint(10, vocab, (plen,), generator=g).tolist()
         reqs.append(Request(ids, out))
     return reqs
@@ -291,6 +298,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=256)
     ap.add_argument("--slots", type=int, default=64)
     ap.add_argument("--max-out", type=int, default=4000)
+    ap.add_argument("--fixed-out", type=int, default=0, help="uniform output lengths instead")
     ap.add_argument("--prompt-mean", type=int, default=900)
     ap.add_argument("--shared-prefix", type=int, default=GSM8K_SHOTS, help="0: no shared start")
     ap.add_argument("--no-share", action="store_true", help="engine computes shared starts anew")
@@ -329,8 +337,9 @@ def main() -> None:
         run_v12(model, config, args, kv_per_pos)
         return
     reqs = workload(
-        args.n, args.seed, args.max_out, args.prompt_mean, config.vocab_size, args.shared_prefix
-    )
+        args.n, args.seed, args.max_out, args.prompt_mean, config.vocab_size, args.shared_prefix,
+        args.fixed_out,
+    )  # fmt: skip
     max_len = max(len(r.prompt_ids) + r.max_new_tokens for r in reqs)
     outs = sorted(r.max_new_tokens for r in reqs)
     print(
