@@ -26,9 +26,9 @@
 #        and SPLIT_KV), on tail, long-tail, GSM8K-like and full batches
 # flex-sweep-gemma: the same with Gemma 3 4B's attention (8 query heads, 4 KV heads, head 256)
 # gsm8k: Qwen3-1.7B shape, 1,319 GSM8K-shaped requests
-# reference: 64 GSM8K-shaped requests (outputs cut at 1,000) by the engine and by `generate` with a static
-#        cache (which runs each batch to its longest output: 4,000 steps took past 240 s), and
-#        the bf16 agreement of the two
+# reference: 64 GSM8K-shaped requests (outputs cut at 1,000) by the engine and by `generate`
+#        with a static cache (which runs each batch to its longest output: 4,000 steps took past
+#        240 s), and the bf16 agreement of the two
 # uniform: 128 requests of 1,024 prompt and 1,024 generated tokens each, 128 slots (lengths as
 #        servers' throughput benchmarks use them; vLLM's 15.7k was at batch 128)
 # v12:   a whole v1.2 evaluation's generation (6 benchmarks, each one's seeds together)
