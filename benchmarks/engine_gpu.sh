@@ -34,9 +34,9 @@
 # v12:   a whole v1.2 evaluation's generation (6 benchmarks, each one's seeds together)
 # v12-gsm8k, v12-rest: the same in two parts (GSM8K's five seeds, then the other five
 #        benchmarks), each under one call's 600 s
-# harness: the harness's own path (evaluate_model, gsm8k, 256 items x 256 tokens): the stock
-#        inspect provider, the same with the free settings, and the engine (inspect-ai and the
-#        rest the device image lacks: the wheels of benchmarks/device_wheels.sh, carried)
+# harness: the harness's own path (evaluate_model, gsm8k, 256 tokens per item): the stock
+#        inspect provider (64 items), the same with the free settings (64), and the engine (256)
+#        (inspect-ai and the rest the device image lacks: benchmarks/device_wheels.sh's wheels)
 # 4b, gemma: Qwen3-4B and Gemma 3 4B shapes, 512 requests, peak memory
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -111,10 +111,12 @@ for stage in "${stages[@]}"; do
         --only aime2025,arenahardwriting,gpqamain,healthbench,humaneval "${flex[@]}" ;;
     harness)
         "${PYTHON:-python}" benchmarks/eval_throughput.py make-data "$out/hf-home" >/dev/null 2>&1
-        for how in "hf --stock" "hf" "engine"; do
+        # hf: 64 items, one batch of its default size (256 items took past 170 s on the H100)
+        for how in "hf --stock --limit 64" "hf --limit 64" "engine --limit 256"; do
+            name=${how%% --limit*}
             # shellcheck disable=SC2086
-            run "harness-${how// /}" 200 4 benchmarks/eval_throughput.py run "$out/hf-home" \
-                --limit 256 --max-tokens 256 --backend $how
+            run "harness-${name// /}" 200 4 benchmarks/eval_throughput.py run "$out/hf-home" \
+                --max-tokens 256 --backend $how
         done
         rm -rf "$out/hf-home" ;;
     4b) run 4b 240 6 benchmarks/eval_engine.py --shape qwen3-4b --n 512 --slots 256 \
