@@ -108,6 +108,7 @@ def run(
     backend: str = "hf",
     stock: bool = False,
     smoke: bool = False,
+    seeds: int | None = None,
 ) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from inspect_ai.log import read_eval_log
@@ -133,15 +134,16 @@ def run(
         t0 = time.perf_counter()
         m = evaluate_model(
             model_dir, "gsm8k", Path(tmp) / "eval", limit=limit, template_family="qwen3",
-            batch_size=batch_size, max_tokens=max_tokens, backend=backend,
+            batch_size=batch_size, max_tokens=max_tokens, backend=backend, seeds=seeds,
         )  # fmt: skip
         batch_size = int(m.params["batch_size"] or 0)
         if backend == "engine":
             print(f"engine: {m.params.get('engine')}, compiled {m.params.get('engine_compiled')}")
         wall = time.perf_counter() - t0
-        assert m.log_file
-        log = read_eval_log(m.log_file.removeprefix("file://"))
-    samples = log.samples or []
+        # every seed's samples (v1.2 evaluates GSM8K with five; the engine runs them together)
+        logs = [read_eval_log(s.log_file.removeprefix("file://")) for s in m.seeds if s.log_file]
+    print(f"seeds {len(m.seeds)} ({m.params.get('seeds_run') or 'one'}), logs read {len(logs)}")
+    samples = [sample for log in logs for sample in log.samples or []]
     out_tokens = sum(s.output.usage.output_tokens for s in samples if s.output.usage)
     in_tokens = sum(s.output.usage.input_tokens for s in samples if s.output.usage)
     print(
@@ -160,7 +162,7 @@ def run(
     step_s = (weight_bytes + batch_size * context * kv_per_token) / bandwidth
     roofline = batch_size / step_s
     measured = out_tokens / gen_wall
-    print(f"items {len(samples)}  batch (max_connections) {batch_size}  max_tokens {max_tokens}")
+    print(f"samples {len(samples)}  batch (max_connections) {batch_size}  max_tokens {max_tokens}")
     print(f"prompt tokens/item {prompt:.0f}  generated tokens {out_tokens}")
     print(f"wall {wall:.0f} s incl. loading; generation {gen_wall:.0f} s")
     print(f"generated tokens/s {measured:,.0f} (end to end {out_tokens / wall:,.0f})")
@@ -195,6 +197,7 @@ def main() -> None:
     r.add_argument("--stock", action="store_true", help="inspect's own display and log")
     r.add_argument("--smoke", action="store_true", help="a small model (a CPU run of the script)")
     r.add_argument("--max-tokens", type=int, default=256)
+    r.add_argument("--seeds", type=int, default=None, help="default: the suite's (GSM8K: 5)")
     r.add_argument("--bandwidth", type=float, default=3.0e12)
     args = p.parse_args()
     if args.cmd == "make-data":
@@ -202,7 +205,7 @@ def main() -> None:
     else:
         run(
             args.data, args.limit, args.batch_size, args.max_tokens, args.bandwidth,
-            args.backend, args.stock, args.smoke,
+            args.backend, args.stock, args.smoke, args.seeds,
         )  # fmt: skip
 
 

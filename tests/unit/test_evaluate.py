@@ -5,6 +5,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -230,3 +231,27 @@ def test_the_evaluation_sees_only_the_runs_gpus(
         Path("m"), "gsm8k", "qwen3", EvalPaths(tmp_path / "e"), timeout_s=60, grace_s=1, gpus=gpus
     )
     assert (tmp_path / "env").read_text() == seen
+
+
+def test_the_model_is_loaded_once_per_evaluation(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """inspect looks up the served model's name for its usage notices; a name its database
+    lacks it resolves by building the provider again: a second copy of the model where the
+    name's last part is a folder of the working directory (the agent's `final_model/` beside
+    its `evaluate.py`), hub look-ups with retries where it is not (46 s measured here)."""
+    from posttrainbench.evaluate import hf_backend
+
+    built: list[str] = []
+    real_init = hf_backend.HarnessHuggingFace.__init__
+
+    def counted(self: Any, model_name: str, *args: Any, **kwargs: Any) -> None:
+        built.append(model_name)
+        real_init(self, model_name, *args, **kwargs)
+
+    model = tmp_path / "final_model"  # a path no earlier test loaded (inspect memoizes)
+    shutil.copytree(tiny_model_dir, model)
+    monkeypatch.setattr(hf_backend.HarnessHuggingFace, "__init__", counted)
+    monkeypatch.chdir(tmp_path)  # the folder's own name resolves from here
+    evaluate_model(model, "arith", tmp_path / "eval", limit=2, template_family="ptb-tiny")
+    assert built == ["final_model"]

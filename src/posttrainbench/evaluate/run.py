@@ -208,11 +208,23 @@ def _loaded(req: ModelRequest, backend: str) -> tuple[Any, ModelSpec]:
 
     served = BACKENDS.get(resolve_backend(backend)).model(req)
     try:
-        return get_model(served.name, base_url=served.base_url, **served.args), served
+        model = get_model(served.name, base_url=served.base_url, **served.args)
     except PtbError:
         raise
     except Exception as exc:  # loading a broken model raises before inspect can log it
         raise _not_evaluated(req, exc) from exc
+    _known_to_inspect(served.name, str(model))
+    return model, served
+
+
+def _known_to_inspect(*names: str) -> None:
+    """Registers the served model's names: inspect resolves a name its model database lacks
+    (for its usage notices) by building the provider again, from the name alone: a second copy
+    of the model, or hub look-ups with retries."""
+    from inspect_ai.model import ModelInfo, set_model_info
+
+    for name in names:
+        set_model_info(name, ModelInfo(model=name))
 
 
 def _inspect(
