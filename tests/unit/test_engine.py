@@ -418,13 +418,20 @@ def test_full_blocks_in_the_decode_mask_answer_the_same(gemma, full_blocks: bool
     assert engine.compiled and not failures, failures
 
 
-@pytest.mark.parametrize("window", [None, 20])
-@pytest.mark.parametrize("full_blocks", [True, False])
-def test_the_decode_masks_alone_say_each_rows_pages(window: int | None, full_blocks: bool) -> None:
+@pytest.mark.parametrize(
+    ("window", "full_blocks", "compiled"),
+    [(None, True, False), (None, False, False), (20, True, False), (20, False, False),
+     (20, True, True)],
+)  # fmt: skip
+def test_the_decode_masks_alone_say_each_rows_pages(
+    window: int | None, full_blocks: bool, compiled: bool
+) -> None:
     """A pool where three slots start with the same two pages (slot 0 published them) and a
     fourth does not, random keys and values everywhere: flex attention run eagerly, which reads
     the masks alone and not their page lists, gives every row's attention as its gathered pages
-    do. So a page the lists get wrong is still masked (and eager flex checks the masks here)."""
+    do. So a page the lists get wrong is still masked (and eager flex checks the masks here).
+    Compiled (the engine's step: the lists, the mask on partial pages only), a window spanning
+    three pages: first partial, inner full, last partial."""
     from posttrainbench.evaluate import paged_kv
     from posttrainbench.evaluate.paged_kv import Batch, PagePool
 
@@ -458,8 +465,12 @@ def test_the_decode_masks_alone_say_each_rows_pages(window: int | None, full_blo
     write = pool.physical(slots, pos[:, None])
     want = attend(Batch(pool, write, pos[:, None], slots, int(pos.max()) + 1))
     masks = paged_kv.decode_block_masks(pool, pos, {window}, full_blocks)
-    got = attend(Batch(pool, write, pos[:, None], slots, 0, masks))
-    assert (got - want).abs().max().item() < 1e-5
+    if compiled:
+        torch._dynamo.reset()
+    run = torch.compile(attend) if compiled else attend
+    got = run(Batch(pool, write, pos[:, None], slots, 0, masks))
+    per_row = (got - want).abs().amax(dim=(1, 2, 3)).tolist()
+    assert max(per_row) < 1e-5, f"rows' largest differences {per_row} at positions {pos.tolist()}"
 
 
 def test_flex_decode_kernel_options_answer_the_same(model) -> None:
