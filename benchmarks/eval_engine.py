@@ -194,6 +194,15 @@ def run_v12(model: object, config: object, args: argparse.Namespace, kv_per_pos:
     )
 
 
+def steps_by_rows(active: list[int], slots: int) -> str:
+    """How many decode steps ran at most 8, 16, 32 … `slots` rows: the tail's share of steps."""
+    bounds = [b for b in (8, 16, 32, 64, 128, 192, 256, 512) if b < slots] + [slots]
+    counts = dict.fromkeys(bounds, 0)
+    for n in active:
+        counts[next(b for b in bounds if n <= b)] += 1
+    return ", ".join(f"<= {b}: {c}" for b, c in counts.items())
+
+
 def make_engine(model: object, args: argparse.Namespace, max_len: int) -> Engine:
     engine = Engine(
         model,
@@ -389,6 +398,7 @@ def main() -> None:
         f"tokens {st.shared_tokens}; reading shared pages once: roofline {roof_unique:.1f} s -> "
         f"{100 * roof_unique / wall:.1f} %"
     )
+    print(f"steps by rows running: {steps_by_rows(st.active_per_step, args.slots)}")
     pre = clock.seconds()
     print(
         f"PREFILL {pre:.1f} s of the {wall:.1f} s ({st.prefill_tokens / max(pre, 1e-9):,.0f} "
