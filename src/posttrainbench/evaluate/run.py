@@ -213,18 +213,17 @@ def _loaded(req: ModelRequest, backend: str) -> tuple[Any, ModelSpec]:
         raise
     except Exception as exc:  # loading a broken model raises before inspect can log it
         raise _not_evaluated(req, exc) from exc
-    _known_to_inspect(served.name, str(model))
+    _known_to_inspect(str(model))
     return model, served
 
 
-def _known_to_inspect(*names: str) -> None:
-    """Registers the served model's names: inspect resolves a name its model database lacks
-    (for its usage notices) by building the provider again, from the name alone: a second copy
-    of the model, or hub look-ups with retries."""
+def _known_to_inspect(name: str) -> None:
+    """Registers the name the model's events carry: inspect resolves a name its model database
+    lacks (for its usage notices) by building the provider again, from the name alone: a second
+    copy of the model, or hub look-ups with retries."""
     from inspect_ai.model import ModelInfo, set_model_info
 
-    for name in names:
-        set_model_info(name, ModelInfo(model=name))
+    set_model_info(name, ModelInfo(model=name))
 
 
 def _inspect(
