@@ -36,7 +36,8 @@
 #        benchmarks), each under one call's 600 s
 # harness: the harness's own path (evaluate_model, gsm8k, 256 tokens per item): the stock
 #        inspect provider (64 items, 1 seed), the same with the free settings, and the engine
-#        (256 items, 5 seeds)
+#        (256 items, 5 seeds); HARNESS="engine --limit 256;hf --stock --limit 64 --seeds 1"
+#        for runs of your choosing, in that order
 #        (inspect-ai and the rest the device image lacks: benchmarks/device_wheels.sh's wheels)
 # 4b, gemma: Qwen3-4B and Gemma 3 4B shapes, 512 requests, peak memory
 set -uo pipefail
@@ -116,6 +117,7 @@ for stage in "${stages[@]}"; do
         # rate is a batch's; 256 items x 5 seeds took past 170 s on the H100); the engine: 256
         # items x GSM8K's five seeds, run together as the harness runs them
         hows=("hf --stock --limit 64 --seeds 1" "hf --limit 64 --seeds 1" "engine --limit 256")
+        [ -n "${HARNESS:-}" ] && IFS=';' read -r -a hows <<<"$HARNESS"  # runs of your choosing
         for how in "${hows[@]}"; do
             name=${how%% --limit*}
             # shellcheck disable=SC2086
