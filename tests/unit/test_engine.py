@@ -418,10 +418,19 @@ def test_full_blocks_in_the_decode_mask_answer_the_same(gemma, full_blocks: bool
     assert engine.compiled and not failures, failures
 
 
+# On the H100 (torch 2.11.0+cu130) eager flex attention gave other answers than the gathered
+# pages on windowed rows whose window starts past page 0 (differences 0.6-1.2; torch 2.13 on
+# CPU agrees, and so does the compiled step on the H100). No engine path runs flex eagerly.
+EAGER_WINDOW_ON_CUDA = pytest.mark.xfail(
+    DEVICE.type == "cuda", reason="torch 2.11's eager flex on CUDA, windowed rows", strict=True
+)
+
+
 @pytest.mark.parametrize(
     ("window", "full_blocks", "compiled"),
-    [(None, True, False), (None, False, False), (20, True, False), (20, False, False),
-     (20, True, True)],
+    [(None, True, False), (None, False, False),
+     pytest.param(20, True, False, marks=EAGER_WINDOW_ON_CUDA),
+     pytest.param(20, False, False, marks=EAGER_WINDOW_ON_CUDA), (20, True, True)],
 )  # fmt: skip
 def test_the_decode_masks_alone_say_each_rows_pages(
     window: int | None, full_blocks: bool, compiled: bool
