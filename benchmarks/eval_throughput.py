@@ -62,7 +62,7 @@ def _problem(rng: random.Random) -> tuple[str, str]:
 def make_data(dest: Path) -> None:
     """GSM8K's upstream schema (1,319 test, 7,473 train items) as a hub-cache snapshot in `dest`
     (an HF_HOME), which the real gsm8k benchmark loads, targets and all."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    _importable()
     from posttrainbench.catalog import BENCHMARKS
     from tests.fixtures.hub import hf_home, write_snapshot
 
@@ -110,7 +110,7 @@ def run(
     smoke: bool = False,
     seeds: int | None = None,
 ) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    _importable()
     from inspect_ai.log import read_eval_log
 
     from posttrainbench.evaluate import run as harness
@@ -171,6 +171,13 @@ def run(
         f"(step {step_s * 1e3:.2f} ms: weights {weight_bytes / 1e9:.2f} GB + KV "
         f"{batch_size * context * kv_per_token / 1e9:.2f} GB) → {measured / roofline:.1%} of it"
     )
+
+
+def _importable() -> None:
+    """The repository's tests (fixtures) and src (posttrainbench, where it is not installed:
+    a GPU machine given the working tree) on the import path."""
+    root = Path(__file__).resolve().parents[1]
+    sys.path[:0] = [str(root), str(root / "src")]
 
 
 def _time(value: object) -> float | None:
