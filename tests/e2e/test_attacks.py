@@ -14,6 +14,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 import shutil
 import subprocess
 import sys
@@ -913,9 +914,11 @@ def test_proc_sys_and_namespaces(ptb: PtbRunner, tmp_path: Path, backend: str, t
     home = Path.home() / f".ptb-canary-{tag}"
     home.write_text(f"PROC-CANARY-{tag}")
     group = f"/sys/fs/cgroup/pids/ptb-escape-{tag}"
+    # this process's program, whoever started it (pytest, or an xdist worker's `python -c`)
+    own_argv0 = Path(f"/proc/{os.getpid()}/cmdline").read_bytes().split(b"\0")[0].decode()
     script = f"""
 reveal proc1-root PROC-CANARY-{tag} cat /proc/1/root{home}
-reveal host-pid pytest cat /proc/{os.getpid()}/cmdline
+reveal host-pid {shlex.quote(re.escape(own_argv0))} cat /proc/{os.getpid()}/cmdline
 attempt cgroup-write
 mkdir {group} 2>/dev/null && {{ escaped cgroup-write; rmdir {group}; }}
 echo $$ > /sys/fs/cgroup/pids/cgroup.procs 2>/dev/null && escaped cgroup-write

@@ -3,9 +3,12 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import PtbRunner
 
 
+@pytest.mark.alone  # trains for a fixed time: a shared CPU means fewer steps
 def test_demo_recipe_beats_noop(ptb: PtbRunner, tmp_path: Path) -> None:
     done = ptb("demo", "--results", str(tmp_path), timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
