@@ -21,6 +21,9 @@ from posttrainbench.scale.executors import ExecutorConfig, Finished, Job, get_ex
 from tests.waiting import wait_until
 
 RAY_CLI = str(Path(sys.executable).parent / "ray")
+# On two busy cores Ray's cancel reached a running task after 60 s (the parallel suite). The whole
+# file: its second test passes only after its first.
+pytestmark = pytest.mark.alone
 
 
 def sh(run_id: str, script: str, sweep: Path, gpus: int = 0, limit: int = 60) -> Job:
