@@ -121,7 +121,7 @@ for stage in "${stages[@]}"; do
         for how in "${hows[@]}"; do
             name=${how%% --limit*}
             # shellcheck disable=SC2086
-            run "harness-${name// /}" 200 6 benchmarks/eval_throughput.py run "$out/hf-home" \
+            run "harness-${name// /}" 200 9 benchmarks/eval_throughput.py run "$out/hf-home" \
                 --max-tokens 256 --backend $how
         done
         rm -rf "$out/hf-home" ;;

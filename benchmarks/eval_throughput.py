@@ -13,7 +13,7 @@ config, inspect-ai's transformers provider or the engine). `--stock` runs inspec
 display and realtime log (run.INSPECT_SETTINGS left out): the free settings' gain. Random
 weights never emit end-of-turn, so every item generates exactly max_tokens tokens. The roofline
 assumes each decode step reads the weights once and the KV cache of the whole batch once, at
---bandwidth bytes/s (3.0e12: the H100 copy bandwidth measured in ENVIRONMENT.md).
+--bandwidth bytes/s (default: the GPU's copy bandwidth, measured as eval_engine.py does).
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def run(
     limit: int,
     batch_size: int | None,
     max_tokens: int,
-    bandwidth: float,
+    bandwidth: float | None,
     backend: str = "hf",
     stock: bool = False,
     smoke: bool = False,
@@ -190,6 +190,7 @@ def run(
     known = [t for t in starts if t] and [t for t in ends if t]
     gen_wall = max(t for t in ends if t) - min(t for t in starts if t) if known else wall
     prompt = in_tokens / max(len(samples), 1)
+    bandwidth = bandwidth or _measured_bandwidth()
     # Roofline: per decode step, weights once + the batch's KV cache once.
     weight_bytes = n_params * 2
     kv_per_token = 2 * int(shape["num_key_value_heads"]) * int(shape["head_dim"]) * 2
@@ -214,6 +215,18 @@ def _importable() -> None:
     a GPU machine given the working tree) on the import path."""
     root = Path(__file__).resolve().parents[1]
     sys.path[:0] = [str(root), str(root / "src")]
+
+
+def _measured_bandwidth() -> float:
+    """The GPU's copy bandwidth as eval_engine.py measures it; 3.0e12 (an H100's) without one."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return 3.0e12
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from eval_engine import copy_bandwidth
+
+    return copy_bandwidth(torch.device("cuda"))
 
 
 def _time(value: object) -> float | None:
@@ -241,7 +254,7 @@ def main() -> None:
     r.add_argument("--smoke", action="store_true", help="a small model (a CPU run of the script)")
     r.add_argument("--max-tokens", type=int, default=256)
     r.add_argument("--seeds", type=int, default=None, help="default: the suite's (GSM8K: 5)")
-    r.add_argument("--bandwidth", type=float, default=3.0e12)
+    r.add_argument("--bandwidth", type=float, default=None, help="default: measured (bytes/s)")
     r.add_argument(
         "--tokenizer",
         default="words",
