@@ -21,8 +21,7 @@ from posttrainbench.scale.executors import ExecutorConfig, Finished, Job, get_ex
 from tests.waiting import wait_until
 
 RAY_CLI = str(Path(sys.executable).parent / "ray")
-# On two busy cores Ray's cancel reached a running task after 60 s (the parallel suite). The whole
-# file: its second test passes only after its first.
+# On two busy cores Ray's cancel reached a running task after 60 s (the parallel suite).
 pytestmark = pytest.mark.alone
 
 
@@ -73,6 +72,11 @@ def test_sweep_on_a_local_ray(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 def ray_head(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A Ray head started the way a cluster admin would; its address."""
     monkeypatch.setenv("RAY_AUTH_MODE", "token")  # what `ray start` enables by default
+    # as a user's shell would have it before ptb starts: Ray's C++ config read the mode when
+    # ray was imported, and a client left on that reading sends no token (this test, run first)
+    from ray._raylet import Config
+
+    Config.initialize("")
     log = tmp_path / "head.log"
     argv = [RAY_CLI, "start", "--head", "--block", "--port=0", "--num-cpus=2"]
     argv += ["--include-dashboard=false", "--disable-usage-stats"]
