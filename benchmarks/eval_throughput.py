@@ -82,37 +82,14 @@ def make_data(dest: Path) -> None:
 
 def word_tokenizer():  # type: ignore[no-untyped-def]
     """A tokenizer that cuts the synthetic items as Qwen's does: a token per word, one per digit
-    (a byte-level BPE over the same split, trained on 3,000 further synthetic problems until
-    every word of theirs is whole). The tiny model's 1,024-token BPE cut them in ~1.7x as many
-    tokens, and the prompts ran ~1.7x longer than real ones."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
+    (the tiny model's byte-level BPE, trained on 3,000 further synthetic problems until every
+    word of theirs is whole). The tiny model's own 1,024 tokens cut them in ~1.7x as many, and
+    the prompts ran ~1.7x longer than real ones."""
     from posttrainbench.embedded import tiny_model
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Digits(individual_digits=True),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
-        ]
-    )
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=8192,
-        special_tokens=[tiny_model.EOS],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
     rng = random.Random(1)  # make_data's items come from seed 0
     corpus = [" ".join(_problem(rng)) for _ in range(3000)] + tiny_model._corpus()
-    tok.train_from_iterator(corpus, trainer=trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        eos_token=tiny_model.EOS,
-        pad_token=tiny_model.EOS,
-        padding_side="left",
-    )
+    return tiny_model.build_tokenizer(corpus, vocab_size=8192)
 
 
 def build_model(dest: Path, shape: dict[str, object], tokenizer: str = "words") -> int:

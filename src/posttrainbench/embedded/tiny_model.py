@@ -105,7 +105,11 @@ def _corpus() -> list[str]:
     return [SEED_TEXT * 50, *texts]
 
 
-def build_tokenizer():  # type: ignore[no-untyped-def]
+def build_tokenizer(  # type: ignore[no-untyped-def]
+    corpus: list[str] | None = None, vocab_size: int = VOCAB_SIZE
+):
+    """The tiny model's byte-level BPE (digits one by one), trained on `corpus` (default: the
+    shipped one) up to `vocab_size` tokens."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -120,12 +124,12 @@ def build_tokenizer():  # type: ignore[no-untyped-def]
     )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE,
+        vocab_size=vocab_size,
         special_tokens=[EOS],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_corpus(), trainer=trainer)
+    tok.train_from_iterator(_corpus() if corpus is None else corpus, trainer=trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token=EOS,
