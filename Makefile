@@ -39,7 +39,8 @@ lint: setup
 
 # The suite on $(WORKERS) workers (a file stays whole on one worker, so a module's fixtures run
 # once), then the tests marked `alone` by themselves: they train for a fixed time or wait on
-# another process's timing, so a shared CPU would change what they measure. pytest exits 5 when it collected no test: a failure here.
+# another process's timing, so a shared CPU would change what they measure. pytest exits 5 when
+# it collected no test: a failure here.
 WORKERS ?= 2
 test: system lint
 	$(PY) -m pytest -n $(WORKERS) --dist loadfile -m "not alone" --durations=30; a=$$?; \
